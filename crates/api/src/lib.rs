@@ -1,0 +1,12 @@
+//! Kubernetes API machinery for skiff, with no I/O: the resource registry, per-kind
+//! strategies (defaulting, validation), label and field selectors, and the `Status`
+//! errors every failure maps to.
+
+pub mod builtins;
+pub mod error;
+mod kinds;
+pub mod registry;
+pub mod strategy;
+
+pub use error::{ApiError, ApiResult, FieldError, Target};
+pub use registry::{NameRule, Registry, ResourceDef, Subresources};

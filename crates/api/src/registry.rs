@@ -1,0 +1,126 @@
+//! The resource registry: which resources exist, how they are named and addressed, and
+//! which strategy handles their writes. Data, not code paths, so that custom resources
+//! can be added at run time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::strategy::Strategy;
+
+/// How an object's name is validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain (most kinds).
+    DnsSubdomain,
+    /// RFC 1123 label (namespaces, services).
+    DnsLabel,
+    /// RFC 1035 label (services: must start with a letter).
+    Dns1035Label,
+    /// Anything but "." "..", or containing "/" or "%" (RBAC kinds).
+    PathSegment,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subresources {
+    pub status: bool,
+    pub scale: bool,
+    /// pods/binding
+    pub binding: bool,
+}
+
+/// One served resource: group/version/kind and its REST names.
+pub struct ResourceDef {
+    /// API group, "" for core.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The URL segment: `pods`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    pub subresources: Subresources,
+    pub name_rule: NameRule,
+    /// Whether metadata.generation is kept (bumped when the spec changes).
+    pub tracks_generation: bool,
+    /// Whether an update with no resourceVersion is allowed (an unconditional write).
+    pub allow_unconditional_update: bool,
+    pub strategy: Arc<dyn Strategy>,
+}
+
+impl ResourceDef {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store key prefix for all objects of this resource, ending in `/`.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() { "core" } else { self.group };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// The prefix for one namespace (or all of the resource when `namespace` is None or
+    /// the resource is cluster-scoped).
+    pub fn list_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.list_prefix(namespace))
+    }
+
+    /// The verbs discovery advertises.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    }
+}
+
+/// All served resources, looked up by group/version/plural or by kind.
+#[derive(Default)]
+pub struct Registry {
+    resources: RwLock<Vec<Arc<ResourceDef>>>,
+    by_path: RwLock<HashMap<(String, String, String), Arc<ResourceDef>>>,
+}
+
+impl Registry {
+    pub fn new(defs: impl IntoIterator<Item = ResourceDef>) -> Self {
+        let registry = Self::default();
+        for def in defs {
+            registry.add(def);
+        }
+        registry
+    }
+
+    /// Adds (or replaces) a resource.
+    pub fn add(&self, def: ResourceDef) {
+        let def = Arc::new(def);
+        let path = (def.group.to_string(), def.version.to_string(), def.plural.to_string());
+        let mut resources = self.resources.write().unwrap_or_else(|e| e.into_inner());
+        resources.retain(|r| (r.group, r.version, r.plural) != (def.group, def.version, def.plural));
+        resources.push(def.clone());
+        self.by_path.write().unwrap_or_else(|e| e.into_inner()).insert(path, def);
+    }
+
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        let key = (group.to_string(), version.to_string(), plural.to_string());
+        self.by_path.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()
+    }
+
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceDef>> {
+        self.all().into_iter().find(|r| r.group == group && r.kind == kind)
+    }
+
+    /// Every resource, in registration order.
+    pub fn all(&self) -> Vec<Arc<ResourceDef>> {
+        self.resources.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
