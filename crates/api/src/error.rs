@@ -150,7 +150,7 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     NotAcceptable(String),
-    #[error("{0}")]
+    #[error("{} {:?} is invalid", .0.kind, .0.name)]
     Invalid(Target, Vec<FieldError>),
     #[error("{0}")]
     RequestEntityTooLarge(String),
