@@ -7,6 +7,8 @@ pub mod error;
 mod kinds;
 pub mod registry;
 pub mod strategy;
+pub mod validation;
+pub mod selector;
 
 pub use error::{ApiError, ApiResult, FieldError, Target};
 pub use registry::{NameRule, Registry, ResourceDef, Subresources};
