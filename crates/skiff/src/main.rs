@@ -1,1 +1,108 @@
-fn main() {}
+//! `skiff`: Kubernetes in one binary.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use skiff_store::compactor::{self, CompactionPolicy};
+use skiff_store::{memory::MemoryStore, sqlite::SqliteStore, Store};
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "Kubernetes in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: API server on an embedded store.
+    Server(ServerArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StoreKind {
+    /// Durable embedded SQLite database under the data directory.
+    Sqlite,
+    /// In memory only: everything is lost on exit (for tests).
+    Memory,
+}
+
+#[derive(Parser)]
+struct ServerArgs {
+    /// Where the database, certificates and kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Extra names or IPs for the serving certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// The range ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// This node's IP (detected from the default route when unset).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreKind,
+    /// Keep store history at least this many seconds (watch resume window).
+    #[arg(long, default_value_t = 300)]
+    history_seconds: u64,
+    /// Keep at least this many of the latest revisions of history.
+    #[arg(long, default_value_t = 10_000)]
+    history_revisions: i64,
+}
+
+fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
+    Ok(match args.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Sqlite => {
+            let dir = args.data_dir.join("db");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Arc::new(SqliteStore::open(&dir.join("state.db"))?)
+        }
+    })
+}
+
+async fn server(args: ServerArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let store = open_store(&args)?;
+    let policy = CompactionPolicy {
+        keep_for: std::time::Duration::from_secs(args.history_seconds),
+        keep_revisions: args.history_revisions,
+        ..CompactionPolicy::default()
+    };
+    compactor::spawn(store.clone(), policy);
+    let mut config = skiff_apiserver::Config::new(&args.data_dir);
+    config.listen = SocketAddr::new(args.bind_address, args.https_listen_port);
+    config.tls_sans = args.tls_san.clone();
+    config.service_cidr = args.service_cidr.parse().map_err(anyhow::Error::msg)?;
+    config.node_ip = args.node_ip;
+    let server = skiff_apiserver::start(config, store).await?;
+    eprintln!(
+        "skiff server ready on https://{} in {} ms\n  export KUBECONFIG={}\n  kubectl get namespaces",
+        server.addr,
+        started.elapsed().as_millis(),
+        server.kubeconfig.display()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}

@@ -16,8 +16,10 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod compactor;
+mod keys;
 pub mod memory;
 pub mod sqlite;
+mod watch;
 
 /// A store revision. Revision 0 means "before anything was written".
 pub type Revision = i64;

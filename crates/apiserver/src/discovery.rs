@@ -1,0 +1,124 @@
+//! Legacy discovery documents (/api, /apis, /apis/GROUP, and the resource lists) and
+//! /version, built from the registry.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use skiff_api::Registry;
+
+/// The Kubernetes minor whose API skiff serves (the pinned k8s-openapi feature).
+pub const KUBE_MINOR: &str = "33";
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v1.{KUBE_MINOR}.0+skiff-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+/// The architecture as Kubernetes names it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub fn core_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": server_address }],
+    })
+}
+
+/// Groups (other than core) in registration order, with their versions.
+fn groups(registry: &Registry) -> BTreeMap<&'static str, Vec<&'static str>> {
+    let mut groups: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+    for def in registry.all() {
+        if def.group.is_empty() {
+            continue;
+        }
+        let versions = groups.entry(def.group).or_default();
+        if !versions.contains(&def.version) {
+            versions.push(def.version);
+        }
+    }
+    groups
+}
+
+fn group_doc(name: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions.iter().map(|v| json!({ "groupVersion": format!("{name}/{v}"), "version": v })).collect();
+    json!({ "name": name, "versions": versions, "preferredVersion": versions[0] })
+}
+
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = groups(registry).iter().map(|(name, versions)| group_doc(name, versions)).collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+pub fn group(registry: &Registry, name: &str) -> Option<Value> {
+    let groups = groups(registry);
+    let versions = groups.get(name)?;
+    let mut doc = group_doc(name, versions);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<_> = registry.all().into_iter().filter(|d| d.group == group && d.version == version).collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for def in defs {
+        let mut entry = json!({
+            "name": def.plural,
+            "singularName": def.singular,
+            "namespaced": def.namespaced,
+            "kind": def.kind,
+            "verbs": def.verbs(),
+        });
+        if !def.short_names.is_empty() {
+            entry["shortNames"] = json!(def.short_names);
+        }
+        if !def.categories.is_empty() {
+            entry["categories"] = json!(def.categories);
+        }
+        resources.push(entry);
+        let sub = |name: &str, kind: &str, group: &str, verbs: &[&str]| {
+            let mut e = json!({
+                "name": format!("{}/{name}", def.plural), "singularName": "", "namespaced": def.namespaced,
+                "kind": kind, "verbs": verbs,
+            });
+            if !group.is_empty() {
+                e["group"] = json!(group);
+                e["version"] = json!("v1");
+            }
+            e
+        };
+        if def.subresources.status {
+            resources.push(sub("status", def.kind, "", &["get", "patch", "update"]));
+        }
+        if def.subresources.scale {
+            resources.push(sub("scale", "Scale", "autoscaling", &["get", "patch", "update"]));
+        }
+        if def.subresources.binding {
+            resources.push(sub("binding", "Binding", "", &["create"]));
+        }
+        if def.group.is_empty() && def.plural == "namespaces" {
+            resources.push(sub("finalize", "Namespace", "", &["update"]));
+        }
+    }
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }))
+}

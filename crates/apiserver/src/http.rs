@@ -1,0 +1,294 @@
+//! The HTTP edge: authentication, routing to REST verbs, content negotiation, and
+//! mapping every error to a `Status` response.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use skiff_api::{ApiError, ResourceDef};
+
+use crate::discovery;
+use crate::patch::{self, PatchType};
+use crate::pki::UserInfo;
+use crate::request::{route, Query, ResourcePath, Route};
+use crate::rest::{Addr, Api, DeleteOptions, Reply, WriteKind};
+
+/// Requests larger than this are refused (Kubernetes' limit is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct App {
+    pub api: Api,
+    /// host:port clients use, for /api's serverAddressByClientCIDRs.
+    pub advertise: String,
+}
+
+fn json_response(code: u16, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn value_response(code: u16, body: &Value) -> Response<Body> {
+    json_response(code, Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
+}
+
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    if error.code() >= 500 {
+        tracing::warn!(%error, "request failed");
+    }
+    value_response(error.code(), &error.status())
+}
+
+fn reply_response(reply: Reply) -> Response<Body> {
+    let mut response = value_response(reply.code, &reply.body);
+    for warning in &reply.warnings {
+        // RFC 7234 warn-code 299 with warn-agent "-", as Kubernetes sends them.
+        let text = format!("299 - {}", serde_json::Value::String(warning.clone()));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+/// Paths served without authentication.
+fn is_public(path: &str) -> bool {
+    matches!(path.trim_end_matches('/'), "/livez" | "/readyz" | "/healthz" | "/version")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+        || path.starts_with("/healthz/")
+}
+
+pub async fn handle(app: Arc<App>, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    let user = request.extensions().get::<UserInfo>().cloned();
+    let response = match serve(&app, user, request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    };
+    Ok(response)
+}
+
+async fn serve(app: &App, user: Option<UserInfo>, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_string();
+    if is_public(&path) {
+        return Ok(match path.trim_end_matches('/') {
+            "/version" => value_response(200, &discovery::version()),
+            _ => {
+                let mut r = Response::new(Body::from("ok"));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                r
+            }
+        });
+    }
+    if user.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    check_accept(request.headers())?;
+    let registry = &app.api.registry;
+    let not_found = || ApiError::NotFoundPath("the server could not find the requested resource".into());
+    if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        let doc = match rest.trim_matches('/') {
+            "" => Some(crate::openapi::root(registry)),
+            gv => crate::openapi::group_version(registry, gv),
+        };
+        return doc.map(|d| value_response(200, &d)).ok_or_else(not_found);
+    }
+    match route(&path) {
+        Route::CoreVersions => Ok(value_response(200, &discovery::core_versions(&app.advertise))),
+        Route::Groups => Ok(value_response(200, &discovery::group_list(registry))),
+        Route::Group(group) => discovery::group(registry, &group).map(|d| value_response(200, &d)).ok_or_else(not_found),
+        Route::Resources { group, version } => discovery::resource_list(registry, &group, &version)
+            .map(|d| value_response(200, &d))
+            .ok_or_else(not_found),
+        Route::Resource(target) => {
+            let def = registry.get(&target.group, &target.version, &target.plural).ok_or_else(not_found)?;
+            resource(app, &def, target, request).await
+        }
+        Route::Other => Err(not_found()),
+    }
+}
+
+/// Only JSON is served; a client that accepts nothing else gets 406.
+fn check_accept(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let acceptable = accept.split(',').any(|part| {
+        let media = part.split(';').next().unwrap_or("").trim();
+        matches!(media, "application/json" | "*/*" | "application/*" | "" | "application/json-patch+json" | "application/merge-patch+json")
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable(format!("only the following media types are accepted: application/json (got {accept:?})")))
+    }
+}
+
+async fn read_body(request: Request<hyper::body::Incoming>) -> Result<(http::request::Parts, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|_| ApiError::RequestEntityTooLarge("the request body is too large (limit 3 MiB)".into()))?
+        .to_bytes();
+    Ok((parts, bytes))
+}
+
+/// Decodes a JSON or YAML request body into an object.
+fn decode_body(parts: &http::request::Parts, body: &[u8]) -> Result<Value, ApiError> {
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/json" | "" | "*/*" => crate::rest::parse_object(body),
+        "application/yaml" => {
+            let value: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+            if value.is_object() {
+                Ok(value)
+            } else {
+                Err(ApiError::BadRequest("the body of the request must be an object".into()))
+            }
+        }
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+        ))),
+    }
+}
+
+async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, ApiError> {
+    let api = &app.api;
+    let query = Query::parse(request.uri().query());
+    let method = request.method().clone();
+    if target.namespace.is_some() && !def.namespaced {
+        return Err(ApiError::NotFoundPath("the server could not find the requested resource".into()));
+    }
+    let namespace = target.namespace.as_deref();
+    let subresource = target.subresource.as_deref();
+    if let Some(sub) = subresource {
+        let known = match sub {
+            "status" => def.subresources.status,
+            "scale" => def.subresources.scale,
+            "binding" => def.subresources.binding,
+            "finalize" => def.group.is_empty() && def.plural == "namespaces",
+            _ => false,
+        };
+        if !known {
+            return Err(ApiError::NotFoundPath("the server could not find the requested resource".into()));
+        }
+    }
+    let Some(name) = target.name.as_deref() else {
+        // Collection verbs.
+        return match method {
+            Method::GET if target.watch_path || query.flag("watch") => {
+                let stream = api.watch(def, namespace, &query).await?;
+                let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
+                let mut response = Response::new(body);
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Ok(response)
+            }
+            Method::GET => Ok(json_response(200, api.list(def, namespace, &query).await?)),
+            Method::POST => {
+                let (parts, body) = read_body(request).await?;
+                let object = decode_body(&parts, &body)?;
+                Ok(reply_response(api.create(def, namespace, object, &query).await?))
+            }
+            Method::DELETE => {
+                let (_, body) = read_body(request).await?;
+                let options = DeleteOptions::parse(&query, &body)?;
+                Ok(reply_response(api.delete_collection(def, namespace, &query, &options).await?))
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    };
+    if def.namespaced && namespace.is_none() {
+        return Err(ApiError::NotFoundPath("the server could not find the requested resource".into()));
+    }
+    let addr = Addr { def, namespace, name };
+    match (method, subresource) {
+        (Method::GET, Some("scale")) => Ok(reply_response(api.get_scale(&addr).await?)),
+        (Method::GET, None | Some("status")) => Ok(reply_response(api.get(&addr, &query).await?)),
+        (Method::POST, Some("binding")) => {
+            let (parts, body) = read_body(request).await?;
+            let binding = decode_body(&parts, &body)?;
+            Ok(reply_response(api.bind(&addr, binding, &query).await?))
+        }
+        (Method::PUT, Some("scale")) => {
+            let (_, body) = read_body(request).await?;
+            Ok(reply_response(api.update_scale(&addr, None, &body, &query).await?))
+        }
+        (Method::PUT, sub) => {
+            let kind = WriteKind::for_subresource(sub)?;
+            let (parts, body) = read_body(request).await?;
+            let object = decode_body(&parts, &body)?;
+            Ok(reply_response(api.update(&addr, kind, object, &query).await?))
+        }
+        (Method::PATCH, sub) => {
+            let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let kind = PatchType::from_content_type(&content_type)?;
+            let (_, body) = read_body(request).await?;
+            if sub == Some("scale") {
+                return Ok(reply_response(api.update_scale(&addr, Some(kind), &body, &query).await?));
+            }
+            let write = WriteKind::for_subresource(sub)?;
+            if write == WriteKind::Finalize {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            Ok(reply_response(api.patch(&addr, write, kind, &body, &query).await?))
+        }
+        (Method::DELETE, None) => {
+            let (_, body) = read_body(request).await?;
+            let options = DeleteOptions::parse(&query, &body)?;
+            Ok(reply_response(api.delete(&addr, &options).await?))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+impl Api {
+    pub async fn patch(&self, addr: &Addr<'_>, write: WriteKind, kind: PatchType, body: &[u8], query: &Query) -> Result<Reply, ApiError> {
+        let parsed = patch::parse(kind, body)?;
+        // A resourceVersion inside the patch is a precondition, as in Kubernetes.
+        let precondition = match kind {
+            PatchType::Merge => parsed["metadata"]["resourceVersion"].as_str().map(crate::rest::parse_rv).transpose()?,
+            _ => None,
+        };
+        let def = addr.def;
+        let validation = crate::rest::FieldValidation::from_query(query)?;
+        self.write_with_retry(
+            addr,
+            precondition,
+            query,
+            |old| {
+                let patched = patch::apply(kind, old, &parsed)?;
+                crate::rest::decode_as(def, patched, validation).map(|(object, _)| object)
+            },
+            write,
+        )
+        .await
+    }
+
+    pub async fn delete_collection(&self, def: &ResourceDef, namespace: Option<&str>, query: &Query, options: &DeleteOptions) -> Result<Reply, ApiError> {
+        let list: Value = serde_json::from_slice(&self.list(def, namespace, query).await?).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut deleted = Vec::new();
+        for item in list["items"].as_array().into_iter().flatten() {
+            let name = item["metadata"]["name"].as_str().unwrap_or_default();
+            let ns = item["metadata"]["namespace"].as_str();
+            let addr = Addr { def, namespace: ns, name };
+            match self.delete(&addr, options).await {
+                Ok(_) => deleted.push(item.clone()),
+                Err(ApiError::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(Reply::ok(serde_json::json!({
+            "kind": format!("{}List", def.kind),
+            "apiVersion": def.api_version(),
+            "metadata": { "resourceVersion": list["metadata"]["resourceVersion"] },
+            "items": deleted,
+        })))
+    }
+}

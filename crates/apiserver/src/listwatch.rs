@@ -1,0 +1,342 @@
+//! LIST and WATCH: selectors, pagination with continue tokens, resourceVersion
+//! semantics, and watch streams (including streaming lists with initial events).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::Stream;
+use serde_json::{json, Value};
+use skiff_api::selector::{FieldSelector, LabelSelector};
+use skiff_api::{ApiError, ResourceDef};
+use skiff_store::{RangeRequest, Revision};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::request::Query;
+use crate::rest::{parse_rv, Api};
+use crate::watchcache::{decode, CacheEvent, CacheEventKind, CachedObject};
+
+/// Label and field selectors of a request, checked against the resource's fields.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn parse(def: &ResourceDef, query: &Query) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or("")).map_err(ApiError::BadRequest)?;
+        let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or("")).map_err(ApiError::BadRequest)?;
+        for requirement in fields.requirements() {
+            let field = requirement.field.as_str();
+            let supported = matches!(field, "metadata.name" | "metadata.namespace") || known_fields(def).contains(&field);
+            if !supported {
+                return Err(ApiError::BadRequest(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+        }
+        Ok(Filter { labels, fields })
+    }
+
+    pub fn matches(&self, object: &CachedObject) -> bool {
+        self.labels.matches(&object.labels) && self.fields.matches(|f| object.field(f))
+    }
+}
+
+/// The field names a kind's strategy reports, found from a sample of its own output.
+fn known_fields(def: &ResourceDef) -> Vec<&'static str> {
+    let sample = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": "x"}, "spec": {}, "status": {}});
+    let sample = def.strategy.decode(sample).unwrap_or(Value::Null);
+    def.strategy.fields(&sample).into_iter().map(|(k, _)| k).collect()
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: Revision,
+    start: String,
+}
+
+fn encode_continue(rv: Revision, last_key: &str) -> String {
+    let token = serde_json::to_vec(&ContinueToken { rv, start: last_key.to_string() }).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+}
+
+fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()))
+}
+
+const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+/// A list response body built from ready JSON: header, items, continue.
+fn list_body(def: &ResourceDef, revision: Revision, items: &[Arc<CachedObject>], next: Option<String>) -> Bytes {
+    let mut metadata = json!({ "resourceVersion": revision.to_string() });
+    if let Some(next) = next {
+        metadata["continue"] = json!(next);
+    }
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        def.kind,
+        def.api_version(),
+        metadata
+    );
+    let size = head.len() + items.iter().map(|i| i.json.len() + 1).sum::<usize>() + 2;
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(head.as_bytes());
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&item.json);
+    }
+    out.put_slice(b"]}");
+    out.freeze()
+}
+
+impl Api {
+    pub async fn list(&self, def: &ResourceDef, namespace: Option<&str>, query: &Query) -> Result<Bytes, ApiError> {
+        let filter = Filter::parse(def, query)?;
+        let prefix = def.list_prefix(namespace);
+        let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
+        let rv = query.get("resourceVersion");
+        let rv_match = query.get("resourceVersionMatch");
+        if let Some(token) = query.get("continue") {
+            if rv.is_some() {
+                return Err(ApiError::BadRequest("specifying resource version is not allowed when using continue".into()));
+            }
+            let token = decode_continue(token)?;
+            return self.list_from_store(def, &prefix, &filter, limit, token.rv, Some(token.start)).await;
+        }
+        match (rv, rv_match) {
+            (Some(rv), Some("Exact")) => {
+                let rv = parse_rv(rv)?;
+                self.list_from_store(def, &prefix, &filter, limit, rv, None).await
+            }
+            (None, Some(m)) => Err(ApiError::BadRequest(format!("resourceVersionMatch is forbidden unless resourceVersion is provided (got {m:?})"))),
+            (_, Some(m)) if m != "NotOlderThan" => Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+            ))),
+            // Paginated consistent reads go to the store so later pages see the same snapshot.
+            (None, None) if limit > 0 => {
+                let current = self.store.current_revision().await.map_err(store_error_to_api)?;
+                self.list_from_store(def, &prefix, &filter, limit, current, None).await
+            }
+            (rv, _) => {
+                let min = match rv {
+                    None => self.sync_cache().await?,
+                    Some(rv) => parse_rv(rv)?,
+                };
+                if !self.cache.wait_for(min, Duration::from_secs(3)).await {
+                    return Err(ApiError::Timeout(format!("Too large resource version: {min}, current: {}", self.cache.revision())));
+                }
+                let (mut items, revision) = self.cache.list(&prefix, |o| filter.matches(o));
+                let mut next = None;
+                if limit > 0 && items.len() > limit {
+                    items.truncate(limit);
+                    next = items.last().map(|last| encode_continue(revision, &last.key));
+                }
+                Ok(list_body(def, revision, &items, next))
+            }
+        }
+    }
+
+    /// A list read from the store at `revision`, filling pages until `limit` matches.
+    async fn list_from_store(
+        &self,
+        def: &ResourceDef,
+        prefix: &str,
+        filter: &Filter,
+        limit: usize,
+        revision: Revision,
+        mut start_after: Option<String>,
+    ) -> Result<Bytes, ApiError> {
+        let mut items = Vec::new();
+        loop {
+            let request = RangeRequest {
+                prefix: prefix.to_string(),
+                start_after: start_after.clone(),
+                limit: if limit == 0 { 0 } else { (limit - items.len()).max(1) },
+                revision: Some(revision),
+            };
+            let page = self.store.range(request).await.map_err(|e| match e {
+                skiff_store::Error::Compacted { .. } => ApiError::Expired(EXPIRED_CONTINUE.into()),
+                other => store_error_to_api(other),
+            })?;
+            start_after = page.kvs.last().map(|kv| kv.key.clone());
+            items.extend(
+                page.kvs
+                    .iter()
+                    .filter_map(|kv| decode(&self.registry, kv))
+                    .filter(|o| filter.matches(o))
+                    .map(Arc::new),
+            );
+            let full = limit > 0 && items.len() >= limit;
+            if !page.more || full {
+                let next = if page.more { start_after.as_deref().map(|k| encode_continue(revision, k)) } else { None };
+                return Ok(list_body(def, revision, &items, next));
+            }
+        }
+    }
+
+    pub async fn watch(&self, def: &ResourceDef, namespace: Option<&str>, query: &Query) -> Result<impl Stream<Item = Bytes> + Send + 'static, ApiError> {
+        let filter = Filter::parse(def, query)?;
+        let prefix = def.list_prefix(namespace);
+        let bookmarks = query.flag("allowWatchBookmarks");
+        let timeout = Duration::from_secs(query.int("timeoutSeconds")?.unwrap_or(1800).clamp(1, 3600) as u64);
+        let rv = query.get("resourceVersion");
+        let send_initial = match query.get("sendInitialEvents") {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
+        if send_initial.is_some() && query.get("resourceVersionMatch") != Some("NotOlderThan") {
+            return Err(ApiError::Invalid(
+                skiff_api::Target::default(),
+                vec![skiff_api::FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")],
+            ));
+        }
+        let kind = WatchKind { kind: def.kind, api_version: def.api_version() };
+
+        // Start from the current state (synthetic ADDED events) or from a revision.
+        let initial = send_initial.unwrap_or(matches!(rv, None | Some("0")));
+        let mut first: Vec<Bytes> = Vec::new();
+        let (replay, through, live) = if initial {
+            if rv.is_none() {
+                self.sync_cache().await?;
+            } else if let Some(rv) = rv.map(parse_rv).transpose()? {
+                self.cache.wait_for(rv, Duration::from_secs(3)).await;
+            }
+            let (objects, revision, live) = self.cache.snapshot_and_watch(&prefix);
+            first.extend(objects.iter().filter(|o| filter.matches(o)).map(|o| event_line("ADDED", &o.json)));
+            if send_initial == Some(true) && bookmarks {
+                first.push(kind.bookmark(revision, true));
+            }
+            (Vec::new(), revision, live)
+        } else {
+            let from = parse_rv(rv.unwrap_or("0"))?;
+            if !self.cache.wait_for(from, Duration::from_secs(3)).await {
+                return Err(ApiError::Timeout(format!("Too large resource version: {from}, current: {}", self.cache.revision())));
+            }
+            match self.cache.watch_from(from) {
+                Ok(parts) => parts,
+                Err(oldest) => {
+                    let status = ApiError::Expired(format!("too old resource version: {from} ({oldest})")).status();
+                    let line = error_line(&status);
+                    return Ok(futures::stream::iter(vec![line]).left_stream());
+                }
+            }
+        };
+        for event in &replay {
+            if event.object.key.starts_with(&prefix) {
+                first.extend(render(event, &filter));
+            }
+        }
+        let state = WatchState { live, through, prefix, filter, kind, bookmarks, last_sent: through };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = futures::stream::iter(first).chain(futures::stream::unfold(state, move |mut state| async move {
+            loop {
+                let tick = tokio::time::sleep(Duration::from_secs(30));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return None,
+                    _ = tick, if state.bookmarks => {
+                        if state.through > state.last_sent {
+                            state.last_sent = state.through;
+                            let line = state.kind.bookmark(state.through, false);
+                            return Some((line, state));
+                        }
+                    }
+                    received = state.live.recv() => match received {
+                        Ok(event) => {
+                            if event.revision <= state.through {
+                                continue;
+                            }
+                            state.through = event.revision;
+                            if !event.object.key.starts_with(&state.prefix) {
+                                continue;
+                            }
+                            if let Some(line) = render(&event, &state.filter) {
+                                state.last_sent = event.revision;
+                                return Some((line, state));
+                            }
+                        }
+                        // A watcher too slow to keep up is closed; the client resumes from
+                        // its last resourceVersion.
+                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        }));
+        Ok(stream.right_stream())
+    }
+}
+
+use futures::StreamExt;
+
+struct WatchState {
+    live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
+    through: Revision,
+    prefix: String,
+    filter: Filter,
+    kind: WatchKind,
+    bookmarks: bool,
+    last_sent: Revision,
+}
+
+struct WatchKind {
+    kind: &'static str,
+    api_version: String,
+}
+
+impl WatchKind {
+    fn bookmark(&self, revision: Revision, initial_end: bool) -> Bytes {
+        let mut object = json!({
+            "kind": self.kind,
+            "apiVersion": self.api_version,
+            "metadata": { "resourceVersion": revision.to_string(), "creationTimestamp": null },
+        });
+        if initial_end {
+            object["metadata"]["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let mut line = serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": object })).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(object.len() + 32);
+    out.put_slice(b"{\"type\":\"");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\",\"object\":");
+    out.put_slice(object);
+    out.put_slice(b"}\n");
+    out.freeze()
+}
+
+fn error_line(status: &Value) -> Bytes {
+    event_line("ERROR", status.to_string().as_bytes())
+}
+
+/// The watch event a change means to a filtered watcher: an object entering the
+/// selection is ADDED, one leaving it is DELETED.
+fn render(event: &CacheEvent, filter: &Filter) -> Option<Bytes> {
+    let now = filter.matches(&event.object);
+    let before = event.prev.as_ref().is_some_and(|p| filter.matches(p));
+    let kind = match event.kind {
+        CacheEventKind::Added if now => "ADDED",
+        CacheEventKind::Modified if now && before => "MODIFIED",
+        CacheEventKind::Modified if now => "ADDED",
+        CacheEventKind::Modified if before => "DELETED",
+        CacheEventKind::Deleted if now || before => "DELETED",
+        _ => return None,
+    };
+    Some(event_line(kind, &event.object.json))
+}
+
+fn store_error_to_api(error: skiff_store::Error) -> ApiError {
+    ApiError::Internal(error.to_string())
+}

@@ -1,0 +1,200 @@
+//! Starting the API server: store, watch cache, PKI, bootstrap objects, and the HTTPS
+//! listener with client-certificate authentication.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use skiff_api::builtins::builtin_registry;
+use skiff_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::App;
+use crate::pki::{Pki, ServingNames, UserInfo};
+use crate::request::Query;
+use crate::rest::Api;
+use crate::services::{Cidr, ServiceAllocator};
+use crate::watchcache::WatchCache;
+
+/// Events the watch cache keeps for watches that resume from a resourceVersion.
+const WATCH_WINDOW: usize = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls_sans: Vec<String>,
+    pub service_cidr: Cidr,
+    /// The address written into the kubeconfig and advertised; detected when None.
+    pub node_ip: Option<IpAddr>,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 6443)),
+            tls_sans: Vec::new(),
+            service_cidr: "10.43.0.0/16".parse().expect("valid literal"),
+            node_ip: None,
+        }
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig.yaml")
+    }
+}
+
+/// A running API server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub pki: Pki,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// The address of the interface that routes to the outside, found without sending
+/// anything (connecting a UDP socket only picks a route).
+pub fn detect_node_ip() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    socket.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let certs = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Objects every cluster has: the system namespaces and the `kubernetes` Service.
+async fn bootstrap(api: &Api, config: &Config, advertise_ip: IpAddr) -> Result<()> {
+    let registry = api.registry.clone();
+    let namespaces = registry.get("", "v1", "namespaces").context("namespaces resource")?;
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        match api.create(&namespaces, None, body, &Query::default()).await {
+            Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => {}
+            Err(error) => anyhow::bail!("creating namespace {name}: {error}"),
+        }
+    }
+    let services = registry.get("", "v1", "services").context("services resource")?;
+    let body = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "kubernetes", "namespace": "default",
+            "labels": { "component": "apiserver", "provider": "kubernetes" } },
+        "spec": {
+            "clusterIP": config.service_cidr.first().to_string(),
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": config.listen.port() }],
+        },
+    });
+    match api.create(&services, Some("default"), body, &Query::default()).await {
+        Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => {}
+        Err(error) => anyhow::bail!("creating the kubernetes service: {error}"),
+    }
+    let endpoints = registry.get("", "v1", "endpoints").context("endpoints resource")?;
+    let body = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": { "name": "kubernetes", "namespace": "default" },
+        "subsets": [{ "addresses": [{ "ip": advertise_ip.to_string() }],
+            "ports": [{ "name": "https", "port": config.listen.port(), "protocol": "TCP" }] }],
+    });
+    match api.create(&endpoints, Some("default"), body, &Query::default()).await {
+        Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => {}
+        Err(error) => anyhow::bail!("creating the kubernetes endpoints: {error}"),
+    }
+    Ok(())
+}
+
+/// Starts serving. `store` is the opened backend.
+pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Server> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let registry = Arc::new(builtin_registry());
+    let cache = WatchCache::start(store.clone(), registry.clone(), WATCH_WINDOW).await?;
+
+    let services = ServiceAllocator::new(config.service_cidr);
+    if let Some(def) = registry.get("", "v1", "services") {
+        let (stored, _) = cache.list(&def.key_prefix(), |_| true);
+        let values: Vec<_> = stored.iter().map(|o| o.value()).collect();
+        services.restore(values.iter());
+    }
+    let api = Api { store, cache, registry, services };
+
+    let node_ip = config.node_ip.or_else(detect_node_ip);
+    let advertise_ip = node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    bootstrap(&api, &config, advertise_ip).await?;
+
+    let pki = Pki::load_or_create(&config.data_dir.join("tls"), &ServingNames::standard(node_ip, &config.tls_sans))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let kubeconfig = config.kubeconfig_path();
+    let host = if config.listen.ip().is_loopback() || config.listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { config.listen.ip().to_string() };
+    pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{host}:{}", addr.port()))?;
+
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
+    let app = Arc::new(App { api, advertise: format!("{advertise_ip}:{}", addr.port()) });
+    let accept = tokio::spawn(accept_loop(listener, acceptor, app));
+    tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
+    Ok(Server { addr, kubeconfig, pki, accept })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: Arc<App>) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(error) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+            };
+            let user = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first()).and_then(|c| UserInfo::from_certificate(c));
+            let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                if let Some(user) = &user {
+                    request.extensions_mut().insert(user.clone());
+                }
+                crate::http::handle(app.clone(), request)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+}
