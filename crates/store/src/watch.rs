@@ -138,3 +138,131 @@ impl Watcher {
         Some(Err(err))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::{EventKind, KeyValue};
+
+    fn event(revision: Revision) -> Event {
+        let kv = KeyValue {
+            key: format!("/k/{revision}"),
+            value: Bytes::new(),
+            create_revision: revision,
+            mod_revision: revision,
+        };
+        Event {
+            kind: EventKind::Put,
+            kv,
+            prev: None,
+        }
+    }
+
+    /// A fake backend: `log` is what history returns; `racer`, if set, is committed (logged
+    /// and published) right after the next history read took its snapshot, the way a
+    /// write can land between a watcher's history read and its first live receive.
+    struct Fake {
+        log: Mutex<Vec<Event>>,
+        live: broadcast::Sender<Arc<Event>>,
+        racer: Mutex<Option<Event>>,
+    }
+
+    impl Fake {
+        fn new(capacity: usize) -> Arc<Self> {
+            let (live, _) = broadcast::channel(capacity);
+            Arc::new(Self {
+                log: Mutex::new(Vec::new()),
+                live,
+                racer: Mutex::new(None),
+            })
+        }
+
+        fn commit(&self, event: Event) {
+            self.log.lock().unwrap().push(event.clone());
+            let _ = self.live.send(Arc::new(event));
+        }
+    }
+
+    impl History for Fake {
+        fn events_after(&self, prefix: &str, after: Revision, limit: usize) -> HistoryFuture {
+            let page: Vec<Event> = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
+                .take(limit)
+                .cloned()
+                .collect();
+            if let Some(racer) = self.racer.lock().unwrap().take() {
+                self.commit(racer);
+            }
+            Box::pin(std::future::ready(Ok(page)))
+        }
+    }
+
+    async fn take(stream: &mut WatchStream, n: usize) -> Vec<Revision> {
+        let mut revisions = Vec::new();
+        for _ in 0..n {
+            let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+            revisions.push(
+                next.expect("hung")
+                    .expect("ended")
+                    .expect("error")
+                    .revision(),
+            );
+        }
+        revisions
+    }
+
+    async fn assert_quiet(stream: &mut WatchStream) {
+        let next = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+        assert!(next.is_err(), "unexpected {next:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_racing_the_history_read_is_delivered_once() {
+        let fake = Fake::new(16);
+        for revision in 1..=3 {
+            fake.commit(event(revision));
+        }
+        *fake.racer.lock().unwrap() = Some(event(4));
+        let mut stream = stream(fake.clone(), fake.live.subscribe(), "/k/".into(), 0);
+        // 1..=3 come from history and again from the ring (deduplicated); 4 was committed
+        // after the history snapshot and comes only from the ring.
+        assert_eq!(take(&mut stream, 4).await, [1, 2, 3, 4]);
+        assert_quiet(&mut stream).await;
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watcher_catches_up_from_history() {
+        let fake = Fake::new(2);
+        fake.commit(event(1));
+        let mut stream = stream(fake.clone(), fake.live.subscribe(), "/k/".into(), 0);
+        assert_eq!(take(&mut stream, 1).await, [1]);
+        // Far more than the ring holds while nobody polls.
+        for revision in 2..=(2 + HISTORY_PAGE as Revision * 2) {
+            fake.commit(event(revision));
+        }
+        let expected: Vec<Revision> = (2..=(2 + HISTORY_PAGE as Revision * 2)).collect();
+        assert_eq!(take(&mut stream, expected.len()).await, expected);
+        assert_quiet(&mut stream).await;
+        fake.commit(event(1000));
+        assert_eq!(take(&mut stream, 1).await, [1000]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_channel_ends_the_stream_with_an_error() {
+        let fake = Fake::new(4);
+        let (live, receiver) = broadcast::channel(4);
+        let mut stream = stream(fake, receiver, String::new(), 0);
+        drop(live);
+        assert!(matches!(stream.next().await, Some(Err(Error::Closed))));
+        assert!(stream.next().await.is_none());
+    }
+}

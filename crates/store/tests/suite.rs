@@ -511,6 +511,10 @@ mod cases {
                             .await
                             .unwrap(),
                     };
+                    // Spread the writes over the time the watchers start.
+                    if i % 10 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
             })
         };

@@ -8,6 +8,9 @@
 //! - Live watch events come from the writer, after commit, over a broadcast channel;
 //!   older events are replayed from the log (see `crate::watch`).
 //! - Compaction runs through the writer in small steps, so writes keep flowing.
+//!
+//! One process owns a database file: the revision counter lives in the writer thread, so
+//! two processes writing the same file would hand out the same revisions.
 
 mod reader;
 mod schema;

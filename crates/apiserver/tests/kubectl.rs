@@ -1,0 +1,180 @@
+//! The real kubectl against an in-process server, with the generated kubeconfig.
+//! Output is checked, not only exit codes.
+
+use skiff_testkit::{fails, ok, TestServer};
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+  labels: {app: web}
+data:
+  color: blue
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+  namespace: shop
+type: Opaque
+data:
+  password: aHVudGVyMg==
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: box
+  namespace: shop
+  labels: {app: web}
+spec:
+  containers:
+  - name: main
+    image: busybox:1.36
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+"#;
+
+fn json(output: &str) -> serde_json::Value {
+    serde_json::from_str(output).unwrap_or_else(|e| panic!("{e}: {output}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_get_label_annotate_delete_every_kind() {
+    let s = TestServer::start().await;
+    let created = ok(&s.kubectl_stdin(&["create", "-f", "-"], MANIFESTS));
+    for line in ["namespace/shop created", "configmap/settings created", "secret/creds created", "pod/box created",
+        "service/web created", "deployment.apps/web created"] {
+        assert!(created.contains(line), "missing {line:?} in {created}");
+    }
+
+    let names = ok(&s.kubectl(&["get", "configmaps,secrets,pods,services,deployments", "-n", "shop", "-o", "name"]));
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["configmap/settings", "secret/creds", "pod/box", "service/web", "deployment.apps/web"]);
+
+    let cm = json(&ok(&s.kubectl(&["get", "configmap", "settings", "-n", "shop", "-o", "json"])));
+    assert_eq!(cm["data"]["color"], "blue");
+    assert_eq!(cm["metadata"]["namespace"], "shop");
+    let yaml = ok(&s.kubectl(&["get", "secret", "creds", "-n", "shop", "-o", "yaml"]));
+    assert!(yaml.contains("password: aHVudGVyMg=="), "{yaml}");
+    assert!(yaml.contains("kind: Secret"));
+    let ns = json(&ok(&s.kubectl(&["get", "namespace", "shop", "-o", "json"])));
+    assert_eq!(ns["status"]["phase"], "Active");
+
+    let svc = json(&ok(&s.kubectl(&["get", "service", "web", "-n", "shop", "-o", "json"])));
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.43."), "{ip}");
+    let jsonpath = ok(&s.kubectl(&["get", "svc", "web", "-n", "shop", "-o", "jsonpath={.spec.clusterIP}"]));
+    assert_eq!(jsonpath, ip);
+
+    assert_eq!(ok(&s.kubectl(&["label", "pod", "box", "-n", "shop", "tier=front"])).trim(), "pod/box labeled");
+    assert_eq!(ok(&s.kubectl(&["annotate", "deployment", "web", "-n", "shop", "owner=team-a"])).trim(), "deployment.apps/web annotated");
+    let labels = ok(&s.kubectl(&["get", "pod", "box", "-n", "shop", "-o", "jsonpath={.metadata.labels}"]));
+    assert_eq!(json(&labels), serde_json::json!({"app": "web", "tier": "front"}));
+    let selected = ok(&s.kubectl(&["get", "pods,configmaps", "-n", "shop", "-l", "tier=front", "-o", "name"]));
+    assert_eq!(selected.trim(), "pod/box");
+    assert_eq!(ok(&s.kubectl(&["label", "pod", "box", "-n", "shop", "tier-"])).trim(), "pod/box unlabeled");
+    let overwrite = fails(&s.kubectl(&["label", "pod", "box", "-n", "shop", "app=db"]));
+    assert!(overwrite.contains("already has a value"), "{overwrite}");
+    let annotation = ok(&s.kubectl(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.metadata.annotations.owner}"]));
+    assert_eq!(annotation, "team-a");
+
+    let missing = fails(&s.kubectl(&["get", "configmap", "nope", "-n", "shop"]));
+    assert!(missing.contains(r#"configmaps "nope" not found"#), "{missing}");
+    let duplicate = fails(&s.kubectl_stdin(&["create", "-f", "-"], MANIFESTS));
+    assert!(duplicate.contains("already exists"), "{duplicate}");
+
+    let deleted = ok(&s.kubectl(&["delete", "configmap", "settings", "-n", "shop"]));
+    assert_eq!(deleted.trim(), r#"configmap "settings" deleted"#);
+    let deleted = ok(&s.kubectl(&["delete", "pods,services,deployments,secrets", "--all", "-n", "shop", "--grace-period=0", "--force"]));
+    for line in [r#"pod "box" force deleted"#, r#"service "web" deleted"#, r#"deployment.apps "web" deleted"#, r#"secret "creds" deleted"#] {
+        assert!(deleted.contains(line), "missing {line:?} in {deleted}");
+    }
+    let empty = s.kubectl(&["get", "all", "-n", "shop", "-o", "name"]);
+    assert_eq!(ok(&empty).trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_uses_optimistic_concurrency() {
+    let s = TestServer::start().await;
+    ok(&s.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: '1'}\n"));
+    let mut current = json(&ok(&s.kubectl(&["get", "cm", "conf", "-o", "json"])));
+    current["data"]["a"] = "2".into();
+    let replaced = ok(&s.kubectl_stdin(&["replace", "-f", "-"], &current.to_string()));
+    assert_eq!(replaced.trim(), "configmap/conf replaced");
+    // The same (now stale) resourceVersion again: a conflict.
+    current["data"]["a"] = "3".into();
+    let conflict = fails(&s.kubectl_stdin(&["replace", "-f", "-"], &current.to_string()));
+    assert!(conflict.contains("the object has been modified"), "{conflict}");
+    assert_eq!(ok(&s.kubectl(&["get", "cm", "conf", "-o", "jsonpath={.data.a}"])), "2");
+    // --force deletes and recreates.
+    let forced = ok(&s.kubectl_stdin(&["replace", "--force", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: '9'}\n"));
+    assert!(forced.contains("configmap/conf replaced") || forced.contains("configmap \"conf\" deleted"), "{forced}");
+    assert_eq!(ok(&s.kubectl(&["get", "cm", "conf", "-o", "jsonpath={.data.a}"])), "9");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_watch_streams_changes() {
+    let s = TestServer::start().await;
+    ok(&s.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n"));
+    let kubeconfig = s.kubeconfig().to_path_buf();
+    let watcher = std::thread::spawn(move || {
+        skiff_testkit::kubectl(&kubeconfig, &["get", "configmaps", "--watch", "-o", "name", "--request-timeout=4s"], None)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    ok(&s.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\n"));
+    ok(&s.kubectl(&["label", "cm", "first", "seen=yes"]));
+    let output = watcher.join().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines, ["configmap/first", "configmap/second", "configmap/first"], "stderr: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_paginated_lists() {
+    let s = TestServer::start().await;
+    let many: String = (0..7)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\n---\n"))
+        .collect();
+    ok(&s.kubectl_stdin(&["create", "-f", "-"], &many));
+    let page = json(&ok(&s.kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=3"])));
+    assert_eq!(page["kind"], "ConfigMapList");
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let token = page["metadata"]["continue"].as_str().unwrap();
+    let next = json(&ok(&s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={token}")])));
+    let names: Vec<_> = next["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["cm-3", "cm-4", "cm-5"]);
+    // kubectl's own chunked get (--chunk-size) reassembles the pages.
+    let all = ok(&s.kubectl(&["get", "cm", "--chunk-size=2", "-o", "name"]));
+    assert_eq!(all.lines().count(), 7, "{all}");
+}
