@@ -92,19 +92,26 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
     Ok(config)
 }
 
+/// Creates an object unless it exists already.
+async fn ensure(api: &Api, plural: &str, namespace: Option<&str>, body: serde_json::Value) -> Result<()> {
+    let def = api.registry.get("", "v1", plural).with_context(|| format!("{plural} resource"))?;
+    let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let addr = crate::rest::Addr { def: &def, namespace, name: &name };
+    if api.get(&addr, &Query::default()).await.is_ok() {
+        return Ok(());
+    }
+    match api.create(&def, namespace, body, &Query::default()).await {
+        Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => Ok(()),
+        Err(error) => anyhow::bail!("creating {plural}/{name}: {}", error.message()),
+    }
+}
+
 /// Objects every cluster has: the system namespaces and the `kubernetes` Service.
 async fn bootstrap(api: &Api, config: &Config, advertise_ip: IpAddr) -> Result<()> {
-    let registry = api.registry.clone();
-    let namespaces = registry.get("", "v1", "namespaces").context("namespaces resource")?;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
-        match api.create(&namespaces, None, body, &Query::default()).await {
-            Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => {}
-            Err(error) => anyhow::bail!("creating namespace {name}: {error}"),
-        }
+        ensure(api, "namespaces", None, json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } })).await?;
     }
-    let services = registry.get("", "v1", "services").context("services resource")?;
-    let body = json!({
+    let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": { "name": "kubernetes", "namespace": "default",
             "labels": { "component": "apiserver", "provider": "kubernetes" } },
@@ -113,22 +120,14 @@ async fn bootstrap(api: &Api, config: &Config, advertise_ip: IpAddr) -> Result<(
             "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": config.listen.port() }],
         },
     });
-    match api.create(&services, Some("default"), body, &Query::default()).await {
-        Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => {}
-        Err(error) => anyhow::bail!("creating the kubernetes service: {error}"),
-    }
-    let endpoints = registry.get("", "v1", "endpoints").context("endpoints resource")?;
-    let body = json!({
+    ensure(api, "services", Some("default"), service).await?;
+    let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": { "name": "kubernetes", "namespace": "default" },
         "subsets": [{ "addresses": [{ "ip": advertise_ip.to_string() }],
             "ports": [{ "name": "https", "port": config.listen.port(), "protocol": "TCP" }] }],
     });
-    match api.create(&endpoints, Some("default"), body, &Query::default()).await {
-        Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => {}
-        Err(error) => anyhow::bail!("creating the kubernetes endpoints: {error}"),
-    }
-    Ok(())
+    ensure(api, "endpoints", Some("default"), endpoints).await
 }
 
 /// Starts serving. `store` is the opened backend.

@@ -41,7 +41,8 @@ impl Answer {
     }
 }
 
-fn tls_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqwest::Client> {
+/// An HTTPS client trusting `ca_pem`, presenting the client certificate `identity` (PEM cert, key).
+pub fn tls_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqwest::Client> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
