@@ -25,6 +25,34 @@ pub struct App {
     pub api: Api,
     /// host:port clients use, for /api's serverAddressByClientCIDRs.
     pub advertise: String,
+    /// Requests being served, other than watches: beyond the limit clients get 429 and
+    /// retry, instead of the server queueing without bound.
+    pub in_flight: InFlight,
+}
+
+/// Limits on concurrent requests, as kube-apiserver's max-requests-inflight (400) and
+/// max-mutating-requests-inflight (200).
+pub struct InFlight {
+    reads: tokio::sync::Semaphore,
+    writes: tokio::sync::Semaphore,
+}
+
+impl InFlight {
+    pub fn new(reads: usize, writes: usize) -> Self {
+        InFlight { reads: tokio::sync::Semaphore::new(reads), writes: tokio::sync::Semaphore::new(writes) }
+    }
+
+    fn admit(&self, method: &Method) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        let pool = if matches!(*method, Method::GET | Method::HEAD) { &self.reads } else { &self.writes };
+        pool.try_acquire()
+            .map_err(|_| ApiError::TooManyRequests("Too many requests, please try again later.".into()))
+    }
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight::new(400, 200)
+    }
 }
 
 fn json_response(code: u16, body: Bytes) -> Response<Body> {
@@ -42,7 +70,11 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     if error.code() >= 500 {
         tracing::warn!(%error, "request failed");
     }
-    value_response(error.code(), &error.status())
+    let mut response = value_response(error.code(), &error.status());
+    if error.code() == 429 {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn reply_response(reply: Reply) -> Response<Body> {
@@ -90,6 +122,8 @@ async fn serve(app: &App, user: Option<UserInfo>, request: Request<hyper::body::
         return Err(ApiError::Unauthorized);
     }
     check_accept(request.headers())?;
+    let is_watch = request.uri().query().is_some_and(|q| Query::parse(Some(q)).flag("watch")) || path.contains("/watch/");
+    let _permit = if is_watch { None } else { Some(app.in_flight.admit(request.method())?) };
     let registry = &app.api.registry;
     let not_found = || ApiError::NotFoundPath("the server could not find the requested resource".into());
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
@@ -290,5 +324,32 @@ impl Api {
             "metadata": { "resourceVersion": list["metadata"]["resourceVersion"] },
             "items": deleted,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_beyond_the_limit_get_429() {
+        let limits = InFlight::new(1, 1);
+        let read = limits.admit(&Method::GET).unwrap();
+        let write = limits.admit(&Method::POST).unwrap();
+        let refused = limits.admit(&Method::GET).unwrap_err();
+        assert_eq!(refused.code(), 429);
+        assert_eq!(refused.reason(), "TooManyRequests");
+        assert_eq!(error_response(&refused).headers()[header::RETRY_AFTER], "1");
+        drop((read, write));
+        assert!(limits.admit(&Method::GET).is_ok(), "a finished request frees its place");
+    }
+
+    #[test]
+    fn only_json_is_acceptable() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf,application/json"));
+        assert!(check_accept(&headers).is_ok());
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
+        assert_eq!(check_accept(&headers).unwrap_err().code(), 406);
     }
 }

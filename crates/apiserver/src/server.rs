@@ -156,7 +156,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Server> {
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{host}:{}", addr.port()))?;
 
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
-    let app = Arc::new(App { api, advertise: format!("{advertise_ip}:{}", addr.port()) });
+    let app = Arc::new(App { api, advertise: format!("{advertise_ip}:{}", addr.port()), in_flight: Default::default() });
     let accept = tokio::spawn(accept_loop(listener, acceptor, app));
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Server { addr, kubeconfig, pki, accept })
