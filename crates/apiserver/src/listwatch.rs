@@ -72,6 +72,16 @@ fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
 
 const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
 
+const EXPIRED_LIST: &str = "The resourceVersion for the provided list is too old.";
+
+/// Rewords an Expired error for the request that met it.
+fn expired_as(error: ApiError, message: &str) -> ApiError {
+    match error {
+        ApiError::Expired(_) => ApiError::Expired(message.into()),
+        other => other,
+    }
+}
+
 /// A list response body built from ready JSON: header, items, continue.
 fn list_body(def: &ResourceDef, revision: Revision, items: &[Arc<CachedObject>], next: Option<String>) -> Bytes {
     let mut metadata = json!({ "resourceVersion": revision.to_string() });
@@ -109,12 +119,12 @@ impl Api {
                 return Err(ApiError::BadRequest("specifying resource version is not allowed when using continue".into()));
             }
             let token = decode_continue(token)?;
-            return self.list_from_store(def, &prefix, &filter, limit, token.rv, Some(token.start)).await;
+            return self.list_from_store(def, &prefix, &filter, limit, token.rv, Some(token.start)).await.map_err(|e| expired_as(e, EXPIRED_CONTINUE));
         }
         match (rv, rv_match) {
             (Some(rv), Some("Exact")) => {
                 let rv = parse_rv(rv)?;
-                self.list_from_store(def, &prefix, &filter, limit, rv, None).await
+                self.list_from_store(def, &prefix, &filter, limit, rv, None).await.map_err(|e| expired_as(e, EXPIRED_LIST))
             }
             (None, Some(m)) => Err(ApiError::BadRequest(format!("resourceVersionMatch is forbidden unless resourceVersion is provided (got {m:?})"))),
             (_, Some(m)) if m != "NotOlderThan" => Err(ApiError::BadRequest(format!(
@@ -163,7 +173,7 @@ impl Api {
                 revision: Some(revision),
             };
             let page = self.store.range(request).await.map_err(|e| match e {
-                skiff_store::Error::Compacted { .. } => ApiError::Expired(EXPIRED_CONTINUE.into()),
+                skiff_store::Error::Compacted { .. } => ApiError::Expired(EXPIRED_LIST.into()),
                 other => store_error_to_api(other),
             })?;
             start_after = page.kvs.last().map(|kv| kv.key.clone());

@@ -22,9 +22,6 @@ use crate::rest::Api;
 use crate::services::{Cidr, ServiceAllocator};
 use crate::watchcache::WatchCache;
 
-/// Events the watch cache keeps for watches that resume from a resourceVersion.
-const WATCH_WINDOW: usize = 10_000;
-
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
@@ -33,6 +30,8 @@ pub struct Config {
     pub service_cidr: Cidr,
     /// The address written into the kubeconfig and advertised; detected when None.
     pub node_ip: Option<IpAddr>,
+    /// Events the watch cache keeps for watches that resume from a resourceVersion.
+    pub watch_window: usize,
 }
 
 impl Config {
@@ -43,6 +42,7 @@ impl Config {
             tls_sans: Vec::new(),
             service_cidr: "10.43.0.0/16".parse().expect("valid literal"),
             node_ip: None,
+            watch_window: 10_000,
         }
     }
 
@@ -134,7 +134,7 @@ async fn bootstrap(api: &Api, config: &Config, advertise_ip: IpAddr) -> Result<(
 pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Server> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let registry = Arc::new(builtin_registry());
-    let cache = WatchCache::start(store.clone(), registry.clone(), WATCH_WINDOW).await?;
+    let cache = WatchCache::start(store.clone(), registry.clone(), config.watch_window).await?;
 
     let services = ServiceAllocator::new(config.service_cidr);
     if let Some(def) = registry.get("", "v1", "services") {

@@ -468,3 +468,32 @@ async fn discovery_lists_resources() {
     let apps = s.get("/apis/apps/v1").await.body;
     assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["name"] == "deployments/scale"));
 }
+
+#[tokio::test]
+async fn history_beyond_the_window_is_gone() {
+    use std::sync::Arc;
+    let store: Arc<dyn skiff_store::Store> = Arc::new(skiff_store::memory::MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_configured(dir, store.clone(), |c| c.watch_window = 5).await.unwrap();
+    let first = rv(&s.post(CM, &configmap("h0")).await.body);
+    for i in 1..10 {
+        s.post(CM, &configmap(&format!("h{i}"))).await;
+    }
+    // The watch cache no longer holds events after `first`: 410 Expired, as an ERROR event.
+    let mut watch = s.watch(&format!("{CM}?watch=true&resourceVersion={first}")).await;
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+
+    // A continue token whose snapshot was compacted away is a 410 too.
+    let page = s.get(&format!("{CM}?limit=2")).await;
+    let token = page.body["metadata"]["continue"].as_str().unwrap().to_string();
+    s.post(CM, &configmap("later")).await;
+    store.compact(store.current_revision().await.unwrap()).await.unwrap();
+    let expired = s.get(&format!("{CM}?limit=2&continue={token}")).await;
+    assert_eq!(expired.code(), 410, "{}", expired.body);
+    assert_eq!(expired.body["reason"], "Expired");
+    let exact = s.get(&format!("{CM}?resourceVersion={first}&resourceVersionMatch=Exact")).await;
+    assert_eq!(exact.code(), 410);
+}

@@ -86,9 +86,15 @@ impl TestServer {
 
     /// A server on `store`, with its data under `dir`.
     pub async fn start_on(dir: tempfile::TempDir, store: Arc<dyn Store>) -> Result<Self> {
+        Self::start_configured(dir, store, |_| {}).await
+    }
+
+    /// A server on `store` with `adjust` applied to its configuration.
+    pub async fn start_configured(dir: tempfile::TempDir, store: Arc<dyn Store>, adjust: impl FnOnce(&mut Config)) -> Result<Self> {
         let mut config = Config::new(dir.path());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.node_ip = Some([127, 0, 0, 1].into());
+        adjust(&mut config);
         let server = skiff_apiserver::start(config, store).await?;
         let pki = &server.pki;
         let client = tls_client(&pki.ca_cert_pem, Some((&pki.admin_cert_pem, &pki.admin_key_pem)))?;
