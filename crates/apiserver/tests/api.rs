@@ -497,3 +497,13 @@ async fn history_beyond_the_window_is_gone() {
     let exact = s.get(&format!("{CM}?resourceVersion={first}&resourceVersionMatch=Exact")).await;
     assert_eq!(exact.code(), 410);
 }
+
+#[tokio::test]
+async fn watch_ends_at_its_timeout() {
+    let s = TestServer::start().await;
+    let started = std::time::Instant::now();
+    let mut watch = s.watch(&format!("{CM}?watch=true&timeoutSeconds=1&resourceVersion=0")).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("the server closes the watch");
+    assert!(end.is_none(), "no events, then the end of the stream: {end:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
