@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
 use crate::registry::{NameRule, Registry, ResourceDef, Subresources};
@@ -81,7 +81,14 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         def::<core::Event>("", "Event", "events", &["ev"], true, NONE),
         def::<core::Node>("", "Node", "nodes", &["no"], false, STATUS),
         def::<core::PersistentVolume>("", "PersistentVolume", "persistentvolumes", &["pv"], false, STATUS),
-        def::<core::PersistentVolumeClaim>("", "PersistentVolumeClaim", "persistentvolumeclaims", &["pvc"], true, STATUS),
+        def::<core::PersistentVolumeClaim>(
+            "",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            &["pvc"],
+            true,
+            STATUS,
+        ),
         def::<core::LimitRange>("", "LimitRange", "limitranges", &["limits"], true, NONE),
         def::<core::ResourceQuota>("", "ResourceQuota", "resourcequotas", &["quota"], true, STATUS),
         workload(def::<apps::Deployment>("apps", "Deployment", "deployments", &["deploy"], true, STATUS_SCALE)),
@@ -94,15 +101,45 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         def::<coordination::Lease>("coordination.k8s.io", "Lease", "leases", &[], true, NONE),
         def::<discovery::EndpointSlice>("discovery.k8s.io", "EndpointSlice", "endpointslices", &[], true, NONE),
         def::<events::Event>("events.k8s.io", "Event", "events", &["ev"], true, NONE),
-        generational(def::<policy::PodDisruptionBudget>("policy", "PodDisruptionBudget", "poddisruptionbudgets", &["pdb"], true, STATUS)),
+        generational(def::<policy::PodDisruptionBudget>(
+            "policy",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            &["pdb"],
+            true,
+            STATUS,
+        )),
         named(def::<rbac::Role>("rbac.authorization.k8s.io", "Role", "roles", &[], true, NONE), NameRule::PathSegment),
-        named(def::<rbac::RoleBinding>("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", &[], true, NONE), NameRule::PathSegment),
-        named(def::<rbac::ClusterRole>("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", &[], false, NONE), NameRule::PathSegment),
-        named(def::<rbac::ClusterRoleBinding>("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", &[], false, NONE), NameRule::PathSegment),
+        named(
+            def::<rbac::RoleBinding>("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", &[], true, NONE),
+            NameRule::PathSegment,
+        ),
+        named(
+            def::<rbac::ClusterRole>("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", &[], false, NONE),
+            NameRule::PathSegment,
+        ),
+        named(
+            def::<rbac::ClusterRoleBinding>(
+                "rbac.authorization.k8s.io",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                &[],
+                false,
+                NONE,
+            ),
+            NameRule::PathSegment,
+        ),
         def::<storage::StorageClass>("storage.k8s.io", "StorageClass", "storageclasses", &["sc"], false, NONE),
         generational(def::<networking::Ingress>("networking.k8s.io", "Ingress", "ingresses", &["ing"], true, STATUS)),
         def::<networking::IngressClass>("networking.k8s.io", "IngressClass", "ingressclasses", &[], false, NONE),
-        generational(def::<networking::NetworkPolicy>("networking.k8s.io", "NetworkPolicy", "networkpolicies", &["netpol"], true, NONE)),
+        generational(def::<networking::NetworkPolicy>(
+            "networking.k8s.io",
+            "NetworkPolicy",
+            "networkpolicies",
+            &["netpol"],
+            true,
+            NONE,
+        )),
         def::<scheduling::PriorityClass>("scheduling.k8s.io", "PriorityClass", "priorityclasses", &["pc"], false, NONE),
     ]
 }

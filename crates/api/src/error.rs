@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 pub enum FieldErrorType {
     Required,
     Invalid,
+    NotFound,
     NotSupported,
     Forbidden,
     Duplicate,
@@ -21,6 +22,7 @@ impl FieldErrorType {
         match self {
             Self::Required => "FieldValueRequired",
             Self::Invalid => "FieldValueInvalid",
+            Self::NotFound => "FieldValueNotFound",
             Self::NotSupported => "FieldValueNotSupported",
             Self::Forbidden => "FieldValueForbidden",
             Self::Duplicate => "FieldValueDuplicate",
@@ -52,11 +54,8 @@ fn render_value(value: &Value) -> String {
 
 impl FieldError {
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
-        let message = if detail.is_empty() {
-            "Required value".to_string()
-        } else {
-            format!("Required value: {detail}")
-        };
+        let message =
+            if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
         Self { kind: FieldErrorType::Required, field: field.into(), message }
     }
 
@@ -71,12 +70,14 @@ impl FieldError {
 
     pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        let message = format!(
-            "Unsupported value: {}: supported values: {}",
-            render_value(&value.into()),
-            quoted.join(", ")
-        );
+        let message =
+            format!("Unsupported value: {}: supported values: {}", render_value(&value.into()), quoted.join(", "));
         Self { kind: FieldErrorType::NotSupported, field: field.into(), message }
+    }
+
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        let message = format!("Not found: {}", render_value(&value.into()));
+        Self { kind: FieldErrorType::NotFound, field: field.into(), message }
     }
 
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
@@ -166,8 +167,7 @@ impl ApiError {
     pub fn conflict_modified(target: Target) -> Self {
         ApiError::Conflict(
             target,
-            "the object has been modified; please apply your changes to the latest version and try again"
-                .into(),
+            "the object has been modified; please apply your changes to the latest version and try again".into(),
         )
     }
 

@@ -5,10 +5,11 @@
 pub mod builtins;
 pub mod error;
 mod kinds;
+pub mod protobuf;
 pub mod registry;
+pub mod selector;
 pub mod strategy;
 pub mod validation;
-pub mod selector;
 
 pub use error::{ApiError, ApiResult, FieldError, Target};
 pub use registry::{NameRule, Registry, ResourceDef, Subresources};

@@ -129,15 +129,9 @@ fn value_count_error(operator: Operator, values: &[String]) -> Option<FieldError
     use Operator::*;
     let detail = match operator {
         In | NotIn if values.is_empty() => "for 'in', 'notin' operators, values set can't be empty",
-        Equals | DoubleEquals | NotEquals if values.len() != 1 => {
-            "exact-match compatibility requires one single value"
-        }
-        Exists | DoesNotExist if !values.is_empty() => {
-            "values set must be empty for exists and does not exist"
-        }
-        GreaterThan | LessThan if values.len() != 1 => {
-            "for 'Gt', 'Lt' operators, exactly one value is required"
-        }
+        Equals | DoubleEquals | NotEquals if values.len() != 1 => "exact-match compatibility requires one single value",
+        Exists | DoesNotExist if !values.is_empty() => "values set must be empty for exists and does not exist",
+        GreaterThan | LessThan if values.len() != 1 => "for 'Gt', 'Lt' operators, exactly one value is required",
         _ => return None,
     };
     Some(FieldError::invalid("values", values_json(values), detail))
@@ -461,9 +455,7 @@ impl<'a> Parser<'a> {
     fn lookahead(&self, context: Context) -> Item<'a> {
         let item = self.items.get(self.position).copied().unwrap_or(END);
         match item.token {
-            Token::In | Token::NotIn if context == Context::Values => {
-                Item { token: Token::Identifier, ..item }
-            }
+            Token::In | Token::NotIn if context == Context::Values => Item { token: Token::Identifier, ..item },
             _ => item,
         }
     }
@@ -490,27 +482,14 @@ impl<'a> Parser<'a> {
                         Token::Comma => {
                             let following = self.lookahead(Context::Values);
                             if !matches!(following.token, Token::Identifier | Token::DoesNotExist) {
-                                return Err(format!(
-                                    "found '{}', expected: identifier after ','",
-                                    following.literal
-                                ));
+                                return Err(format!("found '{}', expected: identifier after ','", following.literal));
                             }
                         }
-                        _ => {
-                            return Err(format!(
-                                "found '{}', expected: ',' or 'end of string'",
-                                after.literal
-                            ))
-                        }
+                        _ => return Err(format!("found '{}', expected: ',' or 'end of string'", after.literal)),
                     }
                 }
                 Token::EndOfString => return Ok(requirements),
-                _ => {
-                    return Err(format!(
-                        "found '{}', expected: !, identifier, or 'end of string'",
-                        next.literal
-                    ))
-                }
+                _ => return Err(format!("found '{}', expected: !, identifier, or 'end of string'", next.literal)),
             }
         }
     }
@@ -707,14 +686,10 @@ pub fn unescape_field_value(value: &str) -> Result<String, String> {
         match c {
             '\\' => match chars.next() {
                 Some(escaped @ ('\\' | ',' | '=')) => unescaped.push(escaped),
-                Some(other) => {
-                    return Err(format!("invalid field selector: invalid escape sequence: \\{other}"))
-                }
+                Some(other) => return Err(format!("invalid field selector: invalid escape sequence: \\{other}")),
                 None => return Err("invalid field selector: invalid escape sequence: \\".to_string()),
             },
-            ',' | '=' => {
-                return Err(format!("invalid field selector: unescaped character in value: {}", u32::from(c)))
-            }
+            ',' | '=' => return Err(format!("invalid field selector: unescaped character in value: {}", u32::from(c))),
             _ => unescaped.push(c),
         }
     }
@@ -746,9 +721,7 @@ fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
         [("!=", FieldOperator::NotEquals), ("==", FieldOperator::Equals), ("=", FieldOperator::Equals)];
     term.char_indices().find_map(|(i, _)| {
         let (field, rest) = term.split_at(i);
-        OPERATORS
-            .iter()
-            .find_map(|(op, operator)| rest.strip_prefix(op).map(|value| (field, *operator, value)))
+        OPERATORS.iter().find_map(|(op, operator)| rest.strip_prefix(op).map(|value| (field, *operator, value)))
     })
 }
 
@@ -921,8 +894,7 @@ mod tests {
     fn qualified_keys_are_accepted() {
         let selector = parse("app.kubernetes.io/name=web,example.com/Tier in (Front_end)");
         assert_eq!(selector.requirements().len(), 2);
-        assert!(selector
-            .matches(&labels(&[("app.kubernetes.io/name", "web"), ("example.com/Tier", "Front_end")])));
+        assert!(selector.matches(&labels(&[("app.kubernetes.io/name", "web"), ("example.com/Tier", "Front_end")])));
     }
 
     #[test]
@@ -960,14 +932,11 @@ mod tests {
             parse_err("a/b/c=d"),
             "unable to parse requirement: <nil>: Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
         );
-        assert!(parse_err("-a").starts_with(
-            "unable to parse requirement: <nil>: Invalid value: \"-a\": name part must consist of"
-        ));
+        assert!(parse_err("-a")
+            .starts_with("unable to parse requirement: <nil>: Invalid value: \"-a\": name part must consist of"));
         assert_eq!(
             parse_err("foo=bar$"),
-            format!(
-                "unable to parse requirement: values[0][foo]: Invalid value: \"bar$\": {LABEL_VALUE_FORMAT}"
-            )
+            format!("unable to parse requirement: values[0][foo]: Invalid value: \"bar$\": {LABEL_VALUE_FORMAT}")
         );
         // Several errors are aggregated in brackets; values are indexed in sorted order.
         assert_eq!(
@@ -1129,8 +1098,7 @@ mod tests {
             err(&api(&[], &[("a", "Exists", &["x"])])),
             r#"values: Invalid value: ["x"]: values set must be empty for exists and does not exist"#
         );
-        assert!(err(&api(&[("bad key", "v")], &[]))
-            .starts_with(r#"key: Invalid value: "bad key": name part must"#));
+        assert!(err(&api(&[("bad key", "v")], &[])).starts_with(r#"key: Invalid value: "bad key": name part must"#));
         assert_eq!(
             err(&api(&[("k", "bad value")], &[])),
             format!(r#"values[0][k]: Invalid value: "bad value": {LABEL_VALUE_FORMAT}"#)
@@ -1159,11 +1127,8 @@ mod tests {
     #[test]
     fn field_selector_terms() {
         let selector = fields("status.phase=Running,metadata.name!=web-2,spec.nodeName==");
-        let terms: Vec<(&str, FieldOperator, &str)> = selector
-            .requirements()
-            .iter()
-            .map(|r| (r.field.as_str(), r.operator, r.value.as_str()))
-            .collect();
+        let terms: Vec<(&str, FieldOperator, &str)> =
+            selector.requirements().iter().map(|r| (r.field.as_str(), r.operator, r.value.as_str())).collect();
         assert_eq!(
             terms,
             vec![
@@ -1214,15 +1179,9 @@ mod tests {
         assert_eq!(err.as_deref(), Some("invalid field selector: unescaped character in value: 61"));
         let term = |s: &str| fields(s).requirements()[0].clone();
         let bang = term("a!b=c");
-        assert_eq!(
-            (bang.field.as_str(), bang.operator, bang.value.as_str()),
-            ("a!b", FieldOperator::Equals, "c")
-        );
+        assert_eq!((bang.field.as_str(), bang.operator, bang.value.as_str()), ("a!b", FieldOperator::Equals, "c"));
         let double = term("a==b");
-        assert_eq!(
-            (double.field.as_str(), double.operator, double.value.as_str()),
-            ("a", FieldOperator::Equals, "b")
-        );
+        assert_eq!((double.field.as_str(), double.operator, double.value.as_str()), ("a", FieldOperator::Equals, "b"));
         // Field names are taken as written, spaces included.
         assert_eq!(fields("a =b").requirements()[0].field, "a ");
     }
@@ -1304,8 +1263,7 @@ mod tests {
             }
             if let Ok(selector) = FieldSelector::parse(&input) {
                 let _ = selector.matches(|f| (f == "a").then(|| "b".to_string()));
-                let mut again =
-                    FieldSelector::parse(&selector.to_string()).map(|s| s.requirements().to_vec());
+                let mut again = FieldSelector::parse(&selector.to_string()).map(|s| s.requirements().to_vec());
                 let mut expected = selector.requirements().to_vec();
                 if let Ok(terms) = again.as_mut() {
                     terms.sort_by_key(ToString::to_string);

@@ -27,7 +27,8 @@ const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alp
 
 const QUALIFIED_NAME_MAX: usize = 63;
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const QUALIFIED_NAME_EXAMPLES: [&str; 3] = ["MyName", "my.name", "123-abc"];
 
 const LABEL_VALUE_MAX: usize = 63;
@@ -88,11 +89,7 @@ fn is_dns1035_label_format(value: &[u8]) -> bool {
 
 /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
 fn is_qualified_name_format(value: &[u8]) -> bool {
-    bounded(
-        value,
-        |b| b.is_ascii_alphanumeric(),
-        |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'),
-    )
+    bounded(value, |b| b.is_ascii_alphanumeric(), |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn subdomain_errors(value: &[u8]) -> Vec<String> {
@@ -201,11 +198,7 @@ fn path_segment_errors(value: &str, prefix: bool) -> Vec<String> {
             return vec![format!("may not be '{bad}'")];
         }
     }
-    ["/", "%"]
-        .into_iter()
-        .filter(|bad| value.contains(bad))
-        .map(|bad| format!("may not contain '{bad}'"))
-        .collect()
+    ["/", "%"].into_iter().filter(|bad| value.contains(bad)).map(|bad| format!("may not contain '{bad}'")).collect()
 }
 
 /// The name a generateName prefix is checked as: a trailing dash is fine there, since a
@@ -342,11 +335,7 @@ fn owner_reference(reference: &Value, field: &str) -> Vec<FieldError> {
         .collect();
     // Events are never owners: they are garbage-collected on their own schedule.
     if api_version == "v1" && kind == "Event" {
-        errors.push(FieldError::invalid(
-            field,
-            reference.clone(),
-            "/v1, Kind=Event is disallowed from being an owner",
-        ));
+        errors.push(FieldError::invalid(field, reference.clone(), "/v1, Kind=Event is disallowed from being an owner"));
     }
     errors
 }
@@ -467,10 +456,7 @@ mod tests {
         }
         assert_eq!(dns1123_subdomain(&"a".repeat(254)), vec!["must be no more than 253 characters"]);
         let both = dns1123_subdomain(&"A".repeat(254));
-        assert_eq!(
-            both,
-            vec!["must be no more than 253 characters".to_string(), SUBDOMAIN_FORMAT.to_string()]
-        );
+        assert_eq!(both, vec!["must be no more than 253 characters".to_string(), SUBDOMAIN_FORMAT.to_string()]);
     }
 
     #[test]
@@ -503,10 +489,7 @@ mod tests {
 
     #[test]
     fn qualified_name_errors() {
-        assert_eq!(
-            qualified_name(""),
-            vec!["name part must be non-empty".to_string(), NAME_PART_FORMAT.to_string()]
-        );
+        assert_eq!(qualified_name(""), vec!["name part must be non-empty".to_string(), NAME_PART_FORMAT.to_string()]);
         assert_eq!(qualified_name("-a"), vec![NAME_PART_FORMAT]);
         assert_eq!(qualified_name(&"a".repeat(64)), vec!["name part must be no more than 63 characters"]);
         assert_eq!(qualified_name("/a"), vec!["prefix part must be non-empty"]);
@@ -579,8 +562,7 @@ mod tests {
 
     #[test]
     fn labels_check_keys_and_values() {
-        assert!(labels(&json!({"app": "web", "k8s.io/part-of": "", "tier": "Front_end"}), "metadata.labels")
-            .is_empty());
+        assert!(labels(&json!({"app": "web", "k8s.io/part-of": "", "tier": "Front_end"}), "metadata.labels").is_empty());
         assert!(labels(&Value::Null, "metadata.labels").is_empty());
         let errors = labels(&json!({"bad key": "ok", "ok": "bad value"}), "metadata.labels");
         assert_eq!(
@@ -627,7 +609,8 @@ mod tests {
 
     #[test]
     fn owner_references_need_identity_and_one_controller() {
-        let good = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "1", "controller": true}]);
+        let good =
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "1", "controller": true}]);
         assert!(owner_references(&good, "metadata.ownerReferences").is_empty());
         assert_eq!(
             messages(&owner_references(&json!([{}]), "metadata.ownerReferences")),
@@ -641,15 +624,18 @@ mod tests {
         let no_version = json!([{"apiVersion": "apps/", "kind": "K", "name": "n", "uid": "u"}]);
         assert_eq!(owner_references(&no_version, "o").len(), 1);
         let event = json!([{"apiVersion": "v1", "kind": "Event", "name": "n", "uid": "u"}]);
-        assert!(messages(&owner_references(&event, "o"))[0]
-            .ends_with("/v1, Kind=Event is disallowed from being an owner"));
+        assert!(
+            messages(&owner_references(&event, "o"))[0].ends_with("/v1, Kind=Event is disallowed from being an owner")
+        );
         let two = json!([
             {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": true},
             {"apiVersion": "v1", "kind": "B", "name": "b", "uid": "2", "controller": true},
         ]);
         let errors = messages(&owner_references(&two, "o"));
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].ends_with(r#"Only one reference can have Controller set to true. Found "true" in references for A/a and B/b"#));
+        assert!(errors[0].ends_with(
+            r#"Only one reference can have Controller set to true. Found "true" in references for A/a and B/b"#
+        ));
     }
 
     #[test]
@@ -660,12 +646,9 @@ mod tests {
         });
         assert!(object_meta(&meta, true, NameRule::DnsSubdomain).is_empty());
         assert!(object_meta(&json!({"name": "node-1"}), false, NameRule::DnsSubdomain).is_empty());
-        assert!(object_meta(
-            &json!({"generateName": "web-", "namespace": "d"}),
-            true,
-            NameRule::DnsSubdomain
-        )
-        .is_empty());
+        assert!(
+            object_meta(&json!({"generateName": "web-", "namespace": "d"}), true, NameRule::DnsSubdomain).is_empty()
+        );
     }
 
     #[test]
@@ -686,11 +669,7 @@ mod tests {
             vec![format!(r#"metadata.name: Invalid value: "Foo": {SUBDOMAIN_FORMAT}"#)]
         );
         assert_eq!(
-            messages(&object_meta(
-                &json!({"generateName": "Web-", "namespace": "d"}),
-                true,
-                NameRule::DnsSubdomain
-            )),
+            messages(&object_meta(&json!({"generateName": "Web-", "namespace": "d"}), true, NameRule::DnsSubdomain)),
             vec![format!(r#"metadata.generateName: Invalid value: "Web-": {SUBDOMAIN_FORMAT}"#)]
         );
     }

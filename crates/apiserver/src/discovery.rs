@@ -56,7 +56,8 @@ fn groups(registry: &Registry) -> BTreeMap<&'static str, Vec<&'static str>> {
 }
 
 fn group_doc(name: &str, versions: &[&str]) -> Value {
-    let versions: Vec<Value> = versions.iter().map(|v| json!({ "groupVersion": format!("{name}/{v}"), "version": v })).collect();
+    let versions: Vec<Value> =
+        versions.iter().map(|v| json!({ "groupVersion": format!("{name}/{v}"), "version": v })).collect();
     json!({ "name": name, "versions": versions, "preferredVersion": versions[0] })
 }
 
@@ -120,5 +121,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }))
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
+    )
 }

@@ -44,8 +44,7 @@ impl InFlight {
 
     fn admit(&self, method: &Method) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
         let pool = if matches!(*method, Method::GET | Method::HEAD) { &self.reads } else { &self.writes };
-        pool.try_acquire()
-            .map_err(|_| ApiError::TooManyRequests("Too many requests, please try again later.".into()))
+        pool.try_acquire().map_err(|_| ApiError::TooManyRequests("Too many requests, please try again later.".into()))
     }
 }
 
@@ -106,7 +105,11 @@ pub async fn handle(app: Arc<App>, request: Request<hyper::body::Incoming>) -> R
     Ok(response)
 }
 
-async fn serve(app: &App, user: Option<UserInfo>, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, ApiError> {
+async fn serve(
+    app: &App,
+    user: Option<UserInfo>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_string();
     if is_public(&path) {
         return Ok(match path.trim_end_matches('/') {
@@ -122,7 +125,8 @@ async fn serve(app: &App, user: Option<UserInfo>, request: Request<hyper::body::
         return Err(ApiError::Unauthorized);
     }
     check_accept(request.headers())?;
-    let is_watch = request.uri().query().is_some_and(|q| Query::parse(Some(q)).flag("watch")) || path.contains("/watch/");
+    let is_watch =
+        request.uri().query().is_some_and(|q| Query::parse(Some(q)).flag("watch")) || path.contains("/watch/");
     let _permit = if is_watch { None } else { Some(app.in_flight.admit(request.method())?) };
     let registry = &app.api.registry;
     let not_found = || ApiError::NotFoundPath("the server could not find the requested resource".into());
@@ -136,10 +140,12 @@ async fn serve(app: &App, user: Option<UserInfo>, request: Request<hyper::body::
     match route(&path) {
         Route::CoreVersions => Ok(value_response(200, &discovery::core_versions(&app.advertise))),
         Route::Groups => Ok(value_response(200, &discovery::group_list(registry))),
-        Route::Group(group) => discovery::group(registry, &group).map(|d| value_response(200, &d)).ok_or_else(not_found),
-        Route::Resources { group, version } => discovery::resource_list(registry, &group, &version)
-            .map(|d| value_response(200, &d))
-            .ok_or_else(not_found),
+        Route::Group(group) => {
+            discovery::group(registry, &group).map(|d| value_response(200, &d)).ok_or_else(not_found)
+        }
+        Route::Resources { group, version } => {
+            discovery::resource_list(registry, &group, &version).map(|d| value_response(200, &d)).ok_or_else(not_found)
+        }
         Route::Resource(target) => {
             let def = registry.get(&target.group, &target.version, &target.plural).ok_or_else(not_found)?;
             resource(app, &def, target, request).await
@@ -153,12 +159,22 @@ fn check_accept(headers: &http::HeaderMap) -> Result<(), ApiError> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(()) };
     let acceptable = accept.split(',').any(|part| {
         let media = part.split(';').next().unwrap_or("").trim();
-        matches!(media, "application/json" | "*/*" | "application/*" | "" | "application/json-patch+json" | "application/merge-patch+json")
+        matches!(
+            media,
+            "application/json"
+                | "*/*"
+                | "application/*"
+                | ""
+                | "application/json-patch+json"
+                | "application/merge-patch+json"
+        )
     });
     if acceptable {
         Ok(())
     } else {
-        Err(ApiError::NotAcceptable(format!("only the following media types are accepted: application/json (got {accept:?})")))
+        Err(ApiError::NotAcceptable(format!(
+            "only the following media types are accepted: application/json (got {accept:?})"
+        )))
     }
 }
 
@@ -173,27 +189,44 @@ async fn read_body(request: Request<hyper::body::Incoming>) -> Result<(http::req
     Ok((parts, bytes))
 }
 
-/// Decodes a JSON or YAML request body into an object.
+/// Decodes a JSON, YAML or Kubernetes-protobuf request body into an object.
 fn decode_body(parts: &http::request::Parts, body: &[u8]) -> Result<Value, ApiError> {
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let content_type =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media = content_type.split(';').next().unwrap_or("").trim();
-    match media {
-        "application/json" | "" | "*/*" => crate::rest::parse_object(body),
-        "application/yaml" => {
-            let value: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
-            if value.is_object() {
-                Ok(value)
-            } else {
-                Err(ApiError::BadRequest("the body of the request must be an object".into()))
-            }
+    let value: Value = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))?,
+        "application/yaml" => serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?,
+        // Typed client-go clients (and so kubectl's create/whoami/...) send protobuf.
+        skiff_api::protobuf::CONTENT_TYPE => {
+            skiff_api::protobuf::decode(body).map_err(|e| ApiError::BadRequest(format!("error decoding protobuf: {e}")))?
         }
-        other => Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
-        ))),
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
+            )))
+        }
+    };
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(ApiError::BadRequest("the body of the request must be an object".into()))
     }
 }
 
-async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, ApiError> {
+/// DeleteOptions from the query string and an optional body in any accepted format.
+fn delete_options(query: &Query, parts: &http::request::Parts, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { decode_body(parts, body)? };
+    DeleteOptions::parse(query, &body)
+}
+
+async fn resource(
+    app: &App,
+    def: &ResourceDef,
+    target: ResourcePath,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let api = &app.api;
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
@@ -231,8 +264,8 @@ async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: R
                 Ok(reply_response(api.create(def, namespace, object, &query).await?))
             }
             Method::DELETE => {
-                let (_, body) = read_body(request).await?;
-                let options = DeleteOptions::parse(&query, &body)?;
+                let (parts, body) = read_body(request).await?;
+                let options = delete_options(&query, &parts, &body)?;
                 Ok(reply_response(api.delete_collection(def, namespace, &query, &options).await?))
             }
             _ => Err(ApiError::MethodNotAllowed),
@@ -251,8 +284,9 @@ async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: R
             Ok(reply_response(api.bind(&addr, binding, &query).await?))
         }
         (Method::PUT, Some("scale")) => {
-            let (_, body) = read_body(request).await?;
-            Ok(reply_response(api.update_scale(&addr, None, &body, &query).await?))
+            let (parts, body) = read_body(request).await?;
+            let scale = decode_body(&parts, &body)?;
+            Ok(reply_response(api.update_scale(&addr, None, scale, &query).await?))
         }
         (Method::PUT, sub) => {
             let kind = WriteKind::for_subresource(sub)?;
@@ -261,11 +295,13 @@ async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: R
             Ok(reply_response(api.update(&addr, kind, object, &query).await?))
         }
         (Method::PATCH, sub) => {
-            let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let content_type =
+                request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let kind = PatchType::from_content_type(&content_type)?;
             let (_, body) = read_body(request).await?;
             if sub == Some("scale") {
-                return Ok(reply_response(api.update_scale(&addr, Some(kind), &body, &query).await?));
+                let patch = patch::parse(kind, &body)?;
+                return Ok(reply_response(api.update_scale(&addr, Some(kind), patch, &query).await?));
             }
             let write = WriteKind::for_subresource(sub)?;
             if write == WriteKind::Finalize {
@@ -274,8 +310,8 @@ async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: R
             Ok(reply_response(api.patch(&addr, write, kind, &body, &query).await?))
         }
         (Method::DELETE, None) => {
-            let (_, body) = read_body(request).await?;
-            let options = DeleteOptions::parse(&query, &body)?;
+            let (parts, body) = read_body(request).await?;
+            let options = delete_options(&query, &parts, &body)?;
             Ok(reply_response(api.delete(&addr, &options).await?))
         }
         _ => Err(ApiError::MethodNotAllowed),
@@ -283,11 +319,20 @@ async fn resource(app: &App, def: &ResourceDef, target: ResourcePath, request: R
 }
 
 impl Api {
-    pub async fn patch(&self, addr: &Addr<'_>, write: WriteKind, kind: PatchType, body: &[u8], query: &Query) -> Result<Reply, ApiError> {
+    pub async fn patch(
+        &self,
+        addr: &Addr<'_>,
+        write: WriteKind,
+        kind: PatchType,
+        body: &[u8],
+        query: &Query,
+    ) -> Result<Reply, ApiError> {
         let parsed = patch::parse(kind, body)?;
         // A resourceVersion inside the patch is a precondition, as in Kubernetes.
         let precondition = match kind {
-            PatchType::Merge => parsed["metadata"]["resourceVersion"].as_str().map(crate::rest::parse_rv).transpose()?,
+            PatchType::Merge => {
+                parsed["metadata"]["resourceVersion"].as_str().map(crate::rest::parse_rv).transpose()?
+            }
             _ => None,
         };
         let def = addr.def;
@@ -305,8 +350,15 @@ impl Api {
         .await
     }
 
-    pub async fn delete_collection(&self, def: &ResourceDef, namespace: Option<&str>, query: &Query, options: &DeleteOptions) -> Result<Reply, ApiError> {
-        let list: Value = serde_json::from_slice(&self.list(def, namespace, query).await?).map_err(|e| ApiError::Internal(e.to_string()))?;
+    pub async fn delete_collection(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        query: &Query,
+        options: &DeleteOptions,
+    ) -> Result<Reply, ApiError> {
+        let list: Value = serde_json::from_slice(&self.list(def, namespace, query).await?)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let mut deleted = Vec::new();
         for item in list["items"].as_array().into_iter().flatten() {
             let name = item["metadata"]["name"].as_str().unwrap_or_default();
@@ -347,7 +399,8 @@ mod tests {
     #[test]
     fn only_json_is_acceptable() {
         let mut headers = http::HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf,application/json"));
+        headers
+            .insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf,application/json"));
         assert!(check_accept(&headers).is_ok());
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
         assert_eq!(check_accept(&headers).unwrap_err().code(), 406);

@@ -29,11 +29,10 @@ impl Filter {
         let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or("")).map_err(ApiError::BadRequest)?;
         for requirement in fields.requirements() {
             let field = requirement.field.as_str();
-            let supported = matches!(field, "metadata.name" | "metadata.namespace") || known_fields(def).contains(&field);
+            let supported =
+                matches!(field, "metadata.name" | "metadata.namespace") || known_fields(def).contains(&field);
             if !supported {
-                return Err(ApiError::BadRequest(format!(
-                    "field label not supported: {field}"
-                )));
+                return Err(ApiError::BadRequest(format!("field label not supported: {field}")));
             }
         }
         Ok(Filter { labels, fields })
@@ -46,7 +45,8 @@ impl Filter {
 
 /// The field names a kind's strategy reports, found from a sample of its own output.
 fn known_fields(def: &ResourceDef) -> Vec<&'static str> {
-    let sample = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": "x"}, "spec": {}, "status": {}});
+    let sample =
+        json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": "x"}, "spec": {}, "status": {}});
     let sample = def.strategy.decode(sample).unwrap_or(Value::Null);
     def.strategy.fields(&sample).into_iter().map(|(k, _)| k).collect()
 }
@@ -67,7 +67,11 @@ fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
         .decode(token)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into(),
+            )
+        })
 }
 
 const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
@@ -116,17 +120,26 @@ impl Api {
         let rv_match = query.get("resourceVersionMatch");
         if let Some(token) = query.get("continue") {
             if rv.is_some() {
-                return Err(ApiError::BadRequest("specifying resource version is not allowed when using continue".into()));
+                return Err(ApiError::BadRequest(
+                    "specifying resource version is not allowed when using continue".into(),
+                ));
             }
             let token = decode_continue(token)?;
-            return self.list_from_store(def, &prefix, &filter, limit, token.rv, Some(token.start)).await.map_err(|e| expired_as(e, EXPIRED_CONTINUE));
+            return self
+                .list_from_store(def, &prefix, &filter, limit, token.rv, Some(token.start))
+                .await
+                .map_err(|e| expired_as(e, EXPIRED_CONTINUE));
         }
         match (rv, rv_match) {
             (Some(rv), Some("Exact")) => {
                 let rv = parse_rv(rv)?;
-                self.list_from_store(def, &prefix, &filter, limit, rv, None).await.map_err(|e| expired_as(e, EXPIRED_LIST))
+                self.list_from_store(def, &prefix, &filter, limit, rv, None)
+                    .await
+                    .map_err(|e| expired_as(e, EXPIRED_LIST))
             }
-            (None, Some(m)) => Err(ApiError::BadRequest(format!("resourceVersionMatch is forbidden unless resourceVersion is provided (got {m:?})"))),
+            (None, Some(m)) => Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided (got {m:?})"
+            ))),
             (_, Some(m)) if m != "NotOlderThan" => Err(ApiError::BadRequest(format!(
                 "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
             ))),
@@ -141,7 +154,10 @@ impl Api {
                     Some(rv) => parse_rv(rv)?,
                 };
                 if !self.cache.wait_for(min, Duration::from_secs(3)).await {
-                    return Err(ApiError::Timeout(format!("Too large resource version: {min}, current: {}", self.cache.revision())));
+                    return Err(ApiError::Timeout(format!(
+                        "Too large resource version: {min}, current: {}",
+                        self.cache.revision()
+                    )));
                 }
                 let (mut items, revision) = self.cache.list(&prefix, |o| filter.matches(o));
                 let mut next = None;
@@ -178,11 +194,7 @@ impl Api {
             })?;
             start_after = page.kvs.last().map(|kv| kv.key.clone());
             items.extend(
-                page.kvs
-                    .iter()
-                    .filter_map(|kv| decode(&self.registry, kv))
-                    .filter(|o| filter.matches(o))
-                    .map(Arc::new),
+                page.kvs.iter().filter_map(|kv| decode(&self.registry, kv)).filter(|o| filter.matches(o)).map(Arc::new),
             );
             let full = limit > 0 && items.len() >= limit;
             if !page.more || full {
@@ -192,7 +204,12 @@ impl Api {
         }
     }
 
-    pub async fn watch(&self, def: &ResourceDef, namespace: Option<&str>, query: &Query) -> Result<impl Stream<Item = Bytes> + Send + 'static, ApiError> {
+    pub async fn watch(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        query: &Query,
+    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, ApiError> {
         let filter = Filter::parse(def, query)?;
         let prefix = def.list_prefix(namespace);
         let bookmarks = query.flag("allowWatchBookmarks");
@@ -206,7 +223,10 @@ impl Api {
         if send_initial.is_some() && query.get("resourceVersionMatch") != Some("NotOlderThan") {
             return Err(ApiError::Invalid(
                 skiff_api::Target::default(),
-                vec![skiff_api::FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")],
+                vec![skiff_api::FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                )],
             ));
         }
         let kind = WatchKind { kind: def.kind, api_version: def.api_version() };
@@ -229,10 +249,13 @@ impl Api {
         } else {
             let from = parse_rv(rv.unwrap_or("0"))?;
             if !self.cache.wait_for(from, Duration::from_secs(3)).await {
-                return Err(ApiError::Timeout(format!("Too large resource version: {from}, current: {}", self.cache.revision())));
+                return Err(ApiError::Timeout(format!(
+                    "Too large resource version: {from}, current: {}",
+                    self.cache.revision()
+                )));
             }
             match self.cache.watch_from(from) {
-                Ok(parts) => parts,
+                Ok(start) => (start.replay, start.through, start.live),
                 Err(oldest) => {
                     let status = ApiError::Expired(format!("too old resource version: {from} ({oldest})")).status();
                     let line = error_line(&status);

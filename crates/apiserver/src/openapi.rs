@@ -31,11 +31,7 @@ fn param(name: &str, location: &str, kind: &str) -> Value {
 
 /// The document for one group/version (`api/v1`, `apis/apps/v1`), or None if unknown.
 pub fn group_version(registry: &Registry, path: &str) -> Option<Value> {
-    let defs: Vec<_> = registry
-        .all()
-        .into_iter()
-        .filter(|d| group_version_path(d.group, d.version) == path)
-        .collect();
+    let defs: Vec<_> = registry.all().into_iter().filter(|d| group_version_path(d.group, d.version) == path).collect();
     if defs.is_empty() {
         return None;
     }
@@ -64,7 +60,8 @@ fn add_resource_paths(def: &ResourceDef, paths: &mut Map<String, Value>) {
     if def.namespaced {
         path_params.push(param("namespace", "path", "string"));
     }
-    let write_params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation"].iter().map(|p| param(p, "query", "string")).collect();
+    let write_params: Vec<Value> =
+        ["dryRun", "fieldManager", "fieldValidation"].iter().map(|p| param(p, "query", "string")).collect();
     let ok = json!({ "200": { "description": "OK" } });
     let operation = |action: &str, params: &[Value]| {
         json!({
@@ -75,10 +72,11 @@ fn add_resource_paths(def: &ResourceDef, paths: &mut Map<String, Value>) {
             "responses": ok,
         })
     };
-    let list_params: Vec<Value> = ["labelSelector", "fieldSelector", "resourceVersion", "resourceVersionMatch", "continue", "limit", "watch"]
-        .iter()
-        .map(|p| param(p, "query", "string"))
-        .collect();
+    let list_params: Vec<Value> =
+        ["labelSelector", "fieldSelector", "resourceVersion", "resourceVersionMatch", "continue", "limit", "watch"]
+            .iter()
+            .map(|p| param(p, "query", "string"))
+            .collect();
     let mut collection_ops = json!({
         "get": operation("list", &list_params),
         "post": operation("post", &write_params),
@@ -114,7 +112,10 @@ mod tests {
     #[test]
     fn patch_operations_carry_gvk_and_field_validation() {
         let registry = skiff_api::builtins::builtin_registry();
-        assert!(root(&registry)["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/apps/v1"));
+        assert!(root(&registry)["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("/openapi/v3/apis/apps/v1"));
         let doc = group_version(&registry, "apis/apps/v1").unwrap();
         let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");

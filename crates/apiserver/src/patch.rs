@@ -38,7 +38,8 @@ pub fn parse(kind: PatchType, body: &[u8]) -> Result<Value, ApiError> {
             }
         ))),
         PatchType::Json | PatchType::Merge => {
-            let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+            let value: Value =
+                serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
             if kind == PatchType::Json && !value.is_array() {
                 return Err(ApiError::BadRequest("json patch must be an array of operations".into()));
             }
@@ -55,9 +56,18 @@ pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, Ap
     let mut doc = target.clone();
     match kind {
         PatchType::Json => {
-            let ops: json_patch::Patch =
-                serde_json::from_value(patch.clone()).map_err(|e| ApiError::BadRequest(format!("invalid json patch: {e}")))?;
-            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::Invalid(Default::default(), vec![skiff_api::FieldError::invalid("", "", &format!("the server rejected our request due to an error in our request: {e}"))]))?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::BadRequest(format!("invalid json patch: {e}")))?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| {
+                ApiError::Invalid(
+                    Default::default(),
+                    vec![skiff_api::FieldError::invalid(
+                        "",
+                        "",
+                        &format!("the server rejected our request due to an error in our request: {e}"),
+                    )],
+                )
+            })?;
         }
         PatchType::Merge => json_patch::merge(&mut doc, patch),
         PatchType::StrategicMerge | PatchType::Apply => {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// PEM files of the cluster PKI under `DATA/tls`.
@@ -33,8 +33,13 @@ impl ServingNames {
     /// localhost, 127.0.0.1, ::1, the hostname, the node IP, and any extra names.
     pub fn standard(node_ip: Option<IpAddr>, extra: &[String]) -> Self {
         let mut names = ServingNames {
-            dns: vec!["localhost".into(), "kubernetes".into(), "kubernetes.default".into(),
-                "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()],
+            dns: vec![
+                "localhost".into(),
+                "kubernetes".into(),
+                "kubernetes.default".into(),
+                "kubernetes.default.svc".into(),
+                "kubernetes.default.svc.cluster.local".into(),
+            ],
             ips: vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().expect("valid literal")],
         };
         if let Ok(host) = gethostname::gethostname().into_string() {
@@ -54,8 +59,8 @@ impl ServingNames {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -77,7 +82,11 @@ fn ca_params() -> Result<CertificateParams> {
     Ok(params)
 }
 
-fn leaf_params(common_name: &str, organization: Option<&str>, usage: ExtendedKeyUsagePurpose) -> Result<CertificateParams> {
+fn leaf_params(
+    common_name: &str,
+    organization: Option<&str>,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, common_name);
@@ -108,7 +117,10 @@ impl Pki {
         let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
 
         let mut server = leaf_params("skiff-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth)?;
-        server.subject_alt_names = names.dns.iter().filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
+        server.subject_alt_names = names
+            .dns
+            .iter()
+            .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
             .chain(names.ips.iter().map(|ip| SanType::IpAddress(*ip)))
             .collect();
         let server_key = KeyPair::generate()?;
@@ -159,10 +171,8 @@ impl UserInfo {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let subject = cert.subject();
         let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-        let mut groups: Vec<String> = subject
-            .iter_organization()
-            .filter_map(|o| o.as_str().ok().map(str::to_string))
-            .collect();
+        let mut groups: Vec<String> =
+            subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
         groups.push("system:authenticated".into());
         Some(UserInfo { name, groups })
     }

@@ -27,7 +27,10 @@ pub enum Route {
     /// `/apis/GROUP`
     Group(String),
     /// `/api/v1` or `/apis/GROUP/VERSION`
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     Resource(ResourcePath),
     Other,
 }
@@ -102,7 +105,9 @@ impl Query {
         match self.get("dryRun") {
             None => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::BadRequest(format!("Invalid dry run value: {other:?}; supported values: \"All\""))),
+            Some(other) => {
+                Err(ApiError::BadRequest(format!("Invalid dry run value: {other:?}; supported values: \"All\"")))
+            }
         }
     }
 }

@@ -156,16 +156,6 @@ fn has_finalizers(def: &ResourceDef, object: &Value) -> bool {
     !meta::finalizers(object).is_empty() || (is_core_namespace(def) && spec_finalizers(object))
 }
 
-/// Parses a request body as a JSON object.
-pub fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::BadRequest("the body of the request must be a JSON object".into()));
-    }
-    Ok(value)
-}
-
 /// Checks the body's apiVersion and kind name this resource.
 fn check_type(def: &ResourceDef, object: &Value) -> Result<(), ApiError> {
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -186,10 +176,17 @@ fn check_type(def: &ResourceDef, object: &Value) -> Result<(), ApiError> {
 /// Checks a body's type and puts it through the kind's decoding (which drops unknown
 /// fields) and defaults.
 /// Returns the object and the warnings about fields that were dropped.
-pub fn decode_as(def: &ResourceDef, body: Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+pub fn decode_as(
+    def: &ResourceDef,
+    body: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
     check_type(def, &body)?;
     let mut object = def.strategy.decode(body.clone()).map_err(|e| {
-        ApiError::BadRequest(format!("{} in version {:?} cannot be handled as a {}: {e}", def.kind, def.version, def.kind))
+        ApiError::BadRequest(format!(
+            "{} in version {:?} cannot be handled as a {}: {e}",
+            def.kind, def.version, def.kind
+        ))
     })?;
     let mut unknown = Vec::new();
     if validation != FieldValidation::Ignore {
@@ -220,7 +217,8 @@ fn store_error(error: skiff_store::Error) -> ApiError {
 }
 
 fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut value: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
+    let mut value: Value =
+        serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
     meta::set_resource_version(&mut value, kv.mod_revision);
     Ok(value)
 }
@@ -253,13 +251,12 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    pub fn parse(query: &Query, body: &[u8]) -> Result<Self, ApiError> {
-        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
-        };
-        let mut propagation = body["propagationPolicy"].as_str().map(str::to_string).or(query.get("propagationPolicy").map(str::to_string));
+    /// `body` is a decoded DeleteOptions object, or Null when the request had none.
+    pub fn parse(query: &Query, body: &Value) -> Result<Self, ApiError> {
+        let mut propagation = body["propagationPolicy"]
+            .as_str()
+            .map(str::to_string)
+            .or(query.get("propagationPolicy").map(str::to_string));
         let orphan = body["orphanDependents"].as_bool().or(query.get("orphanDependents").map(|v| v == "true"));
         if propagation.is_none() {
             propagation = orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string());
@@ -268,7 +265,11 @@ impl DeleteOptions {
             if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
                 return Err(ApiError::Invalid(
                     Target::default(),
-                    vec![FieldError::not_supported("propagationPolicy", p.as_str(), &["Foreground", "Background", "Orphan"])],
+                    vec![FieldError::not_supported(
+                        "propagationPolicy",
+                        p.as_str(),
+                        &["Foreground", "Background", "Orphan"],
+                    )],
                 ));
             }
         }
@@ -301,7 +302,10 @@ impl Api {
 
     /// The namespace must exist and not be terminating for new objects in it.
     async fn check_namespace(&self, def: &ResourceDef, namespace: &str, name: &str) -> Result<(), ApiError> {
-        let ns_def = self.registry.get("", "v1", "namespaces").ok_or_else(|| ApiError::Internal("no namespaces resource".into()))?;
+        let ns_def = self
+            .registry
+            .get("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::Internal("no namespaces resource".into()))?;
         let key = ns_def.key(None, namespace);
         let ns = match self.cache.get(&key) {
             Some(cached) => Some(cached.value()),
@@ -309,7 +313,8 @@ impl Api {
         };
         let ns = ns.ok_or_else(|| ApiError::NotFound(Target::new("", "namespaces", namespace)))?;
         if meta::is_deleting(&ns) || ns["status"]["phase"] == "Terminating" {
-            let qualified = if def.group.is_empty() { def.plural.to_string() } else { format!("{}.{}", def.plural, def.group) };
+            let qualified =
+                if def.group.is_empty() { def.plural.to_string() } else { format!("{}.{}", def.plural, def.group) };
             return Err(ApiError::Forbidden(format!(
                 "{qualified} {name:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
             )));
@@ -321,7 +326,13 @@ impl Api {
         validation::object_meta(&object["metadata"], def.namespaced, def.name_rule)
     }
 
-    pub async fn create(&self, def: &ResourceDef, namespace: Option<&str>, body: Value, query: &Query) -> Result<Reply, ApiError> {
+    pub async fn create(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        body: Value,
+        query: &Query,
+    ) -> Result<Reply, ApiError> {
         let dry_run = query.dry_run()?;
         let (mut object, warnings) = decode_as(def, body, FieldValidation::from_query(query)?)?;
         let body_ns = meta::meta_str(&object, "namespace").map(str::to_string);
@@ -331,13 +342,16 @@ impl Api {
                 match (namespace, body_ns.as_deref()) {
                     (Some(url), Some(body)) if url != body => {
                         return Err(ApiError::BadRequest(
-                            "the namespace of the provided object does not match the namespace sent on the request".into(),
+                            "the namespace of the provided object does not match the namespace sent on the request"
+                                .into(),
                         ))
                     }
                     (Some(url), _) => {
                         m.insert("namespace".into(), json!(url));
                     }
-                    (None, _) => return Err(ApiError::NotFoundPath("the server could not find the requested resource".into())),
+                    (None, _) => {
+                        return Err(ApiError::NotFoundPath("the server could not find the requested resource".into()))
+                    }
                 }
             } else {
                 m.remove("namespace");
@@ -375,7 +389,9 @@ impl Api {
 
         let allocation = if is_core_service(def) { Some(self.services.allocate(&mut object, None)?.0) } else { None };
         if dry_run {
-            allocation.map(|a| self.services.release(a));
+            if let Some(a) = allocation {
+                self.services.release(a);
+            }
             return Ok(Reply::created(object).with_warnings(warnings));
         }
         let mut attempts = 0;
@@ -401,14 +417,22 @@ impl Api {
                 Ok(Reply::created(object).with_warnings(warnings))
             }
             Err(error) => {
-                allocation.map(|a| self.services.release(a));
+                if let Some(a) = allocation {
+                    self.services.release(a);
+                }
                 Err(error)
             }
         }
     }
 
     /// PUT on the main resource or a subresource (`status`, `finalize`).
-    pub async fn update(&self, addr: &Addr<'_>, kind: WriteKind, body: Value, query: &Query) -> Result<Reply, ApiError> {
+    pub async fn update(
+        &self,
+        addr: &Addr<'_>,
+        kind: WriteKind,
+        body: Value,
+        query: &Query,
+    ) -> Result<Reply, ApiError> {
         let (body, warnings) = decode_as(addr.def, body, FieldValidation::from_query(query)?)?;
         if meta::name(&body) != Some(addr.name) {
             return Err(ApiError::BadRequest(format!(
@@ -457,16 +481,22 @@ impl Api {
                 (None, None)
             };
             if dry_run {
-                taken.map(|a| self.services.release(a));
+                if let Some(a) = taken {
+                    self.services.release(a);
+                }
                 return Ok(Reply::ok(new));
             }
             match self.commit_update(addr, new, kv.mod_revision).await {
                 Ok(reply) => {
-                    freed.map(|a| self.services.release(a));
+                    if let Some(a) = freed {
+                        self.services.release(a);
+                    }
                     return Ok(reply);
                 }
                 Err(error) => {
-                    taken.map(|a| self.services.release(a));
+                    if let Some(a) = taken {
+                        self.services.release(a);
+                    }
                     match error {
                         ApiError::Conflict(..) if precondition.is_none() => continue,
                         other => return Err(other),
@@ -553,7 +583,14 @@ impl Api {
                 ));
             }
             let m = meta::meta_mut(&mut new);
-            for kept in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+            for kept in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+            ] {
                 match old_meta.get(kept) {
                     Some(v) => m.insert(kept.into(), v.clone()),
                     None => m.remove(kept),
@@ -567,12 +604,19 @@ impl Api {
             if meta::finalizers(&new).iter().any(|f| !before.contains(f)) {
                 return Err(ApiError::invalid_one(
                     addr.invalid_target(),
-                    FieldError::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted"),
+                    FieldError::forbidden(
+                        "metadata.finalizers",
+                        "no new finalizers can be added if the object is being deleted",
+                    ),
                 ));
             }
         }
         def.strategy.default(&mut new);
-        def.strategy.prepare_update(&mut new, old);
+        // The kind's update rules are the main resource's (subresources change only
+        // their own part, which those rules would undo, e.g. a namespace's finalizers).
+        if kind == WriteKind::Main {
+            def.strategy.prepare_update(&mut new, old);
+        }
         let spec_write = matches!(kind, WriteKind::Main | WriteKind::Internal);
         if def.tracks_generation && spec_write && meta::spec_of(&new) != meta::spec_of(old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -663,7 +707,9 @@ impl Api {
         let mut object = old.clone();
         let mut finalizers = meta::finalizers(old);
         match options.propagation.as_deref() {
-            Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => finalizers.push("foregroundDeletion".into()),
+            Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                finalizers.push("foregroundDeletion".into())
+            }
             Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
             _ => {}
         }

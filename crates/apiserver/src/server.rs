@@ -107,9 +107,15 @@ async fn ensure(api: &Api, plural: &str, namespace: Option<&str>, body: serde_js
 }
 
 /// Objects every cluster has: the system namespaces and the `kubernetes` Service.
-async fn bootstrap(api: &Api, config: &Config, advertise_ip: IpAddr) -> Result<()> {
+async fn bootstrap(api: &Api, config: &Config, advertise: SocketAddr) -> Result<()> {
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(api, "namespaces", None, json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } })).await?;
+        ensure(
+            api,
+            "namespaces",
+            None,
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }),
+        )
+        .await?;
     }
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -117,15 +123,15 @@ async fn bootstrap(api: &Api, config: &Config, advertise_ip: IpAddr) -> Result<(
             "labels": { "component": "apiserver", "provider": "kubernetes" } },
         "spec": {
             "clusterIP": config.service_cidr.first().to_string(),
-            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": config.listen.port() }],
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": advertise.port() }],
         },
     });
     ensure(api, "services", Some("default"), service).await?;
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": { "name": "kubernetes", "namespace": "default" },
-        "subsets": [{ "addresses": [{ "ip": advertise_ip.to_string() }],
-            "ports": [{ "name": "https", "port": config.listen.port(), "protocol": "TCP" }] }],
+        "subsets": [{ "addresses": [{ "ip": advertise.ip().to_string() }],
+            "ports": [{ "name": "https", "port": advertise.port(), "protocol": "TCP" }] }],
     });
     ensure(api, "endpoints", Some("default"), endpoints).await
 }
@@ -146,17 +152,21 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Server> {
 
     let node_ip = config.node_ip.or_else(detect_node_ip);
     let advertise_ip = node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    bootstrap(&api, &config, advertise_ip).await?;
-
     let pki = Pki::load_or_create(&config.data_dir.join("tls"), &ServingNames::standard(node_ip, &config.tls_sans))?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    bootstrap(&api, &config, SocketAddr::new(advertise_ip, addr.port())).await?;
     let kubeconfig = config.kubeconfig_path();
-    let host = if config.listen.ip().is_loopback() || config.listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { config.listen.ip().to_string() };
+    let host = if config.listen.ip().is_loopback() || config.listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        config.listen.ip().to_string()
+    };
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{host}:{}", addr.port()))?;
 
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
-    let app = Arc::new(App { api, advertise: format!("{advertise_ip}:{}", addr.port()), in_flight: Default::default() });
+    let app =
+        Arc::new(App { api, advertise: format!("{advertise_ip}:{}", addr.port()), in_flight: Default::default() });
     let accept = tokio::spawn(accept_loop(listener, acceptor, app));
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Server { addr, kubeconfig, pki, accept })
@@ -183,7 +193,12 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: Arc<App>
                     return;
                 }
             };
-            let user = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first()).and_then(|c| UserInfo::from_certificate(c));
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|c| UserInfo::from_certificate(c));
             let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                 if let Some(user) = &user {
                     request.extensions_mut().insert(user.clone());

@@ -27,7 +27,11 @@ impl std::str::FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, String> {
         let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{s:?}: bad IPv4 address"))?;
-        let prefix: u8 = prefix.parse().ok().filter(|p| (8..=30).contains(p)).ok_or_else(|| format!("{s:?}: prefix must be 8..30"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=30).contains(p))
+            .ok_or_else(|| format!("{s:?}: prefix must be 8..30"))?;
         let mask = u32::MAX << (32 - prefix);
         Ok(Cidr { base: u32::from(ip) & mask, prefix })
     }
@@ -77,7 +81,9 @@ fn cluster_ip(svc: &Value) -> Option<Ipv4Addr> {
 fn node_ports(svc: &Value) -> Vec<u16> {
     svc["spec"]["ports"]
         .as_array()
-        .map(|ports| ports.iter().filter_map(|p| p["nodePort"].as_u64()).filter_map(|p| u16::try_from(p).ok()).collect())
+        .map(|ports| {
+            ports.iter().filter_map(|p| p["nodePort"].as_u64()).filter_map(|p| u16::try_from(p).ok()).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -135,7 +141,13 @@ impl ServiceAllocator {
         Err(ApiError::Internal("failed to allocate a serviceIP: range is full".into()))
     }
 
-    fn take_port(&self, svc: &Value, index: usize, requested: Option<u16>, alloc: &mut Allocation) -> Result<u16, ApiError> {
+    fn take_port(
+        &self,
+        svc: &Value,
+        index: usize,
+        requested: Option<u16>,
+        alloc: &mut Allocation,
+    ) -> Result<u16, ApiError> {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let field = format!("spec.ports[{index}].nodePort");
         if let Some(port) = requested {
@@ -217,7 +229,14 @@ impl ServiceAllocator {
             Some(ip) if old_ip.as_deref() == Some(ip) => ip.to_string(),
             Some(ip) => {
                 let parsed = ip.parse::<Ipv4Addr>().map_err(|_| {
-                    invalid(&snapshot, FieldError::invalid("spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+                    invalid(
+                        &snapshot,
+                        FieldError::invalid(
+                            "spec.clusterIPs[0]",
+                            ip,
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                        ),
+                    )
                 })?;
                 self.take_ip(&snapshot, Some(parsed), alloc)?.to_string()
             }
@@ -284,7 +303,8 @@ mod tests {
         assert!(err.message().contains("already allocated"), "{}", err.message());
         let mut c = json!({"metadata": {"name": "c"}, "spec": {"clusterIP": "10.99.0.1"}});
         assert_eq!(alloc.allocate(&mut c, None).unwrap_err().code(), 422);
-        let mut d = json!({"metadata": {"name": "d"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
+        let mut d =
+            json!({"metadata": {"name": "d"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
         let err = alloc.allocate(&mut d, None).unwrap_err();
         assert_eq!(err.status()["details"]["causes"][0]["field"], "spec.ports[0].nodePort");
         // The failed request gave its ClusterIP back: the range holds only service a's.

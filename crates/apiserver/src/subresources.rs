@@ -27,7 +27,10 @@ impl Api {
             query,
             |old| {
                 if meta::is_deleting(old) {
-                    return Err(ApiError::Conflict(Target::new("", "pods", &pod), format!("pod {pod} is being deleted, cannot be assigned to a host")));
+                    return Err(ApiError::Conflict(
+                        Target::new("", "pods", &pod),
+                        format!("pod {pod} is being deleted, cannot be assigned to a host"),
+                    ));
                 }
                 if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                     return Err(ApiError::Conflict(
@@ -50,7 +53,9 @@ impl Api {
             WriteKind::Internal,
         )
         .await?;
-        Ok(Reply::created(json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })))
+        Ok(Reply::created(
+            json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 }),
+        ))
     }
 
     /// GET .../scale
@@ -59,12 +64,15 @@ impl Api {
         Ok(Reply::ok(scale_of(&reply.body)))
     }
 
-    /// PUT or PATCH .../scale: changes spec.replicas only.
-    pub async fn update_scale(&self, addr: &Addr<'_>, kind: Option<PatchType>, body: &[u8], query: &Query) -> Result<Reply, ApiError> {
-        let parsed = match kind {
-            Some(kind) => patch::parse(kind, body)?,
-            None => crate::rest::parse_object(body)?,
-        };
+    /// PUT (a Scale, `kind` None) or PATCH (a parsed patch of `kind`) on .../scale:
+    /// changes spec.replicas only.
+    pub async fn update_scale(
+        &self,
+        addr: &Addr<'_>,
+        kind: Option<PatchType>,
+        parsed: Value,
+        query: &Query,
+    ) -> Result<Reply, ApiError> {
         let precondition = match kind {
             None => parsed["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?,
             Some(_) => None,
@@ -80,6 +88,7 @@ impl Api {
                         Some(kind) => patch::apply(kind, &scale_of(old), &parsed)?,
                         None => parsed.clone(),
                     };
+                    // A missing replicas is 0: protobuf clients omit zero values.
                     let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
                     if replicas < 0 {
                         return Err(ApiError::Invalid(
@@ -103,7 +112,9 @@ fn scale_of(object: &Value) -> Value {
     let m = &object["metadata"];
     let selector = object["spec"]["selector"]["matchLabels"]
         .as_object()
-        .map(|labels| labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .map(|labels| {
+            labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
+        })
         .unwrap_or_default();
     json!({
         "kind": "Scale",

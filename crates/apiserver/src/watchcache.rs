@@ -72,6 +72,14 @@ struct State {
     revision: Revision,
 }
 
+/// Where a watch from a revision starts: the events to replay, the revision they run
+/// through, and the receiver of later events.
+pub struct WatchStart {
+    pub replay: Vec<Arc<CacheEvent>>,
+    pub through: Revision,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+}
+
 pub struct WatchCache {
     state: RwLock<State>,
     live: broadcast::Sender<Arc<CacheEvent>>,
@@ -92,9 +100,7 @@ pub fn decode(registry: &Registry, kv: &KeyValue) -> Option<CachedObject> {
         .unwrap_or_default();
     let name = meta["name"].as_str().unwrap_or_default().to_string();
     let namespace = meta["namespace"].as_str().unwrap_or_default().to_string();
-    let fields = resource_for_key(registry, &kv.key)
-        .map(|def| def.strategy.fields(&value))
-        .unwrap_or_default();
+    let fields = resource_for_key(registry, &kv.key).map(|def| def.strategy.fields(&value)).unwrap_or_default();
     Some(CachedObject {
         key: kv.key.clone(),
         revision: kv.mod_revision,
@@ -121,7 +127,12 @@ impl WatchCache {
         let (live, _) = broadcast::channel(4096);
         let (progress, _) = watch::channel(0);
         let cache = Arc::new(WatchCache {
-            state: RwLock::new(State { objects: BTreeMap::new(), events: VecDeque::new(), window_start: 0, revision: 0 }),
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                events: VecDeque::new(),
+                window_start: 0,
+                revision: 0,
+            }),
             live,
             progress,
             registry,
@@ -136,11 +147,8 @@ impl WatchCache {
     /// Replaces the cached state with a full read of the store.
     async fn reload(&self, store: &dyn Store) -> anyhow::Result<Revision> {
         let all = store.range(RangeRequest { prefix: ROOT.into(), ..Default::default() }).await?;
-        let objects = all
-            .kvs
-            .iter()
-            .filter_map(|kv| decode(&self.registry, kv).map(|o| (kv.key.clone(), Arc::new(o))))
-            .collect();
+        let objects =
+            all.kvs.iter().filter_map(|kv| decode(&self.registry, kv).map(|o| (kv.key.clone(), Arc::new(o)))).collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         *state = State { objects, events: VecDeque::new(), window_start: all.revision, revision: all.revision };
         drop(state);
@@ -223,7 +231,11 @@ impl WatchCache {
     }
 
     /// Objects under `prefix`, in key order, and the revision they are current at.
-    pub fn list(&self, prefix: &str, mut keep: impl FnMut(&CachedObject) -> bool) -> (Vec<Arc<CachedObject>>, Revision) {
+    pub fn list(
+        &self,
+        prefix: &str,
+        mut keep: impl FnMut(&CachedObject) -> bool,
+    ) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let items = state
             .objects
@@ -242,7 +254,7 @@ impl WatchCache {
     /// Events after `revision` and a receiver for the ones to come; the caller drops
     /// live events at or below the returned revision. Err(oldest) when `revision` is
     /// older than the window.
-    pub fn watch_from(&self, revision: Revision) -> Result<(Vec<Arc<CacheEvent>>, Revision, broadcast::Receiver<Arc<CacheEvent>>), Revision> {
+    pub fn watch_from(&self, revision: Revision) -> Result<WatchStart, Revision> {
         let live = self.live.subscribe();
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         if revision < state.window_start {
@@ -250,12 +262,15 @@ impl WatchCache {
         }
         let replay: Vec<_> = state.events.iter().filter(|e| e.revision > revision).cloned().collect();
         let through = state.revision.max(revision);
-        Ok((replay, through, live))
+        Ok(WatchStart { replay, through, live })
     }
 
     /// A snapshot of `prefix` plus a receiver for later events, for watches that start
     /// with the current state (synthetic ADDED events).
-    pub fn snapshot_and_watch(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Revision, broadcast::Receiver<Arc<CacheEvent>>) {
+    pub fn snapshot_and_watch(
+        &self,
+        prefix: &str,
+    ) -> (Vec<Arc<CachedObject>>, Revision, broadcast::Receiver<Arc<CacheEvent>>) {
         let live = self.live.subscribe();
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let items = state

@@ -21,7 +21,8 @@ async fn anonymous_requests_get_401_except_health_and_version() {
         let r = s.anonymous.get(format!("{}{path}", s.url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let version: serde_json::Value = s.anonymous.get(format!("{}/version", s.url)).send().await.unwrap().json().await.unwrap();
+    let version: serde_json::Value =
+        s.anonymous.get(format!("{}/version", s.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(version["major"], "1");
     assert_eq!(version["minor"], "33");
     let r = s.anonymous.get(format!("{}{CM}", s.url)).send().await.unwrap();
@@ -35,7 +36,8 @@ async fn anonymous_requests_get_401_except_health_and_version() {
 async fn bootstrap_objects_exist() {
     let s = TestServer::start().await;
     let namespaces = s.get("/api/v1/namespaces").await;
-    let names: Vec<_> = namespaces.body["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<_> =
+        namespaces.body["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
     assert_eq!(namespaces.body["items"][0]["status"]["phase"], "Active");
     let kubernetes = s.get("/api/v1/namespaces/default/services/kubernetes").await;
@@ -84,9 +86,17 @@ async fn bad_input_gets_clear_status_errors() {
     assert_eq!(invalid.code(), 422);
     assert_eq!(invalid.body["reason"], "Invalid");
     assert_eq!(invalid.body["details"]["causes"][0]["field"], "metadata.name");
-    assert!(invalid.body["message"].as_str().unwrap().starts_with(r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name""#));
+    assert!(invalid.body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with(r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name""#));
 
-    let labels = s.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"a": "-bad-"}}})).await;
+    let labels = s
+        .post(
+            CM,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"a": "-bad-"}}}),
+        )
+        .await;
     assert_eq!(labels.code(), 422);
     assert_eq!(labels.body["details"]["causes"][0]["field"], "metadata.labels");
 
@@ -97,7 +107,9 @@ async fn bad_input_gets_clear_status_errors() {
     let wrong_kind = s.post(CM, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})).await;
     assert_eq!(wrong_kind.code(), 400);
 
-    let wrong_ns = s.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "other"}})).await;
+    let wrong_ns = s
+        .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "other"}}))
+        .await;
     assert_eq!(wrong_ns.code(), 400);
 
     let no_ns = s.post("/api/v1/namespaces/ghost/configmaps", &configmap("x")).await;
@@ -116,10 +128,16 @@ async fn bad_input_gets_clear_status_errors() {
     let method = s.request(reqwest::Method::PUT, CM, "application/json", Some(b"{}".to_vec())).await;
     assert_eq!(method.code(), 405);
 
-    let strict = s.post(&format!("{CM}?fieldValidation=Strict"), &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}})).await;
+    let strict = s
+        .post(
+            &format!("{CM}?fieldValidation=Strict"),
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}}),
+        )
+        .await;
     assert_eq!(strict.code(), 400);
     assert!(strict.body["message"].as_str().unwrap().contains(r#"unknown field "dataa""#), "{}", strict.body);
-    let warned = s.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}})).await;
+    let warned =
+        s.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}})).await;
     assert_eq!(warned.code(), 201);
     assert!(warned.headers["warning"].to_str().unwrap().contains("unknown field"));
     // Nothing half-written: the rejected names do not exist.
@@ -176,7 +194,8 @@ async fn update_is_optimistic_and_status_is_separate() {
     let scale = s.get(&format!("{path}/web/scale")).await;
     assert_eq!(scale.body["kind"], "Scale");
     assert_eq!(scale.body["spec"]["replicas"], 3);
-    let rescaled = s.patch(&format!("{path}/web/scale"), "application/merge-patch+json", &json!({"spec": {"replicas": 5}})).await;
+    let rescaled =
+        s.patch(&format!("{path}/web/scale"), "application/merge-patch+json", &json!({"spec": {"replicas": 5}})).await;
     assert_eq!(rescaled.body["spec"]["replicas"], 5);
     assert_eq!(s.get(&format!("{path}/web")).await.body["spec"]["replicas"], 5);
 }
@@ -185,15 +204,39 @@ async fn update_is_optimistic_and_status_is_separate() {
 async fn patches_merge_and_json() {
     let s = TestServer::start().await;
     s.post(CM, &configmap("p")).await;
-    let merged = s.patch(&format!("{CM}/p"), "application/merge-patch+json", &json!({"metadata": {"labels": {"app": null, "tier": "db"}}, "data": {"n": "1"}})).await;
+    let merged = s
+        .patch(
+            &format!("{CM}/p"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"app": null, "tier": "db"}}, "data": {"n": "1"}}),
+        )
+        .await;
     assert_eq!(merged.code(), 200);
     assert_eq!(merged.body["metadata"]["labels"], json!({"tier": "db"}));
     assert_eq!(merged.body["data"], json!({"k": "v", "n": "1"}));
-    let patched = s.patch(&format!("{CM}/p"), "application/json-patch+json", &json!([{"op": "replace", "path": "/data/k", "value": "w"}])).await;
+    let patched = s
+        .patch(
+            &format!("{CM}/p"),
+            "application/json-patch+json",
+            &json!([{"op": "replace", "path": "/data/k", "value": "w"}]),
+        )
+        .await;
     assert_eq!(patched.body["data"]["k"], "w");
-    let failed = s.patch(&format!("{CM}/p"), "application/json-patch+json", &json!([{"op": "test", "path": "/data/k", "value": "zzz"}])).await;
+    let failed = s
+        .patch(
+            &format!("{CM}/p"),
+            "application/json-patch+json",
+            &json!([{"op": "test", "path": "/data/k", "value": "zzz"}]),
+        )
+        .await;
     assert_eq!(failed.code(), 422);
-    let stale = s.patch(&format!("{CM}/p"), "application/merge-patch+json", &json!({"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}})).await;
+    let stale = s
+        .patch(
+            &format!("{CM}/p"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}}),
+        )
+        .await;
     assert_eq!(stale.code(), 409);
     let missing = s.patch(&format!("{CM}/none"), "application/merge-patch+json", &json!({})).await;
     assert_eq!(missing.code(), 404);
@@ -224,13 +267,20 @@ async fn label_and_field_selectors_and_pagination() {
     let token = first.body["metadata"]["continue"].as_str().unwrap().to_string();
     assert_eq!(first.body["items"].as_array().unwrap().len(), 10);
     s.delete(&format!("{CM}/cm-20")).await;
-    let mut names: Vec<String> = first.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().into()).collect();
+    let mut names: Vec<String> = first.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().into())
+        .collect();
     let mut next = Some(token);
     while let Some(token) = next {
         let page = s.get(&format!("{CM}?limit=10&continue={token}")).await;
         assert_eq!(page.code(), 200, "{}", page.body);
         assert_eq!(page.body["metadata"]["resourceVersion"], first.body["metadata"]["resourceVersion"]);
-        names.extend(page.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        names.extend(
+            page.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         next = page.body["metadata"]["continue"].as_str().map(str::to_string);
     }
     assert_eq!(names.len(), 25, "the deleted object is still in the snapshot");
@@ -241,7 +291,12 @@ async fn label_and_field_selectors_and_pagination() {
     // All-namespaces list and an exact past revision.
     let all = s.get("/api/v1/configmaps").await;
     assert_eq!(all.body["items"].as_array().unwrap().len(), 24);
-    let past = s.get(&format!("{CM}?resourceVersion={}&resourceVersionMatch=Exact", first.body["metadata"]["resourceVersion"].as_str().unwrap())).await;
+    let past = s
+        .get(&format!(
+            "{CM}?resourceVersion={}&resourceVersionMatch=Exact",
+            first.body["metadata"]["resourceVersion"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(past.body["items"].as_array().unwrap().len(), 25);
 }
 
@@ -273,7 +328,8 @@ async fn watch_delivers_ordered_events_and_resumes() {
     assert_eq!(rv(&event["object"]), revisions[2]);
 
     // A label-filtered watch sees objects leave the selection as DELETED.
-    let mut filtered = s.watch(&format!("{CM}?watch=true&labelSelector=app%3Dweb&resourceVersion={}", revisions[2])).await;
+    let mut filtered =
+        s.watch(&format!("{CM}?watch=true&labelSelector=app%3Dweb&resourceVersion={}", revisions[2])).await;
     let mut relabeled = s.get(&format!("{CM}/w0")).await.body;
     relabeled["metadata"]["labels"] = json!({"app": "db"});
     s.put(&format!("{CM}/w0"), &relabeled).await;
@@ -292,7 +348,9 @@ async fn watch_without_revision_starts_with_current_state_and_streaming_lists_bo
         assert_eq!((event["type"].as_str(), event["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some(name)));
     }
     let mut streaming = s
-        .watch(&format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"))
+        .watch(&format!(
+            "{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+        ))
         .await;
     let mut seen = Vec::new();
     loop {
@@ -315,7 +373,8 @@ async fn delete_honours_preconditions_finalizers_and_grace() {
     assert_eq!(wrong_uid.code(), 409);
     let wrong_rv = s.delete_with(&format!("{CM}/d"), &json!({"preconditions": {"resourceVersion": "1"}})).await;
     assert_eq!(wrong_rv.code(), 409);
-    let deleted = s.delete_with(&format!("{CM}/d"), &json!({"preconditions": {"uid": created["metadata"]["uid"]}})).await;
+    let deleted =
+        s.delete_with(&format!("{CM}/d"), &json!({"preconditions": {"uid": created["metadata"]["uid"]}})).await;
     assert_eq!(deleted.code(), 200);
     assert_eq!(deleted.body["status"], "Success");
     assert_eq!(s.get(&format!("{CM}/d")).await.code(), 404);
@@ -330,9 +389,16 @@ async fn delete_honours_preconditions_finalizers_and_grace() {
     assert!(pending.body["metadata"]["deletionTimestamp"].is_string());
     let still = s.get(&format!("{CM}/f")).await;
     assert_eq!(still.code(), 200);
-    let add = s.patch(&format!("{CM}/f"), "application/merge-patch+json", &json!({"metadata": {"finalizers": ["example.com/hold", "another.io/x"]}})).await;
+    let add = s
+        .patch(
+            &format!("{CM}/f"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": ["example.com/hold", "another.io/x"]}}),
+        )
+        .await;
     assert_eq!(add.code(), 422, "no new finalizers while deleting");
-    let released = s.patch(&format!("{CM}/f"), "application/merge-patch+json", &json!({"metadata": {"finalizers": null}})).await;
+    let released =
+        s.patch(&format!("{CM}/f"), "application/merge-patch+json", &json!({"metadata": {"finalizers": null}})).await;
     assert_eq!(released.code(), 200);
     assert_eq!(s.get(&format!("{CM}/f")).await.code(), 404);
 
@@ -369,7 +435,8 @@ async fn delete_honours_preconditions_finalizers_and_grace() {
     }
     let gone = s.request(reqwest::Method::DELETE, &format!("{CM}?labelSelector=app%3Dweb"), "", None).await;
     assert_eq!(gone.code(), 200);
-    let left: Vec<_> = s.get(CM).await.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
+    let left: Vec<_> =
+        s.get(CM).await.body["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
     assert_eq!(left, [json!("fg")], "only the object held by its finalizer is left");
 }
 
@@ -381,7 +448,8 @@ async fn dry_run_writes_nothing() {
     assert_eq!(dry.body["metadata"]["name"], "dry");
     assert_eq!(s.get(&format!("{CM}/dry")).await.code(), 404);
     s.post(CM, &configmap("real")).await;
-    let patched = s.patch(&format!("{CM}/real?dryRun=All"), "application/merge-patch+json", &json!({"data": {"k": "dry"}})).await;
+    let patched =
+        s.patch(&format!("{CM}/real?dryRun=All"), "application/merge-patch+json", &json!({"data": {"k": "dry"}})).await;
     assert_eq!(patched.body["data"]["k"], "dry");
     assert_eq!(s.get(&format!("{CM}/real")).await.body["data"]["k"], "v");
     s.delete(&format!("{CM}/real?dryRun=All")).await;
@@ -427,7 +495,8 @@ async fn services_get_unique_cluster_ips_and_node_ports() {
     assert!((30000..=32767).contains(&port));
     let taken = s.post(path, &svc("c", json!({"clusterIP": a["spec"]["clusterIP"]}))).await;
     assert_eq!(taken.code(), 422);
-    let port_taken = s.post(path, &svc("d", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}))).await;
+    let port_taken =
+        s.post(path, &svc("d", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}))).await;
     assert_eq!(port_taken.code(), 422);
     assert_eq!(port_taken.body["details"]["causes"][0]["field"], "spec.ports[0].nodePort");
     // Released on delete: the same IP and port can be asked for again.
@@ -448,7 +517,11 @@ async fn pods_bind_once() {
     assert_eq!(bound.code(), 201, "{}", bound.body);
     let pod = s.get(&format!("{pods}/p")).await.body;
     assert_eq!(pod["spec"]["nodeName"], "n1");
-    assert!(pod["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "True"));
+    assert!(pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "PodScheduled" && c["status"] == "True"));
     let again = s.post(&format!("{pods}/p/binding"), &binding).await;
     assert_eq!(again.code(), 409);
     let by_node = s.get(&format!("{pods}?fieldSelector=spec.nodeName%3Dn1")).await;

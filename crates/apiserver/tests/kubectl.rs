@@ -75,13 +75,22 @@ fn json(output: &str) -> serde_json::Value {
 async fn create_get_label_annotate_delete_every_kind() {
     let s = TestServer::start().await;
     let created = ok(&s.kubectl_stdin(&["create", "-f", "-"], MANIFESTS));
-    for line in ["namespace/shop created", "configmap/settings created", "secret/creds created", "pod/box created",
-        "service/web created", "deployment.apps/web created"] {
+    for line in [
+        "namespace/shop created",
+        "configmap/settings created",
+        "secret/creds created",
+        "pod/box created",
+        "service/web created",
+        "deployment.apps/web created",
+    ] {
         assert!(created.contains(line), "missing {line:?} in {created}");
     }
 
     let names = ok(&s.kubectl(&["get", "configmaps,secrets,pods,services,deployments", "-n", "shop", "-o", "name"]));
-    assert_eq!(names.lines().collect::<Vec<_>>(), ["configmap/settings", "secret/creds", "pod/box", "service/web", "deployment.apps/web"]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["configmap/settings", "secret/creds", "pod/box", "service/web", "deployment.apps/web"]
+    );
 
     let cm = json(&ok(&s.kubectl(&["get", "configmap", "settings", "-n", "shop", "-o", "json"])));
     assert_eq!(cm["data"]["color"], "blue");
@@ -99,7 +108,10 @@ async fn create_get_label_annotate_delete_every_kind() {
     assert_eq!(jsonpath, ip);
 
     assert_eq!(ok(&s.kubectl(&["label", "pod", "box", "-n", "shop", "tier=front"])).trim(), "pod/box labeled");
-    assert_eq!(ok(&s.kubectl(&["annotate", "deployment", "web", "-n", "shop", "owner=team-a"])).trim(), "deployment.apps/web annotated");
+    assert_eq!(
+        ok(&s.kubectl(&["annotate", "deployment", "web", "-n", "shop", "owner=team-a"])).trim(),
+        "deployment.apps/web annotated"
+    );
     let labels = ok(&s.kubectl(&["get", "pod", "box", "-n", "shop", "-o", "jsonpath={.metadata.labels}"]));
     assert_eq!(json(&labels), serde_json::json!({"app": "web", "tier": "front"}));
     let selected = ok(&s.kubectl(&["get", "pods,configmaps", "-n", "shop", "-l", "tier=front", "-o", "name"]));
@@ -107,7 +119,8 @@ async fn create_get_label_annotate_delete_every_kind() {
     assert_eq!(ok(&s.kubectl(&["label", "pod", "box", "-n", "shop", "tier-"])).trim(), "pod/box unlabeled");
     let overwrite = fails(&s.kubectl(&["label", "pod", "box", "-n", "shop", "app=db"]));
     assert!(overwrite.contains("already has a value"), "{overwrite}");
-    let annotation = ok(&s.kubectl(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.metadata.annotations.owner}"]));
+    let annotation =
+        ok(&s.kubectl(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.metadata.annotations.owner}"]));
     assert_eq!(annotation, "team-a");
 
     let missing = fails(&s.kubectl(&["get", "configmap", "nope", "-n", "shop"]));
@@ -117,8 +130,21 @@ async fn create_get_label_annotate_delete_every_kind() {
 
     let deleted = ok(&s.kubectl(&["delete", "configmap", "settings", "-n", "shop"]));
     assert_eq!(deleted.trim(), r#"configmap "settings" deleted"#);
-    let deleted = ok(&s.kubectl(&["delete", "pods,services,deployments,secrets", "--all", "-n", "shop", "--grace-period=0", "--force"]));
-    for line in [r#"pod "box" force deleted"#, r#"service "web" deleted"#, r#"deployment.apps "web" deleted"#, r#"secret "creds" deleted"#] {
+    let deleted = ok(&s.kubectl(&[
+        "delete",
+        "pods,services,deployments,secrets",
+        "--all",
+        "-n",
+        "shop",
+        "--grace-period=0",
+        "--force",
+    ]));
+    for line in [
+        r#"pod "box" force deleted"#,
+        r#"service "web" force deleted"#,
+        r#"deployment.apps "web" force deleted"#,
+        r#"secret "creds" force deleted"#,
+    ] {
         assert!(deleted.contains(line), "missing {line:?} in {deleted}");
     }
     let empty = s.kubectl(&["get", "all", "-n", "shop", "-o", "name"]);
@@ -128,7 +154,10 @@ async fn create_get_label_annotate_delete_every_kind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replace_uses_optimistic_concurrency() {
     let s = TestServer::start().await;
-    ok(&s.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: '1'}\n"));
+    ok(&s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: '1'}\n",
+    ));
     let mut current = json(&ok(&s.kubectl(&["get", "cm", "conf", "-o", "json"])));
     current["data"]["a"] = "2".into();
     let replaced = ok(&s.kubectl_stdin(&["replace", "-f", "-"], &current.to_string()));
@@ -139,7 +168,10 @@ async fn replace_uses_optimistic_concurrency() {
     assert!(conflict.contains("the object has been modified"), "{conflict}");
     assert_eq!(ok(&s.kubectl(&["get", "cm", "conf", "-o", "jsonpath={.data.a}"])), "2");
     // --force deletes and recreates.
-    let forced = ok(&s.kubectl_stdin(&["replace", "--force", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: '9'}\n"));
+    let forced = ok(&s.kubectl_stdin(
+        &["replace", "--force", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: '9'}\n",
+    ));
     assert!(forced.contains("configmap/conf replaced") || forced.contains("configmap \"conf\" deleted"), "{forced}");
     assert_eq!(ok(&s.kubectl(&["get", "cm", "conf", "-o", "jsonpath={.data.a}"])), "9");
 }
@@ -150,31 +182,85 @@ async fn get_watch_streams_changes() {
     ok(&s.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n"));
     let kubeconfig = s.kubeconfig().to_path_buf();
     let watcher = std::thread::spawn(move || {
-        skiff_testkit::kubectl(&kubeconfig, &["get", "configmaps", "--watch", "-o", "name", "--request-timeout=4s"], None)
+        skiff_testkit::kubectl(
+            &kubeconfig,
+            &["get", "configmaps", "--watch", "-o", "name", "--request-timeout=4s"],
+            None,
+        )
     });
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     ok(&s.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\n"));
     ok(&s.kubectl(&["label", "cm", "first", "seen=yes"]));
     let output = watcher.join().unwrap();
     let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
-    assert_eq!(lines, ["configmap/first", "configmap/second", "configmap/first"], "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        lines,
+        ["configmap/first", "configmap/second", "configmap/first"],
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_paginated_lists() {
     let s = TestServer::start().await;
-    let many: String = (0..7)
-        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\n---\n"))
-        .collect();
+    let many: String =
+        (0..7).map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\n---\n")).collect();
     ok(&s.kubectl_stdin(&["create", "-f", "-"], &many));
     let page = json(&ok(&s.kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=3"])));
     assert_eq!(page["kind"], "ConfigMapList");
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     let token = page["metadata"]["continue"].as_str().unwrap();
-    let next = json(&ok(&s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={token}")])));
-    let names: Vec<_> = next["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let next = json(&ok(&s.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={token}"),
+    ])));
+    let names: Vec<_> =
+        next["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["cm-3", "cm-4", "cm-5"]);
     // kubectl's own chunked get (--chunk-size) reassembles the pages.
     let all = ok(&s.kubectl(&["get", "cm", "--chunk-size=2", "-o", "name"]));
     assert_eq!(all.lines().count(), 7, "{all}");
+}
+
+/// kubectl's typed commands send protobuf bodies.
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_create_commands() {
+    let s = TestServer::start().await;
+    assert_eq!(ok(&s.kubectl(&["create", "namespace", "team"])).trim(), "namespace/team created");
+    assert_eq!(
+        ok(&s.kubectl(&["create", "configmap", "cfg", "-n", "team", "--from-literal=mode=fast"])).trim(),
+        "configmap/cfg created"
+    );
+    assert_eq!(
+        ok(&s.kubectl(&["create", "secret", "generic", "pw", "-n", "team", "--from-literal=pw=s3cret"])).trim(),
+        "secret/pw created"
+    );
+    assert_eq!(
+        ok(&s.kubectl(&["create", "deployment", "api", "-n", "team", "--image=busybox:1.36", "--replicas=0"])).trim(),
+        "deployment.apps/api created"
+    );
+    assert_eq!(
+        ok(&s.kubectl(&["create", "service", "clusterip", "api", "-n", "team", "--tcp=80:8080"])).trim(),
+        "service/api created"
+    );
+    assert_eq!(ok(&s.kubectl(&["get", "cm", "cfg", "-n", "team", "-o", "jsonpath={.data.mode}"])), "fast");
+    assert_eq!(ok(&s.kubectl(&["get", "secret", "pw", "-n", "team", "-o", "jsonpath={.data.pw}"])), "czNjcmV0");
+    let deployment = json(&ok(&s.kubectl(&["get", "deploy", "api", "-n", "team", "-o", "json"])));
+    assert_eq!(deployment["spec"]["replicas"], 0);
+    assert_eq!(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    let service = json(&ok(&s.kubectl(&["get", "svc", "api", "-n", "team", "-o", "json"])));
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    let ns = json(&ok(&s.kubectl(&["get", "ns", "team", "-o", "json"])));
+    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team");
+    assert_eq!(
+        ok(&s.kubectl(&["scale", "deployment", "api", "-n", "team", "--replicas=3"])).trim(),
+        "deployment.apps/api scaled"
+    );
+    assert_eq!(ok(&s.kubectl(&["get", "deploy", "api", "-n", "team", "-o", "jsonpath={.spec.replicas}"])), "3");
+    let invalid = fails(&s.kubectl(&["create", "configmap", "Bad_Name", "--from-literal=a=b"]));
+    assert!(invalid.contains(r#"ConfigMap "Bad_Name" is invalid"#), "{invalid}");
 }

@@ -94,7 +94,12 @@ async fn acknowledged_writes_survive_kill_9() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["metadata"]["name"].as_str().unwrap().to_string(), i["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()))
+        .map(|i| {
+            (
+                i["metadata"]["name"].as_str().unwrap().to_string(),
+                i["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap(),
+            )
+        })
         .collect();
     for (name, rv) in &acked {
         assert_eq!(stored.get(name), Some(rv), "acknowledged write {name} at {rv} is missing after restart");

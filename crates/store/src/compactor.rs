@@ -39,11 +39,7 @@ impl Default for CompactionPolicy {
     /// Kubernetes' apiserver compacts every 5 minutes; sampling every minute makes the
     /// history kept between 5 and 6 minutes.
     fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(60),
-            keep_for: Duration::from_secs(5 * 60),
-            keep_revisions: 10_000,
-        }
+        Self { interval: Duration::from_secs(60), keep_for: Duration::from_secs(5 * 60), keep_revisions: 10_000 }
     }
 }
 
@@ -58,20 +54,12 @@ pub struct Planner {
 
 impl Planner {
     pub fn new(policy: CompactionPolicy) -> Self {
-        Self {
-            policy,
-            samples: VecDeque::new(),
-        }
+        Self { policy, samples: VecDeque::new() }
     }
 
     /// Records that the store was at `current` at time `now` and returns the revision to
     /// compact to, if it is newer than `compacted`.
-    pub fn observe(
-        &mut self,
-        now: Instant,
-        current: Revision,
-        compacted: Revision,
-    ) -> Option<Revision> {
+    pub fn observe(&mut self, now: Instant, current: Revision, compacted: Revision) -> Option<Revision> {
         self.samples.push_back((now, current));
         let cutoff = now.checked_sub(self.policy.keep_for)?;
         // Drop samples that a newer sample at or before the cutoff makes useless.
@@ -127,11 +115,7 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
 
     fn policy(keep_revisions: i64) -> CompactionPolicy {
-        CompactionPolicy {
-            interval: MINUTE,
-            keep_for: 5 * MINUTE,
-            keep_revisions,
-        }
+        CompactionPolicy { interval: MINUTE, keep_for: 5 * MINUTE, keep_revisions }
     }
 
     #[test]
@@ -141,21 +125,14 @@ mod tests {
         // Revision r was current at minute r / 100.
         for minute in 0..5u32 {
             let now = t0 + MINUTE * minute;
-            assert_eq!(
-                planner.observe(now, i64::from(minute) * 100, 0),
-                None,
-                "minute {minute}"
-            );
+            assert_eq!(planner.observe(now, i64::from(minute) * 100, 0), None, "minute {minute}");
         }
         // At minute 5, what was current at minute 0 is 5 minutes old.
         assert_eq!(planner.observe(t0 + 5 * MINUTE, 500, 0), None);
         assert_eq!(planner.observe(t0 + 6 * MINUTE, 600, 0), Some(100));
         assert_eq!(planner.observe(t0 + 7 * MINUTE, 700, 100), Some(200));
         // Nothing new to forget when already compacted that far.
-        assert_eq!(
-            planner.observe(t0 + 7 * MINUTE + Duration::from_secs(1), 700, 200),
-            None
-        );
+        assert_eq!(planner.observe(t0 + 7 * MINUTE + Duration::from_secs(1), 700, 200), None);
     }
 
     #[test]
@@ -176,11 +153,7 @@ mod tests {
         let t0 = Instant::now();
         for minute in 0..1000u32 {
             planner.observe(t0 + MINUTE * minute, i64::from(minute), 0);
-            assert!(
-                planner.samples.len() <= 7,
-                "{} samples",
-                planner.samples.len()
-            );
+            assert!(planner.samples.len() <= 7, "{} samples", planner.samples.len());
         }
     }
 }

@@ -132,17 +132,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces `key`'s value if its mod revision is `expected_mod_revision`
     /// ([`Error::Conflict`] otherwise, [`Error::NotFound`] if it does not exist).
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected_mod_revision: Revision,
-    ) -> Result<KeyValue>;
+    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue>;
 
     /// Deletes `key` if its mod revision is `expected_mod_revision` (any revision when
     /// None). Returns the deleted value with `mod_revision` set to the deletion revision.
-    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>)
-        -> Result<KeyValue>;
+    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<KeyValue>;
 
     /// Every change to keys under `prefix` with revision > `after`, then live changes.
     /// Fails at once with [`Error::Compacted`] if `after` is older than the compacted

@@ -17,10 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::keys::selected;
 use crate::watch::{self, History, HistoryFuture, DEFAULT_LIVE_CAPACITY};
-use crate::{
-    Error, Event, EventKind, KeyValue, RangeRequest, RangeResult, Result, Revision, Store,
-    WatchStream,
-};
+use crate::{Error, Event, EventKind, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchStream};
 
 /// The in-memory backend. Cloning gives another handle to the same store.
 #[derive(Clone)]
@@ -59,12 +56,7 @@ impl MemoryStore {
     /// to exercise that path).
     pub fn with_watch_capacity(capacity: usize) -> Self {
         let (live, _) = broadcast::channel(capacity.max(1));
-        Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
-                live,
-            }),
-        }
+        Self { inner: Arc::new(Inner { state: Mutex::new(State::default()), live }) }
     }
 }
 
@@ -97,16 +89,10 @@ impl Inner {
 impl State {
     fn check_revision(&self, requested: Revision) -> Result<()> {
         if requested < self.compacted {
-            return Err(Error::Compacted {
-                requested,
-                compacted: self.compacted,
-            });
+            return Err(Error::Compacted { requested, compacted: self.compacted });
         }
         if requested > self.revision {
-            return Err(Error::FutureRevision {
-                requested,
-                current: self.revision,
-            });
+            return Err(Error::FutureRevision { requested, current: self.revision });
         }
         Ok(())
     }
@@ -123,12 +109,7 @@ impl State {
             .map(|(key, kv)| (key.as_str(), kv))
             .collect();
         // Undo newer events, newest first, so each key ends at its value as of `revision`.
-        for event in self
-            .history
-            .iter()
-            .rev()
-            .take_while(|e| e.revision() > revision)
-        {
+        for event in self.history.iter().rev().take_while(|e| e.revision() > revision) {
             let key = event.kv.key.as_str();
             if !wanted(key) {
                 continue;
@@ -158,20 +139,8 @@ impl Store for MemoryStore {
             return Err(Error::AlreadyExists(key.to_owned()));
         }
         let revision = state.revision + 1;
-        let kv = KeyValue {
-            key: key.to_owned(),
-            value,
-            create_revision: revision,
-            mod_revision: revision,
-        };
-        Ok(self.inner.commit(
-            &mut state,
-            Event {
-                kind: EventKind::Put,
-                kv,
-                prev: None,
-            },
-        ))
+        let kv = KeyValue { key: key.to_owned(), value, create_revision: revision, mod_revision: revision };
+        Ok(self.inner.commit(&mut state, Event { kind: EventKind::Put, kv, prev: None }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
@@ -188,28 +157,16 @@ impl Store for MemoryStore {
         if more {
             kvs.truncate(request.limit);
         }
-        Ok(RangeResult {
-            kvs,
-            more,
-            revision,
-        })
+        Ok(RangeResult { kvs, more, revision })
     }
 
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected_mod_revision: Revision,
-    ) -> Result<KeyValue> {
+    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue> {
         let mut state = self.inner.lock();
         let Some(current) = state.current.get(key).cloned() else {
             return Err(Error::NotFound(key.to_owned()));
         };
         if current.mod_revision != expected_mod_revision {
-            return Err(Error::Conflict {
-                key: key.to_owned(),
-                current: Some(current),
-            });
+            return Err(Error::Conflict { key: key.to_owned(), current: Some(current) });
         }
         let kv = KeyValue {
             key: key.to_owned(),
@@ -217,14 +174,7 @@ impl Store for MemoryStore {
             create_revision: current.create_revision,
             mod_revision: state.revision + 1,
         };
-        Ok(self.inner.commit(
-            &mut state,
-            Event {
-                kind: EventKind::Put,
-                kv,
-                prev: Some(current),
-            },
-        ))
+        Ok(self.inner.commit(&mut state, Event { kind: EventKind::Put, kv, prev: Some(current) }))
     }
 
     async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<KeyValue> {
@@ -233,60 +183,32 @@ impl Store for MemoryStore {
             return Err(Error::NotFound(key.to_owned()));
         };
         if expected_mod_revision.is_some_and(|expected| expected != current.mod_revision) {
-            return Err(Error::Conflict {
-                key: key.to_owned(),
-                current: Some(current),
-            });
+            return Err(Error::Conflict { key: key.to_owned(), current: Some(current) });
         }
-        let kv = KeyValue {
-            mod_revision: state.revision + 1,
-            ..current.clone()
-        };
-        Ok(self.inner.commit(
-            &mut state,
-            Event {
-                kind: EventKind::Delete,
-                kv,
-                prev: Some(current),
-            },
-        ))
+        let kv = KeyValue { mod_revision: state.revision + 1, ..current.clone() };
+        Ok(self.inner.commit(&mut state, Event { kind: EventKind::Delete, kv, prev: Some(current) }))
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let live = {
             let state = self.inner.lock();
             if after < state.compacted {
-                return Err(Error::Compacted {
-                    requested: after,
-                    compacted: state.compacted,
-                });
+                return Err(Error::Compacted { requested: after, compacted: state.compacted });
             }
             self.inner.live.subscribe()
         };
-        Ok(watch::stream(
-            self.inner.clone(),
-            live,
-            prefix.to_owned(),
-            after,
-        ))
+        Ok(watch::stream(self.inner.clone(), live, prefix.to_owned(), after))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         let mut state = self.inner.lock();
         if revision > state.revision {
-            return Err(Error::FutureRevision {
-                requested: revision,
-                current: state.revision,
-            });
+            return Err(Error::FutureRevision { requested: revision, current: state.revision });
         }
         if revision <= state.compacted {
             return Ok(());
         }
-        while state
-            .history
-            .front()
-            .is_some_and(|e| e.revision() <= revision)
-        {
+        while state.history.front().is_some_and(|e| e.revision() <= revision) {
             state.history.pop_front();
         }
         state.compacted = revision;
@@ -299,19 +221,10 @@ impl History for Inner {
         let result = {
             let state = self.lock();
             if after < state.compacted {
-                Err(Error::Compacted {
-                    requested: after,
-                    compacted: state.compacted,
-                })
+                Err(Error::Compacted { requested: after, compacted: state.compacted })
             } else {
                 let start = state.history.partition_point(|e| e.revision() <= after);
-                Ok(state
-                    .history
-                    .range(start..)
-                    .filter(|e| e.kv.key.starts_with(prefix))
-                    .take(limit)
-                    .cloned()
-                    .collect())
+                Ok(state.history.range(start..).filter(|e| e.kv.key.starts_with(prefix)).take(limit).cloned().collect())
             }
         };
         Box::pin(std::future::ready(result))

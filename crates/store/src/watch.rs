@@ -55,15 +55,8 @@ pub(crate) fn stream(
     prefix: String,
     after: Revision,
 ) -> WatchStream {
-    let watcher = Watcher {
-        history,
-        live,
-        prefix,
-        last: after,
-        pending: VecDeque::new(),
-        catching_up: true,
-        done: false,
-    };
+    let watcher =
+        Watcher { history, live, prefix, last: after, pending: VecDeque::new(), catching_up: true, done: false };
     futures::stream::unfold(watcher, |mut watcher| async move {
         let item = watcher.next().await?;
         Some((item, watcher))
@@ -96,11 +89,7 @@ impl Watcher {
                 return Some(Ok(event));
             }
             if self.catching_up {
-                match self
-                    .history
-                    .events_after(&self.prefix, self.last, HISTORY_PAGE)
-                    .await
-                {
+                match self.history.events_after(&self.prefix, self.last, HISTORY_PAGE).await {
                     Ok(page) => {
                         // A short page means history had nothing more at the time it was
                         // read; anything newer is in the live channel.
@@ -156,11 +145,7 @@ mod tests {
             create_revision: revision,
             mod_revision: revision,
         };
-        Event {
-            kind: EventKind::Put,
-            kv,
-            prev: None,
-        }
+        Event { kind: EventKind::Put, kv, prev: None }
     }
 
     /// A fake backend: `log` is what history returns; `racer`, if set, is committed (logged
@@ -175,11 +160,7 @@ mod tests {
     impl Fake {
         fn new(capacity: usize) -> Arc<Self> {
             let (live, _) = broadcast::channel(capacity);
-            Arc::new(Self {
-                log: Mutex::new(Vec::new()),
-                live,
-                racer: Mutex::new(None),
-            })
+            Arc::new(Self { log: Mutex::new(Vec::new()), live, racer: Mutex::new(None) })
         }
 
         fn commit(&self, event: Event) {
@@ -210,12 +191,7 @@ mod tests {
         let mut revisions = Vec::new();
         for _ in 0..n {
             let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
-            revisions.push(
-                next.expect("hung")
-                    .expect("ended")
-                    .expect("error")
-                    .revision(),
-            );
+            revisions.push(next.expect("hung").expect("ended").expect("error").revision());
         }
         revisions
     }

@@ -32,11 +32,7 @@ async fn settle() {
 #[tokio::test(start_paused = true)]
 async fn compacts_history_older_than_keep_for_but_keeps_recent_revisions() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let policy = CompactionPolicy {
-        interval: 10 * SECOND,
-        keep_for: 30 * SECOND,
-        keep_revisions: 5,
-    };
+    let policy = CompactionPolicy { interval: 10 * SECOND, keep_for: 30 * SECOND, keep_revisions: 5 };
     let task = compactor::spawn(Arc::clone(&store), policy);
 
     write(store.as_ref(), 20).await; // revisions 1..=20 at t=0
@@ -45,23 +41,14 @@ async fn compacts_history_older_than_keep_for_but_keeps_recent_revisions() {
         tokio::time::advance(10 * SECOND).await;
         settle().await;
         write(store.as_ref(), 10).await;
-        assert_eq!(
-            store.compacted_revision().await.unwrap(),
-            0,
-            "at t={second}s"
-        );
+        assert_eq!(store.compacted_revision().await.unwrap(), 0, "at t={second}s");
     }
     // t=30s: what was current at t=0 (20) is now keep_for old.
     tokio::time::advance(10 * SECOND).await;
     settle().await;
     assert_eq!(store.compacted_revision().await.unwrap(), 20);
     assert!(matches!(
-        store
-            .range(RangeRequest {
-                revision: Some(19),
-                ..RangeRequest::default()
-            })
-            .await,
+        store.range(RangeRequest { revision: Some(19), ..RangeRequest::default() }).await,
         Err(Error::Compacted { .. })
     ));
     assert!(store.get("/k").await.unwrap().is_some());

@@ -14,10 +14,7 @@ use skiff_store::sqlite::{SqliteOptions, SqliteStore};
 use skiff_store::{Error, Event, RangeRequest, Store};
 
 fn everything() -> RangeRequest {
-    RangeRequest {
-        prefix: String::new(),
-        ..RangeRequest::default()
-    }
+    RangeRequest { prefix: String::new(), ..RangeRequest::default() }
 }
 
 async fn all_events(store: &SqliteStore, after: i64) -> Vec<Event> {
@@ -35,11 +32,7 @@ async fn reopen_recovers_every_acknowledged_write() {
         // Concurrent creates, then updates and deletes, all acknowledged.
         let creates = join_all((0..100).map(|i| {
             let store = Arc::clone(&store);
-            async move {
-                store
-                    .create(&format!("/re/{i:03}"), b(&i.to_string()))
-                    .await
-            }
+            async move { store.create(&format!("/re/{i:03}"), b(&i.to_string())).await }
         }))
         .await;
         for kv in creates {
@@ -47,12 +40,7 @@ async fn reopen_recovers_every_acknowledged_write() {
             let i: usize = kv.key[4..].parse().unwrap();
             match i % 3 {
                 0 => drop(store.delete(&kv.key, Some(kv.mod_revision)).await.unwrap()),
-                1 => drop(
-                    store
-                        .update(&kv.key, b("updated"), kv.mod_revision)
-                        .await
-                        .unwrap(),
-                ),
+                1 => drop(store.update(&kv.key, b("updated"), kv.mod_revision).await.unwrap()),
                 _ => {}
             }
         }
@@ -90,34 +78,18 @@ async fn revision_never_goes_backwards_even_when_compaction_emptied_history() {
         // Every row was superseded or a tombstone: the log is empty.
         assert!(store.range(everything()).await.unwrap().kvs.is_empty());
     }
-    let rows: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM log", [], |row| row.get(0))
-        .unwrap();
+    let rows: i64 =
+        rusqlite::Connection::open(&path).unwrap().query_row("SELECT COUNT(*) FROM log", [], |row| row.get(0)).unwrap();
     assert_eq!(rows, 0, "compaction should have emptied the log");
 
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.current_revision().await.unwrap(), 20);
     assert_eq!(store.compacted_revision().await.unwrap(), 20);
     assert!(matches!(
-        store
-            .range(RangeRequest {
-                revision: Some(19),
-                ..everything()
-            })
-            .await,
-        Err(Error::Compacted {
-            requested: 19,
-            compacted: 20
-        })
+        store.range(RangeRequest { revision: Some(19), ..everything() }).await,
+        Err(Error::Compacted { requested: 19, compacted: 20 })
     ));
-    let at_20 = store
-        .range(RangeRequest {
-            revision: Some(20),
-            ..everything()
-        })
-        .await
-        .unwrap();
+    let at_20 = store.range(RangeRequest { revision: Some(20), ..everything() }).await.unwrap();
     assert!(at_20.kvs.is_empty());
     let mut stream = store.watch("/gone/", 20).await.unwrap();
     let kv = store.create("/gone/0", b("again")).await.unwrap();
@@ -136,10 +108,7 @@ async fn concurrent_writers_share_commits() {
         async move { store.create(&format!("/gc/{i:04}"), b("x")).await }
     }))
     .await;
-    let mut revisions: Vec<_> = results
-        .into_iter()
-        .map(|r| r.unwrap().mod_revision)
-        .collect();
+    let mut revisions: Vec<_> = results.into_iter().map(|r| r.unwrap().mod_revision).collect();
     revisions.sort_unstable();
     assert_eq!(revisions, (1..=WRITERS as i64).collect::<Vec<_>>());
     let stats = store.stats();
@@ -160,11 +129,7 @@ async fn failed_requests_fail_alone_within_a_batch() {
     // so they share batches: exactly one of the contested ones wins, the rest all do.
     let results = join_all((0..100).map(|i| {
         let store = Arc::clone(&store);
-        let key = if i % 2 == 0 {
-            "/batch/same".to_owned()
-        } else {
-            format!("/batch/{i}")
-        };
+        let key = if i % 2 == 0 { "/batch/same".to_owned() } else { format!("/batch/{i}") };
         async move { (i, store.create(&key, b(&i.to_string())).await) }
     }))
     .await;
@@ -179,10 +144,7 @@ async fn failed_requests_fail_alone_within_a_batch() {
     }
     assert_eq!(contested_wins, 1);
     assert_eq!(store.current_revision().await.unwrap(), 51);
-    assert!(
-        store.stats().commits < 51,
-        "the requests should have shared commits"
-    );
+    assert!(store.stats().commits < 51, "the requests should have shared commits");
 }
 
 fn file_bytes(path: &Path) -> u64 {
@@ -199,10 +161,7 @@ async fn file_size_stabilises_under_churn_with_compaction() {
     let store = Arc::new(SqliteStore::open(&path).unwrap());
     let value = bytes::Bytes::from(vec![b'v'; 1024]);
     for i in 0..KEYS {
-        store
-            .create(&format!("/churn/{i:03}"), value.clone())
-            .await
-            .unwrap();
+        store.create(&format!("/churn/{i:03}"), value.clone()).await.unwrap();
     }
     let (mut sizes, mut wal_sizes) = (Vec::new(), Vec::new());
     for _round in 0..ROUNDS {
@@ -228,16 +187,10 @@ async fn file_size_stabilises_under_churn_with_compaction() {
     // been checkpointed into it a few times.
     let settled = sizes[3];
     let last = sizes[ROUNDS - 1];
-    assert!(
-        last <= settled + settled / 4 + 128 * 1024,
-        "database kept growing: sizes per round {sizes:?}"
-    );
+    assert!(last <= settled + settled / 4 + 128 * 1024, "database kept growing: sizes per round {sizes:?}");
     // The WAL is reused from its start after each checkpoint: it stays near the
     // autocheckpoint size (4 MB) instead of growing.
-    assert!(
-        wal_sizes.iter().all(|&size| size < 12 * 1024 * 1024),
-        "WAL kept growing: sizes per round {wal_sizes:?}"
-    );
+    assert!(wal_sizes.iter().all(|&size| size < 12 * 1024 * 1024), "WAL kept growing: sizes per round {wal_sizes:?}");
     // And the live data is intact.
     let kvs = store.range(everything()).await.unwrap().kvs;
     assert_eq!(kvs.len(), KEYS);
@@ -247,10 +200,7 @@ async fn file_size_stabilises_under_churn_with_compaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_writes_and_compaction_run_together_without_lock_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions {
-        readers: 2,
-        ..SqliteOptions::default()
-    };
+    let options = SqliteOptions { readers: 2, ..SqliteOptions::default() };
     let store = Arc::new(SqliteStore::open_with(&dir.path().join("store.db"), options).unwrap());
     let writers = (0..4).map(|w| {
         let store = Arc::clone(&store);
@@ -259,10 +209,7 @@ async fn reads_writes_and_compaction_run_together_without_lock_errors() {
                 let key = format!("/mix/{w}/{}", i % 10);
                 match store.get(&key).await.unwrap() {
                     None => store.create(&key, b("x")).await.map(drop),
-                    Some(kv) => store
-                        .update(&key, b(&i.to_string()), kv.mod_revision)
-                        .await
-                        .map(drop),
+                    Some(kv) => store.update(&key, b(&i.to_string()), kv.mod_revision).await.map(drop),
                 }
                 .unwrap();
             }
@@ -306,10 +253,7 @@ fn crash_child_writer() {
     let Some(path) = std::env::var_os(CRASH_DB) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let store = Arc::new(SqliteStore::open(Path::new(&path)).unwrap());
         let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel();
@@ -341,12 +285,7 @@ fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
         .env(CRASH_DB, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -375,10 +314,7 @@ fn acknowledged_writes_survive_kill_9() {
         }
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let store = SqliteStore::open(&path).unwrap();
         let newest = acked.iter().map(|(_, revision)| *revision).max().unwrap();
@@ -397,12 +333,8 @@ fn acknowledged_writes_survive_kill_9() {
 
 fn pages(path: &Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let count = conn
-        .query_row("PRAGMA page_count", [], |row| row.get(0))
-        .unwrap();
-    let free = conn
-        .query_row("PRAGMA freelist_count", [], |row| row.get(0))
-        .unwrap();
+    let count = conn.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
+    let free = conn.query_row("PRAGMA freelist_count", [], |row| row.get(0)).unwrap();
     (count, free)
 }
 
@@ -428,19 +360,10 @@ async fn compaction_gives_back_space_after_a_mass_delete() {
     for kv in deletes.await {
         kv.unwrap();
     }
-    store
-        .compact(store.current_revision().await.unwrap())
-        .await
-        .unwrap();
+    store.compact(store.current_revision().await.unwrap()).await.unwrap();
     let (after, free) = pages(&path);
     assert!(full > 1500, "expected a few MB of data, got {full} pages");
-    assert!(
-        after * 4 < full,
-        "{full} pages before, {after} after compaction ({free} free)"
-    );
+    assert!(after * 4 < full, "{full} pages before, {after} after compaction ({free} free)");
     // A reserve of free pages stays for reuse: a quarter of those in use, at least 256.
-    assert!(
-        free <= ((after - free) / 4).max(256),
-        "{free} of {after} pages still free"
-    );
+    assert!(free <= ((after - free) / 4).max(256), "{free} of {after} pages still free");
 }

@@ -58,10 +58,7 @@ mod cases {
     use super::*;
 
     fn range(prefix: &str) -> RangeRequest {
-        RangeRequest {
-            prefix: prefix.into(),
-            ..RangeRequest::default()
-        }
+        RangeRequest { prefix: prefix.into(), ..RangeRequest::default() }
     }
 
     fn keys(kvs: &[KeyValue]) -> Vec<&str> {
@@ -78,24 +75,11 @@ mod cases {
         assert!(page.kvs.is_empty());
         assert!(!page.more);
         assert_eq!(page.revision, 0);
-        let page = s
-            .range(RangeRequest {
-                revision: Some(0),
-                ..range("")
-            })
-            .await
-            .unwrap();
+        let page = s.range(RangeRequest { revision: Some(0), ..range("") }).await.unwrap();
         assert_eq!(page.revision, 0);
         assert!(matches!(
-            s.range(RangeRequest {
-                revision: Some(1),
-                ..range("")
-            })
-            .await,
-            Err(Error::FutureRevision {
-                requested: 1,
-                current: 0
-            })
+            s.range(RangeRequest { revision: Some(1), ..range("") }).await,
+            Err(Error::FutureRevision { requested: 1, current: 0 })
         ));
     }
 
@@ -103,15 +87,7 @@ mod cases {
         let h = new(ROOMY);
         let s = &h.store;
         let kv = s.create("/a", b("one")).await.unwrap();
-        assert_eq!(
-            kv,
-            KeyValue {
-                key: "/a".into(),
-                value: b("one"),
-                create_revision: 1,
-                mod_revision: 1
-            }
-        );
+        assert_eq!(kv, KeyValue { key: "/a".into(), value: b("one"), create_revision: 1, mod_revision: 1 });
         assert_eq!(s.get("/a").await.unwrap(), Some(kv.clone()));
         match s.create("/a", b("two")).await {
             Err(Error::AlreadyExists(key)) => assert_eq!(key, "/a"),
@@ -120,10 +96,7 @@ mod cases {
         assert_eq!(s.get("/a").await.unwrap(), Some(kv));
         assert_eq!(s.current_revision().await.unwrap(), 1);
         // Empty values and unusual characters are kept as given.
-        let odd = s
-            .create("/ü/ key\u{1F600}", bytes::Bytes::new())
-            .await
-            .unwrap();
+        let odd = s.create("/ü/ key\u{1F600}", bytes::Bytes::new()).await.unwrap();
         assert_eq!(s.get("/ü/ key\u{1F600}").await.unwrap(), Some(odd));
     }
 
@@ -163,24 +136,10 @@ mod cases {
             other => panic!("expected Conflict, got {other:?}"),
         }
         let deleted = s.delete("/d", Some(v2.mod_revision)).await.unwrap();
-        assert_eq!(
-            deleted,
-            KeyValue {
-                key: "/d".into(),
-                value: b("v2"),
-                create_revision: 1,
-                mod_revision: 3
-            }
-        );
+        assert_eq!(deleted, KeyValue { key: "/d".into(), value: b("v2"), create_revision: 1, mod_revision: 3 });
         assert_eq!(s.get("/d").await.unwrap(), None);
-        assert!(matches!(
-            s.delete("/d", None).await,
-            Err(Error::NotFound(_))
-        ));
-        assert!(matches!(
-            s.delete("/d", Some(3)).await,
-            Err(Error::NotFound(_))
-        ));
+        assert!(matches!(s.delete("/d", None).await, Err(Error::NotFound(_))));
+        assert!(matches!(s.delete("/d", Some(3)).await, Err(Error::NotFound(_))));
 
         // Unconditional delete, whatever the revision.
         s.create("/e", b("e")).await.unwrap();
@@ -229,9 +188,7 @@ mod cases {
     pub async fn range_prefix_limit_and_continue(new: NewStore) {
         let h = new(ROOMY);
         let s = &h.store;
-        for key in [
-            "/r/c", "/r/a", "/rr", "/r/b/x", "/q", "/r/e", "/r/d", "/r", "/s/a",
-        ] {
+        for key in ["/r/c", "/r/a", "/rr", "/r/b/x", "/q", "/r/e", "/r/d", "/r", "/s/a"] {
             s.create(key, b(key)).await.unwrap();
         }
         let all = s.range(range("/r/")).await.unwrap();
@@ -247,14 +204,8 @@ mod cases {
         let mut start_after = None;
         let mut pages = 0;
         loop {
-            let page = s
-                .range(RangeRequest {
-                    limit: 2,
-                    start_after: start_after.clone(),
-                    ..range("/r/")
-                })
-                .await
-                .unwrap();
+            let page =
+                s.range(RangeRequest { limit: 2, start_after: start_after.clone(), ..range("/r/") }).await.unwrap();
             pages += 1;
             assert!(page.kvs.len() <= 2);
             seen.extend(page.kvs.iter().map(|kv| kv.key.clone()));
@@ -267,48 +218,21 @@ mod cases {
         assert_eq!(pages, 3);
 
         // A page that exactly reaches the end says so.
-        let exact = s
-            .range(RangeRequest {
-                limit: 5,
-                ..range("/r/")
-            })
-            .await
-            .unwrap();
+        let exact = s.range(RangeRequest { limit: 5, ..range("/r/") }).await.unwrap();
         assert_eq!(exact.kvs.len(), 5);
         assert!(!exact.more);
-        let cut = s
-            .range(RangeRequest {
-                limit: 4,
-                ..range("/r/")
-            })
-            .await
-            .unwrap();
+        let cut = s.range(RangeRequest { limit: 4, ..range("/r/") }).await.unwrap();
         assert!(cut.more);
 
         // start_after before the prefix, and past the end.
-        let from_start = s
-            .range(RangeRequest {
-                start_after: Some("/a".into()),
-                ..range("/r/")
-            })
-            .await
-            .unwrap();
+        let from_start = s.range(RangeRequest { start_after: Some("/a".into()), ..range("/r/") }).await.unwrap();
         assert_eq!(from_start.kvs.len(), 5);
-        let past = s
-            .range(RangeRequest {
-                start_after: Some("/r/z".into()),
-                ..range("/r/")
-            })
-            .await
-            .unwrap();
+        let past = s.range(RangeRequest { start_after: Some("/r/z".into()), ..range("/r/") }).await.unwrap();
         assert!(past.kvs.is_empty() && !past.more);
 
         // The empty prefix is everything, in byte order.
         let everything = s.range(range("")).await.unwrap();
-        assert_eq!(
-            keys(&everything.kvs),
-            ["/q", "/r", "/r/a", "/r/b/x", "/r/c", "/r/d", "/r/e", "/rr", "/s/a"]
-        );
+        assert_eq!(keys(&everything.kvs), ["/q", "/r", "/r/a", "/r/b/x", "/r/c", "/r/d", "/r/e", "/rr", "/s/a"]);
         // A prefix that is not a directory matches by bytes.
         let rr = s.range(range("/r")).await.unwrap();
         assert_eq!(rr.kvs.len(), 7);
@@ -325,10 +249,7 @@ mod cases {
         s.create("/other", b("o")).await.unwrap(); // 6
         let b7 = s.create("/p/b", b("b7")).await.unwrap(); // 7
 
-        let at = |revision| RangeRequest {
-            revision: Some(revision),
-            ..range("/p/")
-        };
+        let at = |revision| RangeRequest { revision: Some(revision), ..range("/p/") };
         let expect = [
             (0, vec![]),
             (1, vec![a1.clone()]),
@@ -349,23 +270,10 @@ mod cases {
         let first = s.range(RangeRequest { limit: 1, ..at(2) }).await.unwrap();
         assert_eq!(first.kvs, vec![a1]);
         assert!(first.more);
-        let second = s
-            .range(RangeRequest {
-                limit: 1,
-                start_after: Some("/p/a".into()),
-                ..at(2)
-            })
-            .await
-            .unwrap();
+        let second = s.range(RangeRequest { limit: 1, start_after: Some("/p/a".into()), ..at(2) }).await.unwrap();
         assert_eq!(second.kvs, vec![b2]);
         assert!(!second.more);
-        assert!(matches!(
-            s.range(at(8)).await,
-            Err(Error::FutureRevision {
-                requested: 8,
-                current: 7
-            })
-        ));
+        assert!(matches!(s.range(at(8)).await, Err(Error::FutureRevision { requested: 8, current: 7 })));
     }
 
     pub async fn concurrent_cas_increments_lose_nothing(new: NewStore) {
@@ -383,10 +291,7 @@ mod cases {
                     let mut kv = s.get("/counter").await.unwrap().unwrap();
                     loop {
                         let n: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
-                        match s
-                            .update("/counter", b(&(n + 1).to_string()), kv.mod_revision)
-                            .await
-                        {
+                        match s.update("/counter", b(&(n + 1).to_string()), kv.mod_revision).await {
                             Ok(_) => break,
                             Err(Error::Conflict { current, .. }) => {
                                 conflicts += 1;
@@ -410,16 +315,9 @@ mod cases {
             conflicts += tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
         }
         let kv = s.get("/counter").await.unwrap().unwrap();
-        assert_eq!(
-            kv.value,
-            b(&(TASKS * INCREMENTS).to_string()),
-            "{conflicts} conflicts"
-        );
+        assert_eq!(kv.value, b(&(TASKS * INCREMENTS).to_string()), "{conflicts} conflicts");
         // One revision per successful increment, plus the create.
-        assert_eq!(
-            s.current_revision().await.unwrap(),
-            (TASKS * INCREMENTS) as i64 + 1
-        );
+        assert_eq!(s.current_revision().await.unwrap(), (TASKS * INCREMENTS) as i64 + 1);
         assert_eq!(kv.mod_revision, (TASKS * INCREMENTS) as i64 + 1);
     }
 
@@ -442,17 +340,8 @@ mod cases {
         assert_eq!(replayed[0].prev, None);
         assert_eq!(replayed[2].kv.value, b("a2"));
         assert_eq!(replayed[2].kv.create_revision, 1);
-        assert_eq!(
-            replayed[2]
-                .prev
-                .as_ref()
-                .map(|p| (p.value.clone(), p.mod_revision)),
-            Some((b("a1"), 1))
-        );
-        assert_eq!(
-            replayed[4].prev, None,
-            "a create after a delete has no previous value"
-        );
+        assert_eq!(replayed[2].prev.as_ref().map(|p| (p.value.clone(), p.mod_revision)), Some((b("a1"), 1)));
+        assert_eq!(replayed[4].prev, None, "a create after a delete has no previous value");
         assert_eq!(replayed[4].kv.create_revision, 5);
 
         // Replayed history and live events are the same events.
@@ -465,10 +354,7 @@ mod cases {
             let next = next_events(stream, 1).await;
             assert_eq!(revisions(&next), [6]);
             assert_eq!(next[0].kv.value, b("b3"));
-            assert_eq!(
-                next[0].prev.as_ref().map(|p| p.value.clone()),
-                Some(b("b2"))
-            );
+            assert_eq!(next[0].prev.as_ref().map(|p| p.value.clone()), Some(b("b2")));
             assert_quiet(stream).await;
         }
     }
@@ -503,13 +389,8 @@ mod cases {
                     let key = format!("/race/{}", i % 7);
                     match s.get(&key).await.unwrap() {
                         None => s.create(&key, b("c")).await.unwrap(),
-                        Some(kv) if i % 5 == 0 => {
-                            s.delete(&key, Some(kv.mod_revision)).await.unwrap()
-                        }
-                        Some(kv) => s
-                            .update(&key, b(&i.to_string()), kv.mod_revision)
-                            .await
-                            .unwrap(),
+                        Some(kv) if i % 5 == 0 => s.delete(&key, Some(kv.mod_revision)).await.unwrap(),
+                        Some(kv) => s.update(&key, b(&i.to_string()), kv.mod_revision).await.unwrap(),
                     };
                     // Spread the writes over the time the watchers start.
                     if i % 10 == 0 {
@@ -521,27 +402,16 @@ mod cases {
         // Start watchers at whatever revision the store is at, while it is being written.
         let mut watchers = Vec::new();
         for round in 0..12 {
-            let after = if round == 0 {
-                0
-            } else {
-                s.current_revision().await.unwrap()
-            };
+            let after = if round == 0 { 0 } else { s.current_revision().await.unwrap() };
             let stream = s.watch("/race/", after).await.unwrap();
             watchers.push((after, stream));
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tokio::time::timeout(PATIENCE, writer)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(PATIENCE, writer).await.unwrap().unwrap();
         assert_eq!(s.current_revision().await.unwrap(), WRITES);
         for (after, mut stream) in watchers {
             let events = next_events(&mut stream, (WRITES - after) as usize).await;
-            assert_eq!(
-                revisions(&events),
-                ((after + 1)..=WRITES).collect::<Vec<_>>(),
-                "watch after {after}"
-            );
+            assert_eq!(revisions(&events), ((after + 1)..=WRITES).collect::<Vec<_>>(), "watch after {after}");
             assert_quiet(&mut stream).await;
         }
     }
@@ -577,15 +447,7 @@ mod cases {
         let deleted = s.delete("/del/k", None).await.unwrap(); // 3
         let event = next_events(&mut live, 1).await.remove(0);
         assert_eq!(event.kind, EventKind::Delete);
-        assert_eq!(
-            event.kv,
-            KeyValue {
-                key: "/del/k".into(),
-                value: b("v2"),
-                create_revision: 1,
-                mod_revision: 3
-            }
-        );
+        assert_eq!(event.kv, KeyValue { key: "/del/k".into(), value: b("v2"), create_revision: 1, mod_revision: 3 });
         assert_eq!(event.kv, deleted);
         assert_eq!(event.prev, Some(v2));
         // History says the same.
@@ -602,14 +464,7 @@ mod cases {
         s.create("/c/gone", b("g")).await.unwrap(); // 4
         s.delete("/c/gone", None).await.unwrap(); // 5
         s.update("/c/a", b("a3"), 3).await.unwrap(); // 6
-        let snapshot_5 = s
-            .range(RangeRequest {
-                revision: Some(5),
-                ..range("/c/")
-            })
-            .await
-            .unwrap()
-            .kvs;
+        let snapshot_5 = s.range(RangeRequest { revision: Some(5), ..range("/c/") }).await.unwrap().kvs;
         let current = s.range(range("/c/")).await.unwrap().kvs;
 
         s.compact(5).await.unwrap();
@@ -618,73 +473,33 @@ mod cases {
 
         // Older reads and watches fail.
         assert!(matches!(
-            s.range(RangeRequest {
-                revision: Some(4),
-                ..range("/c/")
-            })
-            .await,
-            Err(Error::Compacted {
-                requested: 4,
-                compacted: 5
-            })
+            s.range(RangeRequest { revision: Some(4), ..range("/c/") }).await,
+            Err(Error::Compacted { requested: 4, compacted: 5 })
         ));
-        assert!(matches!(
-            s.watch("/c/", 4).await.map(|_| ()),
-            Err(Error::Compacted {
-                requested: 4,
-                compacted: 5
-            })
-        ));
-        assert!(matches!(
-            s.watch("/c/", 0).await.map(|_| ()),
-            Err(Error::Compacted { .. })
-        ));
+        assert!(matches!(s.watch("/c/", 4).await.map(|_| ()), Err(Error::Compacted { requested: 4, compacted: 5 })));
+        assert!(matches!(s.watch("/c/", 0).await.map(|_| ()), Err(Error::Compacted { .. })));
 
         // The compacted revision itself is still readable and watchable.
-        let at_5 = s
-            .range(RangeRequest {
-                revision: Some(5),
-                ..range("/c/")
-            })
-            .await
-            .unwrap();
+        let at_5 = s.range(RangeRequest { revision: Some(5), ..range("/c/") }).await.unwrap();
         assert_eq!(at_5.kvs, snapshot_5);
         let mut stream = s.watch("/c/", 5).await.unwrap();
         let events = next_events(&mut stream, 1).await;
         assert_eq!(revisions(&events), [6]);
-        assert_eq!(
-            events[0].prev.as_ref().map(|p| p.value.clone()),
-            Some(b("a2"))
-        );
+        assert_eq!(events[0].prev.as_ref().map(|p| p.value.clone()), Some(b("a2")));
 
         // Current values survive, including ones last written at or before the compaction.
         assert_eq!(s.range(range("/c/")).await.unwrap().kvs, current);
-        assert_eq!(
-            s.get("/c/b").await.unwrap().map(|kv| kv.mod_revision),
-            Some(2)
-        );
+        assert_eq!(s.get("/c/b").await.unwrap().map(|kv| kv.mod_revision), Some(2));
         assert_eq!(s.get("/c/gone").await.unwrap(), None);
 
         // Compacting to the current revision leaves the current values readable there.
         s.compact(6).await.unwrap();
-        let at_6 = s
-            .range(RangeRequest {
-                revision: Some(6),
-                ..range("/c/")
-            })
-            .await
-            .unwrap();
+        let at_6 = s.range(RangeRequest { revision: Some(6), ..range("/c/") }).await.unwrap();
         assert_eq!(at_6.kvs, current);
         // Compacting backwards changes nothing; compacting the future is refused.
         s.compact(3).await.unwrap();
         assert_eq!(s.compacted_revision().await.unwrap(), 6);
-        assert!(matches!(
-            s.compact(7).await,
-            Err(Error::FutureRevision {
-                requested: 7,
-                current: 6
-            })
-        ));
+        assert!(matches!(s.compact(7).await, Err(Error::FutureRevision { requested: 7, current: 6 })));
         // Writes carry on from there.
         let next = s.update("/c/b", b("b2"), 2).await.unwrap();
         assert_eq!(next.mod_revision, 7);
@@ -706,10 +521,7 @@ mod cases {
             let s = Arc::clone(&s);
             async move { s.create(&format!("/slow/{i:04}"), b("x")).await }
         }));
-        for result in tokio::time::timeout(PATIENCE, writes)
-            .await
-            .expect("writers blocked")
-        {
+        for result in tokio::time::timeout(PATIENCE, writes).await.expect("writers blocked") {
             result.unwrap();
         }
         // Then the watcher gets every event, in order, once.
@@ -733,14 +545,8 @@ mod cases {
         s.compact(30).await.unwrap();
         // The ring overflowed while nobody polled, and the history needed to catch up
         // is gone: the watcher must relist.
-        match tokio::time::timeout(PATIENCE, stream.next())
-            .await
-            .expect("hung")
-        {
-            Some(Err(Error::Compacted {
-                requested,
-                compacted,
-            })) => {
+        match tokio::time::timeout(PATIENCE, stream.next()).await.expect("hung") {
+            Some(Err(Error::Compacted { requested, compacted })) => {
                 assert_eq!(requested, 1);
                 assert_eq!(compacted, 30);
             }

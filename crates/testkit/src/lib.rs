@@ -90,7 +90,11 @@ impl TestServer {
     }
 
     /// A server on `store` with `adjust` applied to its configuration.
-    pub async fn start_configured(dir: tempfile::TempDir, store: Arc<dyn Store>, adjust: impl FnOnce(&mut Config)) -> Result<Self> {
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Self> {
         let mut config = Config::new(dir.path());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.node_ip = Some([127, 0, 0, 1].into());
@@ -212,9 +216,11 @@ pub fn fails(output: &Output) -> String {
 
 /// The `skiff` binary built for this workspace (for tests that run the real server process).
 pub fn skiff_binary() -> Result<PathBuf> {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
-    });
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let path = target.join("debug/skiff");
-    path.exists().then_some(path.clone()).with_context(|| format!("{} not built (cargo build -p skiff)", path.display()))
+    path.exists()
+        .then_some(path.clone())
+        .with_context(|| format!("{} not built (cargo build -p skiff)", path.display()))
 }

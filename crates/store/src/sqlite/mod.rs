@@ -28,9 +28,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use self::reader::{ReaderHistory, Readers};
 use self::writer::{Op, Outcome, Request, Writer};
 use crate::watch::{self, DEFAULT_LIVE_CAPACITY};
-use crate::{
-    Error, Event, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchStream,
-};
+use crate::{Error, Event, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchStream};
 
 /// Tuning knobs of [`SqliteStore`]. The defaults suit a single-node cluster.
 #[derive(Clone, Debug)]
@@ -48,12 +46,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self {
-            max_batch: 1000,
-            readers: 4,
-            watch_capacity: DEFAULT_LIVE_CAPACITY,
-            queue: 4096,
-        }
+        Self { max_batch: 1000, readers: 4, watch_capacity: DEFAULT_LIVE_CAPACITY, queue: 4096 }
     }
 }
 
@@ -155,10 +148,7 @@ impl SqliteStore {
     async fn submit(&self, op: Op) -> Result<Outcome> {
         let requests = self.requests.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        requests
-            .send(Request { op, reply })
-            .await
-            .map_err(|_| Error::Closed)?;
+        requests.send(Request { op, reply }).await.map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -193,11 +183,7 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        self.write(Op::Create {
-            key: key.to_owned(),
-            value,
-        })
-        .await
+        self.write(Op::Create { key: key.to_owned(), value }).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
@@ -206,31 +192,15 @@ impl Store for SqliteStore {
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResult> {
-        self.readers
-            .read(move |tx| reader::range(tx, &request))
-            .await
+        self.readers.read(move |tx| reader::range(tx, &request)).await
     }
 
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected_mod_revision: Revision,
-    ) -> Result<KeyValue> {
-        self.write(Op::Update {
-            key: key.to_owned(),
-            value,
-            expected: expected_mod_revision,
-        })
-        .await
+    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue> {
+        self.write(Op::Update { key: key.to_owned(), value, expected: expected_mod_revision }).await
     }
 
     async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<KeyValue> {
-        self.write(Op::Delete {
-            key: key.to_owned(),
-            expected: expected_mod_revision,
-        })
-        .await
+        self.write(Op::Delete { key: key.to_owned(), expected: expected_mod_revision }).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
@@ -238,10 +208,7 @@ impl Store for SqliteStore {
         let live = self.live.subscribe();
         let compacted = self.shared.compacted.load(Ordering::Acquire);
         if after < compacted {
-            return Err(Error::Compacted {
-                requested: after,
-                compacted,
-            });
+            return Err(Error::Compacted { requested: after, compacted });
         }
         let history = Arc::new(ReaderHistory(Arc::clone(&self.readers)));
         Ok(watch::stream(history, live, prefix.to_owned(), after))
@@ -289,7 +256,5 @@ fn backend(err: rusqlite::Error) -> Error {
 }
 
 fn unexpected(outcome: Outcome) -> Error {
-    Error::Backend(format!(
-        "store writer answered with an unexpected {outcome:?}"
-    ))
+    Error::Backend(format!("store writer answered with an unexpected {outcome:?}"))
 }

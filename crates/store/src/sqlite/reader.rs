@@ -26,11 +26,7 @@ pub(super) struct Readers {
 
 impl Readers {
     pub(super) fn new(path: PathBuf, size: usize) -> Self {
-        Self {
-            path,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(size.max(1)),
-        }
+        Self { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(size.max(1)) }
     }
 
     /// Runs `read` on a pooled connection, inside a read transaction.
@@ -43,10 +39,8 @@ impl Readers {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut conn = this.take()?;
-            let result = conn
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(backend)
-                .and_then(|tx| read(&tx));
+            let result =
+                conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(backend).and_then(|tx| read(&tx));
             this.give_back(conn);
             result
         })
@@ -55,11 +49,7 @@ impl Readers {
     }
 
     fn take(&self) -> Result<Connection> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         match pooled {
             Some(conn) => Ok(conn),
             None => open_reader(&self.path).map_err(backend),
@@ -67,10 +57,7 @@ impl Readers {
     }
 
     fn give_back(&self, conn: Connection) {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
     }
 }
 
@@ -83,10 +70,7 @@ struct Revisions {
 fn revisions(conn: &Connection) -> Result<Revisions> {
     let recorded = read_meta(conn, "revision").map_err(backend)?.unwrap_or(0);
     let compacted = read_meta(conn, "compacted").map_err(backend)?.unwrap_or(0);
-    Ok(Revisions {
-        current: recorded,
-        compacted,
-    })
+    Ok(Revisions { current: recorded, compacted })
 }
 
 pub(super) fn get(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
@@ -95,10 +79,7 @@ pub(super) fn get(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
          FROM current c JOIN log l ON l.revision = c.revision
          WHERE c.key = ?1",
     )
-    .and_then(|mut stmt| {
-        stmt.query_row(params![key.as_bytes()], key_value)
-            .optional()
-    })
+    .and_then(|mut stmt| stmt.query_row(params![key.as_bytes()], key_value).optional())
     .map_err(backend)
 }
 
@@ -106,23 +87,13 @@ pub(super) fn range(conn: &Connection, request: &RangeRequest) -> Result<RangeRe
     let revs = revisions(conn)?;
     let revision = request.revision.unwrap_or(revs.current);
     if revision < revs.compacted {
-        return Err(Error::Compacted {
-            requested: revision,
-            compacted: revs.compacted,
-        });
+        return Err(Error::Compacted { requested: revision, compacted: revs.compacted });
     }
     if revision > revs.current {
-        return Err(Error::FutureRevision {
-            requested: revision,
-            current: revs.current,
-        });
+        return Err(Error::FutureRevision { requested: revision, current: revs.current });
     }
     // Fetch one extra row to learn whether more follow.
-    let fetch = if request.limit == 0 {
-        -1
-    } else {
-        request.limit as i64 + 1
-    };
+    let fetch = if request.limit == 0 { -1 } else { request.limit as i64 + 1 };
     let lower = request.prefix.as_bytes();
     let after = request.start_after.as_deref().map(str::as_bytes);
     let upper = prefix_end(&request.prefix);
@@ -153,26 +124,14 @@ pub(super) fn range(conn: &Connection, request: &RangeRequest) -> Result<RangeRe
     if more {
         kvs.truncate(request.limit);
     }
-    Ok(RangeResult {
-        kvs,
-        more,
-        revision,
-    })
+    Ok(RangeResult { kvs, more, revision })
 }
 
 /// Events for keys under `prefix` with revision > `after`, at most `limit`, in order.
-pub(super) fn events_after(
-    conn: &Connection,
-    prefix: &str,
-    after: Revision,
-    limit: usize,
-) -> Result<Vec<Event>> {
+pub(super) fn events_after(conn: &Connection, prefix: &str, after: Revision, limit: usize) -> Result<Vec<Event>> {
     let revs = revisions(conn)?;
     if after < revs.compacted {
-        return Err(Error::Compacted {
-            requested: after,
-            compacted: revs.compacted,
-        });
+        return Err(Error::Compacted { requested: after, compacted: revs.compacted });
     }
     conn.prepare_cached(
         "SELECT l.key, l.value, l.create_revision, l.revision, l.prev_revision, l.deleted,
@@ -182,11 +141,8 @@ pub(super) fn events_after(
          ORDER BY l.revision LIMIT ?4",
     )
     .and_then(|mut stmt| {
-        stmt.query_map(
-            params![after, prefix.as_bytes(), prefix_end(prefix), limit as i64],
-            event,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()
+        stmt.query_map(params![after, prefix.as_bytes(), prefix_end(prefix), limit as i64], event)?
+            .collect::<rusqlite::Result<Vec<_>>>()
     })
     .map_err(backend)
 }
@@ -208,15 +164,8 @@ fn event(row: &Row<'_>) -> rusqlite::Result<Event> {
     if deleted {
         // A tombstone keeps the deleted value: the previous value is that same value
         // at the revision it was last written.
-        let prev = KeyValue {
-            mod_revision: prev_revision,
-            ..kv.clone()
-        };
-        return Ok(Event {
-            kind: EventKind::Delete,
-            kv,
-            prev: Some(prev),
-        });
+        let prev = KeyValue { mod_revision: prev_revision, ..kv.clone() };
+        return Ok(Event { kind: EventKind::Delete, kv, prev: Some(prev) });
     }
     let prev = match row.get::<_, Option<Vec<u8>>>(6)? {
         Some(value) => Some(KeyValue {
@@ -227,17 +176,12 @@ fn event(row: &Row<'_>) -> rusqlite::Result<Event> {
         }),
         None => None,
     };
-    Ok(Event {
-        kind: EventKind::Put,
-        kv,
-        prev,
-    })
+    Ok(Event { kind: EventKind::Put, kv, prev })
 }
 
 fn key_text(row: &Row<'_>, index: usize) -> rusqlite::Result<String> {
-    String::from_utf8(row.get::<_, Vec<u8>>(index)?).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(err))
-    })
+    String::from_utf8(row.get::<_, Vec<u8>>(index)?)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(err)))
 }
 
 /// The watch history of a sqlite store: reads the log through the reader pool.
@@ -247,10 +191,6 @@ impl History for ReaderHistory {
     fn events_after(&self, prefix: &str, after: Revision, limit: usize) -> HistoryFuture {
         let readers = Arc::clone(&self.0);
         let prefix = prefix.to_owned();
-        Box::pin(async move {
-            readers
-                .read(move |tx| events_after(tx, &prefix, after, limit))
-                .await
-        })
+        Box::pin(async move { readers.read(move |tx| events_after(tx, &prefix, after, limit)).await })
     }
 }

@@ -85,30 +85,18 @@ fn setup_writer(path: &Path, conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
     // Must precede the first table: it decides the file's layout. A no-op on databases
     // that already have tables.
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-        .map_err(backend)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(backend)?;
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(backend)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Backend(format!(
-            "could not switch {} to WAL (journal_mode is {mode})",
-            path.display()
-        )));
+        return Err(Error::Backend(format!("could not switch {} to WAL (journal_mode is {mode})", path.display())));
     }
     // FULL: every commit fsyncs the WAL, so an acknowledged write survives power loss.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(backend)?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-        .map_err(backend)?;
-    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-        .map_err(backend)?;
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
-        .map_err(backend)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES).map_err(backend)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT).map_err(backend)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(backend)?;
 
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(backend)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(backend)?;
     if version > SCHEMA_VERSION {
         return Err(Error::Backend(format!(
             "{} has schema version {version}; this build knows up to {SCHEMA_VERSION}",
@@ -116,8 +104,7 @@ fn setup_writer(path: &Path, conn: &Connection) -> Result<()> {
         )));
     }
     conn.execute_batch(SCHEMA).map_err(backend)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(backend)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(backend)?;
     Ok(())
 }
 
@@ -133,8 +120,7 @@ pub(super) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
-    let logged: Option<Revision> =
-        conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0))?;
+    let logged: Option<Revision> = conn.query_row("SELECT MAX(revision) FROM log", [], |r| r.get(0))?;
     let recorded = read_meta(conn, "revision")?.unwrap_or(0);
     let compacted = read_meta(conn, "compacted")?.unwrap_or(0);
     let auto_vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
@@ -147,9 +133,7 @@ fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
 }
 
 pub(super) fn read_meta(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
-        .query_row(params![name], |r| r.get(0))
-        .optional()
+    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?.query_row(params![name], |r| r.get(0)).optional()
 }
 
 pub(super) fn write_meta(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {

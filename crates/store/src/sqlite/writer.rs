@@ -101,14 +101,7 @@ impl Writer {
         max_batch: usize,
         incremental_vacuum: bool,
     ) -> Self {
-        Self {
-            conn,
-            shared,
-            live,
-            requests,
-            max_batch: max_batch.max(1),
-            incremental_vacuum,
-        }
+        Self { conn, shared, live, requests, max_batch: max_batch.max(1), incremental_vacuum }
     }
 
     /// Serves requests until every sender is gone (the store was dropped).
@@ -134,17 +127,9 @@ impl Writer {
         let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for request in &batch {
-                let outcome = apply(
-                    &tx,
-                    &mut counters,
-                    &request.op,
-                    &mut events,
-                    self.incremental_vacuum,
-                )?;
+                let outcome = apply(&tx, &mut counters, &request.op, &mut events, self.incremental_vacuum)?;
                 outcomes.push(outcome);
             }
             if counters.revision != before.revision {
@@ -166,15 +151,9 @@ impl Writer {
         }
 
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .writes
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        self.shared
-            .compacted
-            .store(counters.compacted, Ordering::Release);
-        self.shared
-            .revision
-            .store(counters.revision, Ordering::Release);
+        self.shared.writes.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.shared.compacted.store(counters.compacted, Ordering::Release);
+        self.shared.revision.store(counters.revision, Ordering::Release);
         for event in events {
             // No receivers is fine: nobody is watching.
             let _ = self.live.send(Arc::new(event));
@@ -201,35 +180,20 @@ fn apply(
                 return Ok(Err(Error::AlreadyExists(key.clone())));
             }
             let revision = counters.revision + 1;
-            let kv = KeyValue {
-                key: key.clone(),
-                value: value.clone(),
-                create_revision: revision,
-                mod_revision: revision,
-            };
+            let kv =
+                KeyValue { key: key.clone(), value: value.clone(), create_revision: revision, mod_revision: revision };
             append(conn, &kv, 0, false)?;
             set_current(conn, key, revision)?;
             counters.revision = revision;
-            events.push(Event {
-                kind: EventKind::Put,
-                kv: kv.clone(),
-                prev: None,
-            });
+            events.push(Event { kind: EventKind::Put, kv: kv.clone(), prev: None });
             Ok(Ok(Outcome::Kv(kv)))
         }
-        Op::Update {
-            key,
-            value,
-            expected,
-        } => {
+        Op::Update { key, value, expected } => {
             let Some(prev) = current(conn, key)? else {
                 return Ok(Err(Error::NotFound(key.clone())));
             };
             if prev.mod_revision != *expected {
-                return Ok(Err(Error::Conflict {
-                    key: key.clone(),
-                    current: Some(prev),
-                }));
+                return Ok(Err(Error::Conflict { key: key.clone(), current: Some(prev) }));
             }
             let revision = counters.revision + 1;
             let kv = KeyValue {
@@ -241,11 +205,7 @@ fn apply(
             append(conn, &kv, prev.mod_revision, false)?;
             set_current(conn, key, revision)?;
             counters.revision = revision;
-            events.push(Event {
-                kind: EventKind::Put,
-                kv: kv.clone(),
-                prev: Some(prev),
-            });
+            events.push(Event { kind: EventKind::Put, kv: kv.clone(), prev: Some(prev) });
             Ok(Ok(Outcome::Kv(kv)))
         }
         Op::Delete { key, expected } => {
@@ -253,33 +213,19 @@ fn apply(
                 return Ok(Err(Error::NotFound(key.clone())));
             };
             if expected.is_some_and(|expected| expected != prev.mod_revision) {
-                return Ok(Err(Error::Conflict {
-                    key: key.clone(),
-                    current: Some(prev),
-                }));
+                return Ok(Err(Error::Conflict { key: key.clone(), current: Some(prev) }));
             }
             let revision = counters.revision + 1;
-            let kv = KeyValue {
-                mod_revision: revision,
-                ..prev.clone()
-            };
+            let kv = KeyValue { mod_revision: revision, ..prev.clone() };
             append(conn, &kv, prev.mod_revision, true)?;
-            conn.prepare_cached("DELETE FROM current WHERE key = ?1")?
-                .execute(params![key.as_bytes()])?;
+            conn.prepare_cached("DELETE FROM current WHERE key = ?1")?.execute(params![key.as_bytes()])?;
             counters.revision = revision;
-            events.push(Event {
-                kind: EventKind::Delete,
-                kv: kv.clone(),
-                prev: Some(prev),
-            });
+            events.push(Event { kind: EventKind::Delete, kv: kv.clone(), prev: Some(prev) });
             Ok(Ok(Outcome::Kv(kv)))
         }
         Op::SetCompacted { revision } => {
             if *revision > counters.revision {
-                return Ok(Err(Error::FutureRevision {
-                    requested: *revision,
-                    current: counters.revision,
-                }));
+                return Ok(Err(Error::FutureRevision { requested: *revision, current: counters.revision }));
             }
             let moves = *revision > counters.compacted;
             if moves {
@@ -315,12 +261,7 @@ fn current(conn: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue>> {
     .optional()
 }
 
-fn append(
-    conn: &Connection,
-    kv: &KeyValue,
-    prev_revision: Revision,
-    deleted: bool,
-) -> rusqlite::Result<()> {
+fn append(conn: &Connection, kv: &KeyValue, prev_revision: Revision, deleted: bool) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO log (revision, key, value, create_revision, prev_revision, deleted)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -351,20 +292,14 @@ fn set_current(conn: &Connection, key: &str, revision: Revision) -> rusqlite::Re
 ///
 /// Steps go in ascending revision order, so a key's older rows are gone before its
 /// tombstone is: a reader at or above `revision` never sees a deleted key come back.
-fn compact_step(
-    conn: &Connection,
-    revision: Revision,
-    after: Revision,
-) -> rusqlite::Result<Outcome> {
+fn compact_step(conn: &Connection, revision: Revision, after: Revision) -> rusqlite::Result<Outcome> {
     let window_end: Option<Revision> = conn
         .prepare_cached(
             "SELECT MAX(revision) FROM (
                  SELECT revision FROM log WHERE revision > ?1 AND revision <= ?2
                  ORDER BY revision LIMIT ?3)",
         )?
-        .query_row(params![after, revision, COMPACT_STEP_ROWS], |row| {
-            row.get(0)
-        })?;
+        .query_row(params![after, revision, COMPACT_STEP_ROWS], |row| row.get(0))?;
     let Some(window_end) = window_end else {
         return Ok(Outcome::Step(None));
     };

@@ -26,23 +26,14 @@ pub struct Harness {
 pub type NewStore = fn(usize) -> Harness;
 
 pub fn memory(watch_capacity: usize) -> Harness {
-    Harness {
-        store: Arc::new(MemoryStore::with_watch_capacity(watch_capacity)),
-        dir: None,
-    }
+    Harness { store: Arc::new(MemoryStore::with_watch_capacity(watch_capacity)), dir: None }
 }
 
 pub fn sqlite(watch_capacity: usize) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = SqliteOptions {
-        watch_capacity,
-        ..SqliteOptions::default()
-    };
+    let options = SqliteOptions { watch_capacity, ..SqliteOptions::default() };
     let store = SqliteStore::open_with(&dir.path().join("store.db"), options).expect("open");
-    Harness {
-        store: Arc::new(store),
-        dir: Some(dir),
-    }
+    Harness { store: Arc::new(store), dir: Some(dir) }
 }
 
 pub fn b(text: &str) -> Bytes {
