@@ -125,3 +125,96 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
     )
 }
+
+/// The media type of aggregated discovery (required for conformance since 1.30).
+pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an Accept header asks for aggregated discovery (v2) before anything else.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| {
+        let params: Vec<&str> = first.split(';').map(str::trim).collect();
+        params.first() == Some(&"application/json")
+            && params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({ "group": group, "version": version, "kind": kind })
+}
+
+fn resource_discovery(def: &skiff_api::ResourceDef) -> Value {
+    let scope = if def.namespaced { "Namespaced" } else { "Cluster" };
+    let mut subresources = Vec::new();
+    let sub =
+        |name: &str, kind: Value, verbs: &[&str]| json!({ "subresource": name, "responseKind": kind, "verbs": verbs });
+    let own = gvk(def.group, def.version, def.kind);
+    if def.subresources.status {
+        subresources.push(sub("status", own.clone(), &["get", "patch", "update"]));
+    }
+    if def.subresources.scale {
+        subresources.push(sub("scale", gvk("autoscaling", "v1", "Scale"), &["get", "patch", "update"]));
+    }
+    if def.subresources.binding {
+        subresources.push(sub("binding", gvk("", "v1", "Binding"), &["create"]));
+    }
+    if def.group.is_empty() && def.plural == "namespaces" {
+        subresources.push(sub("finalize", own.clone(), &["update"]));
+    }
+    let mut entry = json!({
+        "resource": def.plural,
+        "responseKind": own,
+        "scope": scope,
+        "singularResource": def.singular,
+        "verbs": def.verbs(),
+    });
+    if !def.short_names.is_empty() {
+        entry["shortNames"] = json!(def.short_names);
+    }
+    if !def.categories.is_empty() {
+        entry["categories"] = json!(def.categories);
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = json!(subresources);
+    }
+    entry
+}
+
+/// `/api` (core = true) or `/apis` as an APIGroupDiscoveryList.
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    // Groups in registration order, each with its versions in order.
+    let mut groups: Vec<(&'static str, Vec<(&'static str, Vec<Value>)>)> = Vec::new();
+    for def in registry.all().iter().filter(|d| d.group.is_empty() == core) {
+        let group = match groups.iter_mut().find(|(g, _)| *g == def.group) {
+            Some(group) => group,
+            None => {
+                groups.push((def.group, Vec::new()));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        let version = match group.1.iter_mut().find(|(v, _)| *v == def.version) {
+            Some(version) => version,
+            None => {
+                group.1.push((def.version, Vec::new()));
+                group.1.last_mut().expect("just pushed")
+            }
+        };
+        version.1.push(resource_discovery(def));
+    }
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|(name, versions)| {
+            let versions: Vec<Value> = versions
+                .into_iter()
+                .map(|(version, resources)| json!({ "version": version, "resources": resources, "freshness": "Current" }))
+                .collect();
+            let mut metadata = json!({ "creationTimestamp": null });
+            if !name.is_empty() {
+                metadata["name"] = json!(name);
+            }
+            json!({ "metadata": metadata, "versions": versions })
+        })
+        .collect();
+    json!({ "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items })
+}

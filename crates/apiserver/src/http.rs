@@ -137,7 +137,15 @@ async fn serve(
         };
         return doc.map(|d| value_response(200, &d)).ok_or_else(not_found);
     }
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let aggregated = discovery::wants_aggregated(accept);
     match route(&path) {
+        Route::CoreVersions | Route::Groups if aggregated => {
+            let mut response =
+                value_response(200, &discovery::aggregated(registry, route(&path) == Route::CoreVersions));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(discovery::AGGREGATED_V2));
+            Ok(response)
+        }
         Route::CoreVersions => Ok(value_response(200, &discovery::core_versions(&app.advertise))),
         Route::Groups => Ok(value_response(200, &discovery::group_list(registry))),
         Route::Group(group) => {

@@ -580,3 +580,31 @@ async fn watch_ends_at_its_timeout() {
     assert!(end.is_none(), "no events, then the end of the stream: {end:?}");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test]
+async fn aggregated_discovery() {
+    let s = TestServer::start().await;
+    let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let response = s.client.get(format!("{}/apis", s.url)).header("accept", accept).send().await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let list: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(list["kind"], "APIGroupDiscoveryList");
+    let apps = list["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
+    let deployments =
+        apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+    assert_eq!(deployments["scope"], "Namespaced");
+    assert_eq!(deployments["shortNames"], json!(["deploy"]));
+    assert!(deployments["subresources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale"));
+    let core: serde_json::Value =
+        s.client.get(format!("{}/api", s.url)).header("accept", accept).send().await.unwrap().json().await.unwrap();
+    assert!(core["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().any(|r| r["resource"] == "pods"));
+    // Plain JSON still gets the legacy documents.
+    assert_eq!(s.get("/api").await.body["kind"], "APIVersions");
+}
