@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, policy::v1 as policy,
-    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authentication, batch::v1 as batch, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
-use crate::registry::{NameRule, Registry, ResourceDef, Subresources};
+use crate::registry::{NameRule, Registry, ResourceDef, Subresources, ALL_VERBS};
 use crate::strategy::{KindRules, TypedStrategy};
 
 const STATUS: Subresources = Subresources { status: true, scale: false, binding: false };
@@ -38,8 +38,17 @@ fn def<T: KindRules>(
         name_rule: NameRule::DnsSubdomain,
         tracks_generation: false,
         allow_unconditional_update: true,
+        verbs: ALL_VERBS,
+        ephemeral: false,
         strategy: Arc::new(TypedStrategy::<T>::default()),
     }
+}
+
+/// A review: created to ask a question, answered in the response, never stored.
+fn review(mut d: ResourceDef) -> ResourceDef {
+    d.verbs = &["create"];
+    d.ephemeral = true;
+    d
 }
 
 /// Workload kinds keep metadata.generation and belong to `kubectl get all`.
@@ -141,6 +150,14 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             NONE,
         )),
         def::<scheduling::PriorityClass>("scheduling.k8s.io", "PriorityClass", "priorityclasses", &["pc"], false, NONE),
+        review(def::<authentication::SelfSubjectReview>(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            &[],
+            false,
+            NONE,
+        )),
     ]
 }
 

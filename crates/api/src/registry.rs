@@ -7,6 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::strategy::Strategy;
 
+/// Every verb of a stored resource.
+pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
 /// How an object's name is validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameRule {
@@ -46,6 +49,10 @@ pub struct ResourceDef {
     pub tracks_generation: bool,
     /// Whether an update with no resourceVersion is allowed (an unconditional write).
     pub allow_unconditional_update: bool,
+    /// The verbs served and advertised.
+    pub verbs: &'static [&'static str],
+    /// A create is answered, not stored (the review kinds, e.g. SelfSubjectReview).
+    pub ephemeral: bool,
     pub strategy: Arc<dyn Strategy>,
 }
 
@@ -78,9 +85,8 @@ impl ResourceDef {
         format!("{}{name}", self.list_prefix(namespace))
     }
 
-    /// The verbs discovery advertises.
-    pub fn verbs(&self) -> &'static [&'static str] {
-        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    pub fn allows(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
     }
 }
 

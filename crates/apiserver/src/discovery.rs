@@ -87,7 +87,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "singularName": def.singular,
             "namespaced": def.namespaced,
             "kind": def.kind,
-            "verbs": def.verbs(),
+            "verbs": def.verbs,
         });
         if !def.short_names.is_empty() {
             entry["shortNames"] = json!(def.short_names);
@@ -167,7 +167,7 @@ fn resource_discovery(def: &skiff_api::ResourceDef) -> Value {
         "responseKind": own,
         "scope": scope,
         "singularResource": def.singular,
-        "verbs": def.verbs(),
+        "verbs": def.verbs,
     });
     if !def.short_names.is_empty() {
         entry["shortNames"] = json!(def.short_names);

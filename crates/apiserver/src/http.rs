@@ -156,7 +156,8 @@ async fn serve(
         }
         Route::Resource(target) => {
             let def = registry.get(&target.group, &target.version, &target.plural).ok_or_else(not_found)?;
-            resource(app, &def, target, request).await
+            let user = user.unwrap_or_else(|| UserInfo { name: String::new(), groups: Vec::new() });
+            resource(app, &def, target, &user, request).await
         }
         Route::Other => Err(not_found()),
     }
@@ -233,11 +234,21 @@ async fn resource(
     app: &App,
     def: &ResourceDef,
     target: ResourcePath,
+    user: &UserInfo,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let api = &app.api;
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
+    let watch = target.watch_path || query.flag("watch");
+    if !def.allows(verb(&method, target.name.is_some(), watch)) {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    if def.ephemeral {
+        let (parts, body) = read_body(request).await?;
+        let review = crate::rest::decode_as(def, decode_body(&parts, &body)?, crate::rest::FieldValidation::Ignore)?.0;
+        return Ok(reply_response(Reply::created(answer_review(review, user))));
+    }
     if target.namespace.is_some() && !def.namespaced {
         return Err(ApiError::NotFoundPath("the server could not find the requested resource".into()));
     }
@@ -258,7 +269,7 @@ async fn resource(
     let Some(name) = target.name.as_deref() else {
         // Collection verbs.
         return match method {
-            Method::GET if target.watch_path || query.flag("watch") => {
+            Method::GET if watch => {
                 let stream = api.watch(def, namespace, &query).await?;
                 let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
                 let mut response = Response::new(body);
@@ -324,6 +335,27 @@ async fn resource(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// The Kubernetes verb of a request, for checking what a resource allows.
+fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
+    match (method.as_str(), named) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// Fills in the answer of a review; SelfSubjectReview is the only one served so far.
+fn answer_review(mut review: Value, user: &UserInfo) -> Value {
+    review["status"] = serde_json::json!({ "userInfo": { "username": user.name, "groups": user.groups } });
+    review
 }
 
 impl Api {

@@ -264,3 +264,21 @@ async fn typed_create_commands() {
     let invalid = fails(&s.kubectl(&["create", "configmap", "Bad_Name", "--from-literal=a=b"]));
     assert!(invalid.contains(r#"ConfigMap "Bad_Name" is invalid"#), "{invalid}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whoami_version_cluster_info_and_api_resources() {
+    let s = TestServer::start().await;
+    let whoami = ok(&s.kubectl(&["auth", "whoami"]));
+    assert!(whoami.contains("system:admin") && whoami.contains("system:masters"), "{whoami}");
+    let version = ok(&s.kubectl(&["version"]));
+    assert!(version.contains("Server Version: v1.33."), "{version}");
+    let info = ok(&s.kubectl(&["cluster-info"]));
+    assert!(info.contains(&format!("Kubernetes control plane is running at {}", s.url)), "{info}");
+    let resources = ok(&s.kubectl(&["api-resources", "--api-group=apps", "-o", "name"]));
+    assert_eq!(
+        resources.lines().collect::<Vec<_>>(),
+        ["controllerrevisions.apps", "daemonsets.apps", "deployments.apps", "replicasets.apps", "statefulsets.apps"]
+    );
+    let short = ok(&s.kubectl(&["get", "deploy,sts,ds,rs,cm,ns,sa,svc", "-A", "-o", "name"]));
+    assert!(short.contains("namespace/kube-system") && short.contains("service/kubernetes"), "{short}");
+}

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use k8s_openapi::api::{
-    coordination::v1::Lease, discovery::v1::EndpointSlice, events::v1::Event, policy::v1::PodDisruptionBudget,
-    scheduling::v1::PriorityClass, storage::v1::StorageClass,
+    authentication::v1::SelfSubjectReview, coordination::v1::Lease, discovery::v1::EndpointSlice, events::v1::Event,
+    policy::v1::PodDisruptionBudget, scheduling::v1::PriorityClass, storage::v1::StorageClass,
 };
 
 use super::{
@@ -15,6 +15,9 @@ use super::{
 use crate::error::FieldError;
 use crate::strategy::KindRules;
 use crate::validation;
+
+// SelfSubjectReview: the server fills in status; nothing to check.
+impl KindRules for SelfSubjectReview {}
 
 // ---------------------------------------------------------------------------------------
 // Lease
