@@ -10,6 +10,11 @@ if ! command -v kubectl >/dev/null; then
     exit 1
 fi
 
+# The official Python client, for the client-library tests.
+if ! python3 -c 'import kubernetes' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'kubernetes==32.0.1'
+fi
+
 # Reuse builds between runs: a fixed target directory outside the checkout.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
 export CARGO_TERM_COLOR=never

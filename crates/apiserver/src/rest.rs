@@ -156,17 +156,18 @@ fn has_finalizers(def: &ResourceDef, object: &Value) -> bool {
     !meta::finalizers(object).is_empty() || (is_core_namespace(def) && spec_finalizers(object))
 }
 
-/// Checks the body's apiVersion and kind name this resource.
-fn check_type(def: &ResourceDef, object: &Value) -> Result<(), ApiError> {
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let api_version = object["apiVersion"].as_str().unwrap_or_default();
-    if kind.is_empty() {
-        return Err(ApiError::BadRequest(format!("Object 'Kind' is missing in '{}'", truncate(&object.to_string()))));
-    }
-    if kind != def.kind || api_version != def.api_version() {
+/// Checks the body's apiVersion and kind name this resource. Missing ones are taken
+/// from the URL, as Kubernetes' decoder does (the Python client omits them).
+fn check_type(def: &ResourceDef, object: &mut Value) -> Result<(), ApiError> {
+    let expected_version = def.api_version();
+    let map = object.as_object_mut().ok_or_else(|| ApiError::BadRequest("the body must be a JSON object".into()))?;
+    let kind = map.entry("kind").or_insert_with(|| Value::String(def.kind.into()));
+    let kind = kind.as_str().unwrap_or_default().to_string();
+    let api_version = map.entry("apiVersion").or_insert_with(|| Value::String(expected_version.clone()));
+    let api_version = api_version.as_str().unwrap_or_default().to_string();
+    if kind != def.kind || api_version != expected_version {
         return Err(ApiError::BadRequest(format!(
-            "the API version in the data ({api_version}) does not match the expected API version ({}) or kind ({kind}) does not match {}",
-            def.api_version(),
+            "the API version in the data ({api_version}) does not match the expected API version ({expected_version}) or kind ({kind}) does not match {}",
             def.kind
         )));
     }
@@ -181,7 +182,8 @@ pub fn decode_as(
     body: Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    check_type(def, &body)?;
+    let mut body = body;
+    check_type(def, &mut body)?;
     let mut object = def.strategy.decode(body.clone()).map_err(|e| {
         ApiError::BadRequest(format!(
             "{} in version {:?} cannot be handled as a {}: {e}",
@@ -198,10 +200,6 @@ pub fn decode_as(
     }
     def.strategy.default(&mut object);
     Ok((object, warnings))
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
 }
 
 fn store_error(error: skiff_store::Error) -> ApiError {
