@@ -8,7 +8,8 @@ use k8s_openapi::api::{
     policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
-use crate::registry::{NameRule, Registry, ResourceDef, Subresources, ALL_VERBS};
+use crate::conversion;
+use crate::registry::{NameRule, Registry, ResourceDef, StoredAs, Subresources, ALL_VERBS};
 use crate::strategy::{KindRules, TypedStrategy};
 
 const STATUS: Subresources = Subresources { status: true, scale: false, binding: false };
@@ -40,6 +41,7 @@ fn def<T: KindRules>(
         allow_unconditional_update: true,
         verbs: ALL_VERBS,
         ephemeral: false,
+        stored_as: None,
         strategy: Arc::new(TypedStrategy::<T>::default()),
     }
 }
@@ -48,6 +50,17 @@ fn def<T: KindRules>(
 fn review(mut d: ResourceDef) -> ResourceDef {
     d.verbs = &["create"];
     d.ephemeral = true;
+    d
+}
+
+/// events.k8s.io Events are core/v1 Events in storage, as in Kubernetes.
+fn stored_as_core_events(mut d: ResourceDef) -> ResourceDef {
+    d.stored_as = Some(StoredAs {
+        group: "",
+        plural: "events",
+        to_storage: conversion::events_to_core,
+        from_storage: conversion::core_to_events,
+    });
     d
 }
 
@@ -109,7 +122,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         workload(def::<batch::CronJob>("batch", "CronJob", "cronjobs", &["cj"], true, STATUS)),
         def::<coordination::Lease>("coordination.k8s.io", "Lease", "leases", &[], true, NONE),
         def::<discovery::EndpointSlice>("discovery.k8s.io", "EndpointSlice", "endpointslices", &[], true, NONE),
-        def::<events::Event>("events.k8s.io", "Event", "events", &["ev"], true, NONE),
+        stored_as_core_events(def::<events::Event>("events.k8s.io", "Event", "events", &["ev"], true, NONE)),
         generational(def::<policy::PodDisruptionBudget>(
             "policy",
             "PodDisruptionBudget",

@@ -3,6 +3,7 @@
 //! errors every failure maps to.
 
 pub mod builtins;
+pub mod conversion;
 pub mod error;
 mod kinds;
 pub mod protobuf;

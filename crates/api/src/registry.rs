@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use serde_json::Value;
+
 use crate::strategy::Strategy;
 
 /// Every verb of a stored resource.
@@ -31,6 +33,18 @@ pub struct Subresources {
     pub binding: bool,
 }
 
+/// Where a resource is stored when it shares another resource's storage.
+#[derive(Clone, Copy)]
+pub struct StoredAs {
+    /// The storing resource's group and plural (its key prefix).
+    pub group: &'static str,
+    pub plural: &'static str,
+    /// Served form to stored form.
+    pub to_storage: fn(Value) -> Value,
+    /// Stored form to served form.
+    pub from_storage: fn(Value) -> Value,
+}
+
 /// One served resource: group/version/kind and its REST names.
 pub struct ResourceDef {
     /// API group, "" for core.
@@ -53,6 +67,8 @@ pub struct ResourceDef {
     pub verbs: &'static [&'static str],
     /// A create is answered, not stored (the review kinds, e.g. SelfSubjectReview).
     pub ephemeral: bool,
+    /// Set when objects live in another resource's storage, in its form.
+    pub stored_as: Option<StoredAs>,
     pub strategy: Arc<dyn Strategy>,
 }
 
@@ -68,8 +84,25 @@ impl ResourceDef {
 
     /// The store key prefix for all objects of this resource, ending in `/`.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
-        format!("/registry/{group}/{}/", self.plural)
+        let (group, plural) = self.stored_as.map_or((self.group, self.plural), |s| (s.group, s.plural));
+        let group = if group.is_empty() { "core" } else { group };
+        format!("/registry/{group}/{plural}/")
+    }
+
+    /// An object as stored.
+    pub fn to_storage(&self, object: Value) -> Value {
+        match self.stored_as {
+            Some(stored) => (stored.to_storage)(object),
+            None => object,
+        }
+    }
+
+    /// A stored object as this resource serves it.
+    pub fn from_storage(&self, object: Value) -> Value {
+        match self.stored_as {
+            Some(stored) => (stored.from_storage)(object),
+            None => object,
+        }
     }
 
     /// The prefix for one namespace (or all of the resource when `namespace` is None or

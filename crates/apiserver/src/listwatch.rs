@@ -86,6 +86,17 @@ fn expired_as(error: ApiError, message: &str) -> ApiError {
     }
 }
 
+/// Converts stored JSON to a served form (for resources that share another's storage).
+type Convert = Option<fn(Value) -> Value>;
+
+/// An object's JSON as the requesting resource serves it.
+fn served_json(convert: Convert, object: &CachedObject) -> Bytes {
+    match convert {
+        None => object.json.clone(),
+        Some(convert) => serde_json::to_vec(&convert(object.value())).map(Bytes::from).unwrap_or_default(),
+    }
+}
+
 /// A list response body built from ready JSON: header, items, continue.
 fn list_body(def: &ResourceDef, revision: Revision, items: &[Arc<CachedObject>], next: Option<String>) -> Bytes {
     let mut metadata = json!({ "resourceVersion": revision.to_string() });
@@ -105,7 +116,7 @@ fn list_body(def: &ResourceDef, revision: Revision, items: &[Arc<CachedObject>],
         if i > 0 {
             out.put_u8(b',');
         }
-        out.put_slice(&item.json);
+        out.put_slice(&served_json(def.stored_as.map(|s| s.from_storage), item));
     }
     out.put_slice(b"]}");
     out.freeze()
@@ -230,6 +241,7 @@ impl Api {
             ));
         }
         let kind = WatchKind { kind: def.kind, api_version: def.api_version() };
+        let convert: Convert = def.stored_as.map(|s| s.from_storage);
 
         // Start from the current state (synthetic ADDED events) or from a revision.
         let initial = send_initial.unwrap_or(matches!(rv, None | Some("0")));
@@ -241,7 +253,9 @@ impl Api {
                 self.cache.wait_for(rv, Duration::from_secs(3)).await;
             }
             let (objects, revision, live) = self.cache.snapshot_and_watch(&prefix);
-            first.extend(objects.iter().filter(|o| filter.matches(o)).map(|o| event_line("ADDED", &o.json)));
+            first.extend(
+                objects.iter().filter(|o| filter.matches(o)).map(|o| event_line("ADDED", &served_json(convert, o))),
+            );
             if send_initial == Some(true) && bookmarks {
                 first.push(kind.bookmark(revision, true));
             }
@@ -265,10 +279,10 @@ impl Api {
         };
         for event in &replay {
             if event.object.key.starts_with(&prefix) {
-                first.extend(render(event, &filter));
+                first.extend(render(event, &filter, convert));
             }
         }
-        let state = WatchState { live, through, prefix, filter, kind, bookmarks, last_sent: through };
+        let state = WatchState { live, through, prefix, filter, kind, bookmarks, last_sent: through, convert };
         let deadline = tokio::time::Instant::now() + timeout;
         let stream = futures::stream::iter(first).chain(futures::stream::unfold(state, move |mut state| async move {
             loop {
@@ -291,7 +305,7 @@ impl Api {
                             if !event.object.key.starts_with(&state.prefix) {
                                 continue;
                             }
-                            if let Some(line) = render(&event, &state.filter) {
+                            if let Some(line) = render(&event, &state.filter, state.convert) {
                                 state.last_sent = event.revision;
                                 return Some((line, state));
                             }
@@ -317,6 +331,7 @@ struct WatchState {
     kind: WatchKind,
     bookmarks: bool,
     last_sent: Revision,
+    convert: Convert,
 }
 
 struct WatchKind {
@@ -356,7 +371,7 @@ fn error_line(status: &Value) -> Bytes {
 
 /// The watch event a change means to a filtered watcher: an object entering the
 /// selection is ADDED, one leaving it is DELETED.
-fn render(event: &CacheEvent, filter: &Filter) -> Option<Bytes> {
+fn render(event: &CacheEvent, filter: &Filter, convert: Convert) -> Option<Bytes> {
     let now = filter.matches(&event.object);
     let before = event.prev.as_ref().is_some_and(|p| filter.matches(p));
     let kind = match event.kind {
@@ -367,7 +382,7 @@ fn render(event: &CacheEvent, filter: &Filter) -> Option<Bytes> {
         CacheEventKind::Deleted if now || before => "DELETED",
         _ => return None,
     };
-    Some(event_line(kind, &event.object.json))
+    Some(event_line(kind, &served_json(convert, &event.object)))
 }
 
 fn store_error_to_api(error: skiff_store::Error) -> ApiError {

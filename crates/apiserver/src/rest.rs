@@ -214,17 +214,19 @@ fn store_error(error: skiff_store::Error) -> ApiError {
     }
 }
 
-fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut value: Value =
+/// A stored object as `def` serves it, with its resourceVersion.
+fn decode_stored(def: &ResourceDef, kv: &KeyValue) -> Result<Value, ApiError> {
+    let value: Value =
         serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
+    let mut value = def.from_storage(value);
     meta::set_resource_version(&mut value, kv.mod_revision);
     Ok(value)
 }
 
 /// The stored bytes of an object: everything but resourceVersion (the store's revision
 /// is the source of truth for it).
-fn encode_stored(object: &Value) -> Result<Bytes, ApiError> {
-    let mut copy = object.clone();
+fn encode_stored(def: &ResourceDef, object: &Value) -> Result<Bytes, ApiError> {
+    let mut copy = def.to_storage(object.clone());
     meta::meta_mut(&mut copy).remove("resourceVersion");
     serde_json::to_vec(&copy).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -285,14 +287,14 @@ impl DeleteOptions {
 impl Api {
     async fn read(&self, addr: &Addr<'_>) -> Result<(Value, KeyValue), ApiError> {
         let kv = self.store.get(&addr.key()).await.map_err(store_error)?.ok_or_else(|| addr.not_found())?;
-        Ok((decode_stored(&kv)?, kv))
+        Ok((decode_stored(addr.def, &kv)?, kv))
     }
 
     pub async fn get(&self, addr: &Addr<'_>, query: &Query) -> Result<Reply, ApiError> {
         // resourceVersion=0 may be served from the cache; anything else reads the store.
         if query.get("resourceVersion") == Some("0") {
             if let Some(cached) = self.cache.get(&addr.key()) {
-                return Ok(Reply::ok(cached.value()));
+                return Ok(Reply::ok(addr.def.from_storage(cached.value())));
             }
         }
         Ok(Reply::ok(self.read(addr).await?.0))
@@ -307,7 +309,9 @@ impl Api {
         let key = ns_def.key(None, namespace);
         let ns = match self.cache.get(&key) {
             Some(cached) => Some(cached.value()),
-            None => self.store.get(&key).await.map_err(store_error)?.map(|kv| decode_stored(&kv)).transpose()?,
+            None => {
+                self.store.get(&key).await.map_err(store_error)?.map(|kv| decode_stored(&ns_def, &kv)).transpose()?
+            }
         };
         let ns = ns.ok_or_else(|| ApiError::NotFound(Target::new("", "namespaces", namespace)))?;
         if meta::is_deleting(&ns) || ns["status"]["phase"] == "Terminating" {
@@ -395,7 +399,7 @@ impl Api {
         let mut attempts = 0;
         let result = loop {
             let addr = Addr { def, namespace, name: meta::name(&object).unwrap_or_default() };
-            let bytes = encode_stored(&object)?;
+            let bytes = encode_stored(def, &object)?;
             match self.store.create(&addr.key(), bytes).await {
                 Err(skiff_store::Error::AlreadyExists(_)) if generate && attempts < 8 => {
                     attempts += 1;
@@ -521,7 +525,7 @@ impl Api {
                 Err(other) => Err(store_error(other)),
             };
         }
-        match self.store.update(&addr.key(), encode_stored(&new)?, expected).await {
+        match self.store.update(&addr.key(), encode_stored(addr.def, &new)?, expected).await {
             Ok(kv) => {
                 let mut new = new;
                 meta::set_resource_version(&mut new, kv.mod_revision);
@@ -685,7 +689,7 @@ impl Api {
             if meta::comparable(&pending) == meta::comparable(&old) || options.dry_run {
                 return Ok(Reply::ok(pending));
             }
-            match self.store.update(&addr.key(), encode_stored(&pending)?, kv.mod_revision).await {
+            match self.store.update(&addr.key(), encode_stored(addr.def, &pending)?, kv.mod_revision).await {
                 Ok(kv) => {
                     let mut pending = pending;
                     meta::set_resource_version(&mut pending, kv.mod_revision);

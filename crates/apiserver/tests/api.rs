@@ -608,3 +608,37 @@ async fn aggregated_discovery() {
     // Plain JSON still gets the legacy documents.
     assert_eq!(s.get("/api").await.body["kind"], "APIVersions");
 }
+
+#[tokio::test]
+async fn events_are_shared_between_core_and_events_api() {
+    let s = TestServer::start().await;
+    let modern = "/apis/events.k8s.io/v1/namespaces/default/events";
+    let core = "/api/v1/namespaces/default/events";
+    let mut core_watch = s.watch(&format!("{core}?watch=true&resourceVersion=0")).await;
+    let created = s
+        .post(
+            modern,
+            &json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+                "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "skiff/test", "reportingInstance": "t",
+                "action": "Testing", "reason": "Tested", "type": "Normal", "note": "it works",
+                "regarding": {"kind": "Pod", "namespace": "default", "name": "p", "uid": "u1"}}),
+        )
+        .await;
+    assert_eq!(created.code(), 201, "{}", created.body);
+    assert_eq!(created.body["note"], "it works");
+    let seen = s.get(&format!("{core}/e1")).await.body;
+    assert_eq!(seen["apiVersion"], "v1");
+    assert_eq!(seen["message"], "it works");
+    assert_eq!(seen["involvedObject"]["name"], "p");
+    assert_eq!(seen["reportingComponent"], "skiff/test");
+    let by_object = s.get(&format!("{core}?fieldSelector=involvedObject.name%3Dp,involvedObject.uid%3Du1")).await;
+    assert_eq!(by_object.body["items"].as_array().unwrap().len(), 1);
+    let event = tokio::time::timeout(Duration::from_secs(5), core_watch.next()).await.unwrap().unwrap();
+    assert_eq!(event["object"]["message"], "it works");
+    let listed = s.get(modern).await.body;
+    assert_eq!(listed["items"][0]["note"], "it works");
+    assert_eq!(listed["items"][0]["apiVersion"], "events.k8s.io/v1");
+    let patched = s.patch(&format!("{modern}/e1"), "application/merge-patch+json", &json!({"note": "changed"})).await;
+    assert_eq!(patched.body["note"], "changed");
+    assert_eq!(s.get(&format!("{core}/e1")).await.body["message"], "changed");
+}
