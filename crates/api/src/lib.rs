@@ -10,6 +10,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod strategy;
+pub mod table;
 pub mod validation;
 
 pub use error::{ApiError, ApiResult, FieldError, Target};

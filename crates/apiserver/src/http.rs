@@ -15,6 +15,7 @@ use skiff_api::{ApiError, ResourceDef};
 use crate::discovery;
 use crate::patch::{self, PatchType};
 use crate::pki::UserInfo;
+use crate::representation::{Representation, WatchConverter};
 use crate::request::{route, Query, ResourcePath, Route};
 use crate::rest::{Addr, Api, DeleteOptions, Reply, WriteKind};
 
@@ -254,6 +255,15 @@ async fn resource(
     }
     let namespace = target.namespace.as_deref();
     let subresource = target.subresource.as_deref();
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let repr = Representation::negotiate(accept, &query)?;
+    // Objects of the resource's own kind may be shown as a Table or as metadata.
+    let shown = |reply: Reply| {
+        let body = repr.object(def, reply.body);
+        let mut response = reply_response(Reply { body, ..reply });
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(repr.content_type()));
+        response
+    };
     if let Some(sub) = subresource {
         let known = match sub {
             "status" => def.subresources.status,
@@ -271,16 +281,22 @@ async fn resource(
         return match method {
             Method::GET if watch => {
                 let stream = api.watch(def, namespace, &query).await?;
-                let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
+                let mut converter = WatchConverter::new(repr, def);
+                let body = Body::from_stream(stream.map(move |line| Ok::<_, Infallible>(converter.convert(line))));
                 let mut response = Response::new(body);
-                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(repr.content_type()));
                 Ok(response)
             }
-            Method::GET => Ok(json_response(200, api.list(def, namespace, &query).await?)),
+            Method::GET => {
+                let list = repr.list(def, api.list(def, namespace, &query).await?)?;
+                let mut response = json_response(200, list);
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(repr.content_type()));
+                Ok(response)
+            }
             Method::POST => {
                 let (parts, body) = read_body(request).await?;
                 let object = decode_body(&parts, &body)?;
-                Ok(reply_response(api.create(def, namespace, object, &query).await?))
+                Ok(shown(api.create(def, namespace, object, &query).await?))
             }
             Method::DELETE => {
                 let (parts, body) = read_body(request).await?;
@@ -296,7 +312,7 @@ async fn resource(
     let addr = Addr { def, namespace, name };
     match (method, subresource) {
         (Method::GET, Some("scale")) => Ok(reply_response(api.get_scale(&addr).await?)),
-        (Method::GET, None | Some("status")) => Ok(reply_response(api.get(&addr, &query).await?)),
+        (Method::GET, None | Some("status")) => Ok(shown(api.get(&addr, &query).await?)),
         (Method::POST, Some("binding")) => {
             let (parts, body) = read_body(request).await?;
             let binding = decode_body(&parts, &body)?;
@@ -311,7 +327,7 @@ async fn resource(
             let kind = WriteKind::for_subresource(sub)?;
             let (parts, body) = read_body(request).await?;
             let object = decode_body(&parts, &body)?;
-            Ok(reply_response(api.update(&addr, kind, object, &query).await?))
+            Ok(shown(api.update(&addr, kind, object, &query).await?))
         }
         (Method::PATCH, sub) => {
             let content_type =
@@ -326,7 +342,7 @@ async fn resource(
             if write == WriteKind::Finalize {
                 return Err(ApiError::MethodNotAllowed);
             }
-            Ok(reply_response(api.patch(&addr, write, kind, &body, &query).await?))
+            Ok(shown(api.patch(&addr, write, kind, &body, &query).await?))
         }
         (Method::DELETE, None) => {
             let (parts, body) = read_body(request).await?;

@@ -8,6 +8,7 @@ pub mod meta;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod representation;
 pub mod request;
 pub mod rest;
 pub mod server;

@@ -282,3 +282,36 @@ async fn whoami_version_cluster_info_and_api_resources() {
     let short = ok(&s.kubectl(&["get", "deploy,sts,ds,rs,cm,ns,sa,svc", "-A", "-o", "name"]));
     assert!(short.contains("namespace/kube-system") && short.contains("service/kubernetes"), "{short}");
 }
+
+fn header(output: &str) -> Vec<String> {
+    output.lines().next().unwrap_or_default().split_whitespace().map(str::to_string).collect()
+}
+
+/// `kubectl get` prints the server's Table columns, as on Kubernetes.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_prints_kubernetes_columns() {
+    let s = TestServer::start().await;
+    ok(&s.kubectl_stdin(&["create", "-f", "-"], MANIFESTS));
+    let pods = ok(&s.kubectl(&["get", "pods", "-n", "shop"]));
+    assert_eq!(header(&pods), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    let row: Vec<&str> = pods.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["box", "0/1", "Pending", "0"]);
+    let wide = ok(&s.kubectl(&["get", "pods", "-n", "shop", "-o", "wide"]));
+    assert_eq!(header(&wide)[5..], ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{wide}");
+    let deployments = ok(&s.kubectl(&["get", "deploy", "-n", "shop"]));
+    assert_eq!(header(&deployments), ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(deployments.contains("web    0/2"), "{deployments}");
+    let services = ok(&s.kubectl(&["get", "svc", "-n", "shop"]));
+    assert_eq!(header(&services), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert!(services.contains("ClusterIP") && services.contains("80/TCP"), "{services}");
+    let namespaces = ok(&s.kubectl(&["get", "ns", "shop"]));
+    assert_eq!(header(&namespaces), ["NAME", "STATUS", "AGE"]);
+    assert!(namespaces.contains("shop   Active"), "{namespaces}");
+    let secrets = ok(&s.kubectl(&["get", "secrets", "-n", "shop"]));
+    assert_eq!(header(&secrets), ["NAME", "TYPE", "DATA", "AGE"]);
+    let labels = ok(&s.kubectl(&["get", "cm", "-n", "shop", "--show-labels"]));
+    assert_eq!(header(&labels), ["NAME", "DATA", "AGE", "LABELS"]);
+    assert!(labels.contains("app=web"), "{labels}");
+    let all = ok(&s.kubectl(&["get", "all", "-n", "shop"]));
+    assert!(all.contains("pod/box") && all.contains("service/web") && all.contains("deployment.apps/web"), "{all}");
+}
