@@ -17,7 +17,7 @@ const STATUS_SCALE: Subresources = Subresources { status: true, scale: true, bin
 const NONE: Subresources = Subresources { status: false, scale: false, binding: false };
 
 /// A built-in resource with the common defaults; callers adjust the rest.
-fn def<T: KindRules>(
+fn def<T: KindRules + schemars::JsonSchema>(
     group: &'static str,
     kind: &'static str,
     plural: &'static str,

@@ -39,6 +39,11 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// The kind-specific fields a field selector may name.
     fn fields(&self, object: &Value) -> Fields;
+
+    /// The kind's OpenAPI schema (a `$ref` into the generator's definitions), if known.
+    fn schema(&self, _generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        None
+    }
 }
 
 /// The rules of one built-in kind, on its typed form. Every method has a neutral default.
@@ -89,7 +94,7 @@ fn edit<T: KindRules>(value: &mut Value, change: impl FnOnce(&mut T)) {
     }
 }
 
-impl<T: KindRules> Strategy for TypedStrategy<T> {
+impl<T: KindRules + schemars::JsonSchema> Strategy for TypedStrategy<T> {
     fn decode(&self, object: Value) -> Result<Value, String> {
         let typed: T = serde_json::from_value(object).map_err(|e| e.to_string())?;
         serde_json::to_value(&typed).map_err(|e| e.to_string())
@@ -126,5 +131,9 @@ impl<T: KindRules> Strategy for TypedStrategy<T> {
 
     fn fields(&self, object: &Value) -> Fields {
         from_value::<T>(object).map(|t| t.fields()).unwrap_or_default()
+    }
+
+    fn schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<T>())
     }
 }

@@ -1,7 +1,8 @@
 //! OpenAPI v3 documents: the root index and one document per group/version, with the
 //! operations of every served resource, each tagged with its group/version/kind and the
-//! query parameters it accepts. kubectl reads them to learn that the server validates
-//! fields itself (the `fieldValidation` parameter on PATCH).
+//! query parameters it accepts, and the schemas of its kinds generated from the
+//! `k8s-openapi` types. kubectl reads them to learn that the server validates fields
+//! itself (the `fieldValidation` parameter on PATCH) and for `kubectl explain`.
 
 use serde_json::{json, Map, Value};
 use skiff_api::{Registry, ResourceDef};
@@ -36,14 +37,27 @@ pub fn group_version(registry: &Registry, path: &str) -> Option<Value> {
         return None;
     }
     let mut paths = Map::new();
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
     for def in &defs {
         add_resource_paths(def, &mut paths);
+        if let Some(schema) = def.strategy.schema(&mut generator) {
+            kinds.push((schema, json!({ "group": def.group, "version": def.version, "kind": def.kind })));
+        }
+    }
+    let mut schemas = generator.take_definitions(true);
+    // Each kind's schema names its group/version/kind, which is how clients find it.
+    for (schema, gvk) in kinds {
+        let name = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).map(str::to_string);
+        if let Some(Value::Object(kind_schema)) = name.and_then(|n| schemas.get_mut(&n)) {
+            kind_schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
     }
     Some(json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": format!("v1.{}.0", crate::discovery::KUBE_MINOR) },
         "paths": paths,
-        "components": { "schemas": {} },
+        "components": { "schemas": schemas },
     }))
 }
 
@@ -121,5 +135,12 @@ mod tests {
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
         assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
         assert!(group_version(&registry, "apis/nope/v1").is_none());
+        let deployment = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(deployment["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        assert_eq!(
+            deployment["properties"]["spec"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"].is_object());
     }
 }

@@ -315,3 +315,15 @@ async fn get_prints_kubernetes_columns() {
     let all = ok(&s.kubectl(&["get", "all", "-n", "shop"]));
     assert!(all.contains("pod/box") && all.contains("service/web") && all.contains("deployment.apps/web"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_reads_the_openapi_schemas() {
+    let s = TestServer::start().await;
+    let explained = ok(&s.kubectl(&["explain", "deployment.spec.strategy"]));
+    assert!(explained.contains("KIND:       Deployment"), "{explained}");
+    assert!(explained.contains("rollingUpdate\t<RollingUpdateDeployment>"), "{explained}");
+    let nested = ok(&s.kubectl(&["explain", "pods.spec.containers.ports.containerPort"]));
+    assert!(nested.contains("FIELD: containerPort <integer>"), "{nested}");
+    let missing = fails(&s.kubectl(&["explain", "pods.spec.nonsense"]));
+    assert!(missing.contains("field \"nonsense\" does not exist"), "{missing}");
+}
