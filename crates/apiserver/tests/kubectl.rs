@@ -327,3 +327,65 @@ async fn explain_reads_the_openapi_schemas() {
     let missing = fails(&s.kubectl(&["explain", "pods.spec.nonsense"]));
     assert!(missing.contains("field \"nonsense\" does not exist"), "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_wait_sort_columns_expose() {
+    let s = TestServer::start().await;
+    ok(&s.kubectl_stdin(&["create", "-f", "-"], MANIFESTS));
+    // An event about the pod, recorded through events.k8s.io as controllers do.
+    ok(&s.kubectl_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "box.1", "namespace": "shop"},
+            "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "skiff/test", "reportingInstance": "t",
+            "action": "Testing", "reason": "Checked", "type": "Normal", "note": "looked at the box",
+            "regarding": {"kind": "Pod", "namespace": "shop", "name": "box", "apiVersion": "v1"}}"#,
+    ));
+    let uid = ok(&s.kubectl(&["get", "pod", "box", "-n", "shop", "-o", "jsonpath={.metadata.uid}"]));
+    ok(&s.kubectl(&[
+        "patch",
+        "events.v1.events.k8s.io",
+        "box.1",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"regarding": {{"uid": "{uid}"}}}}"#),
+    ]));
+    let described = ok(&s.kubectl(&["describe", "pod", "box", "-n", "shop"]));
+    assert!(described.contains("Name:             box"), "{described}");
+    assert!(described.contains("Checked") && described.contains("looked at the box"), "events are shown:\n{described}");
+    let described = ok(&s.kubectl(&["describe", "deployment", "web", "-n", "shop"]));
+    assert!(described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"), "{described}");
+
+    let waited =
+        ok(&s.kubectl(&["wait", "--for=jsonpath={.status.phase}=Pending", "pod/box", "-n", "shop", "--timeout=10s"]));
+    assert!(waited.contains("pod/box condition met"), "{waited}");
+
+    for name in ["zeta", "alpha", "mid"] {
+        ok(&s.kubectl_stdin(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, labels: {{sorted: 'yes'}}}}\n"),
+        ));
+    }
+    let sorted = ok(&s.kubectl(&[
+        "get",
+        "cm",
+        "-l",
+        "sorted=yes",
+        "--sort-by=.metadata.name",
+        "-o",
+        "custom-columns=N:.metadata.name",
+    ]));
+    assert_eq!(sorted.lines().collect::<Vec<_>>(), ["N", "alpha", "mid", "zeta"]);
+    let field = ok(&s.kubectl(&["get", "cm", "--field-selector=metadata.name=mid", "-o", "name"]));
+    assert_eq!(field.trim(), "configmap/mid");
+    let deleted = ok(&s.kubectl(&["delete", "cm", "-l", "sorted=yes"]));
+    assert_eq!(deleted.lines().count(), 3, "{deleted}");
+
+    let exposed = ok(&s.kubectl(&["expose", "deployment", "web", "-n", "shop", "--port=8080", "--name=web-alt"]));
+    assert_eq!(exposed.trim(), "service/web-alt exposed");
+    let selector = ok(&s.kubectl(&["get", "svc", "web-alt", "-n", "shop", "-o", "jsonpath={.spec.selector.app}"]));
+    assert_eq!(selector, "web");
+    let versions = ok(&s.kubectl(&["api-versions"]));
+    assert!(versions.lines().any(|l| l == "apps/v1") && versions.lines().any(|l| l == "v1"), "{versions}");
+}
