@@ -377,10 +377,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn messages(errors: &[FieldError]) -> Vec<String> {
-        errors.iter().map(FieldError::display).collect()
-    }
+    use crate::kinds::testing::messages;
 
     fn defaulted<T: KindRules>(value: serde_json::Value) -> T {
         let mut object: T = serde_json::from_value(value).unwrap();

@@ -336,10 +336,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn messages(errors: &[FieldError]) -> Vec<String> {
-        errors.iter().map(FieldError::display).collect()
-    }
+    use crate::kinds::testing::messages;
 
     fn job(spec: serde_json::Value) -> Job {
         let mut job: Job =

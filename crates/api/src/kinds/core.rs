@@ -745,14 +745,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn from<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-        serde_json::from_value(value).unwrap()
-    }
-
-    fn messages(errors: &[FieldError]) -> Vec<String> {
-        errors.iter().map(FieldError::display).collect()
-    }
+    use crate::kinds::testing::{from, messages};
 
     #[test]
     fn namespace_lifecycle() {

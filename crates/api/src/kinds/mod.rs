@@ -439,3 +439,19 @@ mod tests {
         );
     }
 }
+
+/// Helpers shared by the kinds' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::error::FieldError;
+
+    /// Errors as Kubernetes prints them, `field: message`.
+    pub fn messages(errors: &[FieldError]) -> Vec<String> {
+        errors.iter().map(FieldError::display).collect()
+    }
+
+    /// A typed object from JSON (test input is always well-formed).
+    pub fn from<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+}

@@ -299,14 +299,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn messages(errors: &[FieldError]) -> Vec<String> {
-        errors.iter().map(FieldError::display).collect()
-    }
-
-    fn from<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-        serde_json::from_value(value).unwrap()
-    }
+    use crate::kinds::testing::{from, messages};
 
     #[test]
     fn ingress_rules() {

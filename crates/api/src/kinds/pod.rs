@@ -1153,6 +1153,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::kinds::testing::messages;
 
     fn pod(spec: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec})).unwrap()
@@ -1165,10 +1166,6 @@ mod tests {
     fn defaulted(mut pod: Pod) -> Pod {
         pod.default();
         pod
-    }
-
-    fn messages(errors: &[FieldError]) -> Vec<String> {
-        errors.iter().map(FieldError::display).collect()
     }
 
     fn spec(pod: &Pod) -> &PodSpec {

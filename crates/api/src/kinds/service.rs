@@ -480,6 +480,7 @@ fn cluster_ip_update(new: &ServiceSpec, old: &ServiceSpec) -> Vec<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::testing::messages;
 
     fn service(spec: serde_json::Value) -> Service {
         let mut service: Service =
@@ -490,10 +491,6 @@ mod tests {
 
     fn spec(service: &Service) -> &ServiceSpec {
         service.spec.as_ref().unwrap()
-    }
-
-    fn messages(errors: &[FieldError]) -> Vec<String> {
-        errors.iter().map(FieldError::display).collect()
     }
 
     fn web() -> Service {
