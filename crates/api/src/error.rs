@@ -161,6 +161,9 @@ pub enum ApiError {
     Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// A Status built elsewhere (e.g. server-side apply conflicts with their causes).
+    #[error("{}", .1["message"].as_str().unwrap_or_default())]
+    Status(u16, Value),
 }
 
 impl ApiError {
@@ -191,6 +194,7 @@ impl ApiError {
             Self::TooManyRequests(_) => 429,
             Self::Timeout(_) => 504,
             Self::Internal(_) => 500,
+            Self::Status(code, _) => *code,
         }
     }
 
@@ -211,6 +215,7 @@ impl ApiError {
             Self::TooManyRequests(_) => "TooManyRequests",
             Self::Timeout(_) => "Timeout",
             Self::Internal(_) => "InternalError",
+            Self::Status(..) => "",
         }
     }
 
@@ -232,6 +237,9 @@ impl ApiError {
 
     /// The `Status` object sent to the client.
     pub fn status(&self) -> Value {
+        if let Self::Status(_, status) = self {
+            return status.clone();
+        }
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",

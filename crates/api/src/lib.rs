@@ -2,10 +2,12 @@
 //! strategies (defaulting, validation), label and field selectors, and the `Status`
 //! errors every failure maps to.
 
+pub mod apply;
 pub mod builtins;
 pub mod conversion;
 pub mod error;
 mod kinds;
+pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod selector;

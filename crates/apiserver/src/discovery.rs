@@ -181,10 +181,13 @@ fn resource_discovery(def: &skiff_api::ResourceDef) -> Value {
     entry
 }
 
+/// One version of a group and its resources' discovery entries.
+type VersionResources = (&'static str, Vec<Value>);
+
 /// `/api` (core = true) or `/apis` as an APIGroupDiscoveryList.
 pub fn aggregated(registry: &Registry, core: bool) -> Value {
     // Groups in registration order, each with its versions in order.
-    let mut groups: Vec<(&'static str, Vec<(&'static str, Vec<Value>)>)> = Vec::new();
+    let mut groups: Vec<(&'static str, Vec<VersionResources>)> = Vec::new();
     for def in registry.all().iter().filter(|d| d.group.is_empty() == core) {
         let group = match groups.iter_mut().find(|(g, _)| *g == def.group) {
             Some(group) => group,

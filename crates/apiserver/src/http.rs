@@ -17,7 +17,7 @@ use crate::patch::{self, PatchType};
 use crate::pki::UserInfo;
 use crate::representation::{Representation, WatchConverter};
 use crate::request::{route, Query, ResourcePath, Route};
-use crate::rest::{Addr, Api, DeleteOptions, Reply, WriteKind};
+use crate::rest::{Addr, Api, DeleteOptions, Reply, WriteKind, WriteOptions};
 
 /// Requests larger than this are refused (Kubernetes' limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -257,6 +257,8 @@ async fn resource(
     let subresource = target.subresource.as_deref();
     let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let repr = Representation::negotiate(accept, &query)?;
+    let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let write = WriteOptions::new(&query, user_agent)?;
     // Objects of the resource's own kind may be shown as a Table or as metadata.
     let shown = |reply: Reply| {
         let body = repr.object(def, reply.body);
@@ -296,7 +298,7 @@ async fn resource(
             Method::POST => {
                 let (parts, body) = read_body(request).await?;
                 let object = decode_body(&parts, &body)?;
-                Ok(shown(api.create(def, namespace, object, &query).await?))
+                Ok(shown(api.create(def, namespace, object, &write).await?))
             }
             Method::DELETE => {
                 let (parts, body) = read_body(request).await?;
@@ -316,18 +318,18 @@ async fn resource(
         (Method::POST, Some("binding")) => {
             let (parts, body) = read_body(request).await?;
             let binding = decode_body(&parts, &body)?;
-            Ok(reply_response(api.bind(&addr, binding, &query).await?))
+            Ok(reply_response(api.bind(&addr, binding, &write).await?))
         }
         (Method::PUT, Some("scale")) => {
             let (parts, body) = read_body(request).await?;
             let scale = decode_body(&parts, &body)?;
-            Ok(reply_response(api.update_scale(&addr, None, scale, &query).await?))
+            Ok(reply_response(api.update_scale(&addr, None, scale, &write).await?))
         }
         (Method::PUT, sub) => {
             let kind = WriteKind::for_subresource(sub)?;
             let (parts, body) = read_body(request).await?;
             let object = decode_body(&parts, &body)?;
-            Ok(shown(api.update(&addr, kind, object, &query).await?))
+            Ok(shown(api.update(&addr, kind, object, &write).await?))
         }
         (Method::PATCH, sub) => {
             let content_type =
@@ -336,13 +338,13 @@ async fn resource(
             let (_, body) = read_body(request).await?;
             if sub == Some("scale") {
                 let patch = patch::parse(kind, &body)?;
-                return Ok(reply_response(api.update_scale(&addr, Some(kind), patch, &query).await?));
+                return Ok(reply_response(api.update_scale(&addr, Some(kind), patch, &write).await?));
             }
-            let write = WriteKind::for_subresource(sub)?;
-            if write == WriteKind::Finalize {
+            let target = WriteKind::for_subresource(sub)?;
+            if target == WriteKind::Finalize {
                 return Err(ApiError::MethodNotAllowed);
             }
-            Ok(shown(api.patch(&addr, write, kind, &body, &query).await?))
+            Ok(shown(api.patch(&addr, target, kind, &body, &write).await?))
         }
         (Method::DELETE, None) => {
             let (parts, body) = read_body(request).await?;
@@ -372,67 +374,6 @@ fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
 fn answer_review(mut review: Value, user: &UserInfo) -> Value {
     review["status"] = serde_json::json!({ "userInfo": { "username": user.name, "groups": user.groups } });
     review
-}
-
-impl Api {
-    pub async fn patch(
-        &self,
-        addr: &Addr<'_>,
-        write: WriteKind,
-        kind: PatchType,
-        body: &[u8],
-        query: &Query,
-    ) -> Result<Reply, ApiError> {
-        let parsed = patch::parse(kind, body)?;
-        // A resourceVersion inside the patch is a precondition, as in Kubernetes.
-        let precondition = match kind {
-            PatchType::Merge => {
-                parsed["metadata"]["resourceVersion"].as_str().map(crate::rest::parse_rv).transpose()?
-            }
-            _ => None,
-        };
-        let def = addr.def;
-        let validation = crate::rest::FieldValidation::from_query(query)?;
-        self.write_with_retry(
-            addr,
-            precondition,
-            query,
-            |old| {
-                let patched = patch::apply(kind, old, &parsed)?;
-                crate::rest::decode_as(def, patched, validation).map(|(object, _)| object)
-            },
-            write,
-        )
-        .await
-    }
-
-    pub async fn delete_collection(
-        &self,
-        def: &ResourceDef,
-        namespace: Option<&str>,
-        query: &Query,
-        options: &DeleteOptions,
-    ) -> Result<Reply, ApiError> {
-        let list: Value = serde_json::from_slice(&self.list(def, namespace, query).await?)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut deleted = Vec::new();
-        for item in list["items"].as_array().into_iter().flatten() {
-            let name = item["metadata"]["name"].as_str().unwrap_or_default();
-            let ns = item["metadata"]["namespace"].as_str();
-            let addr = Addr { def, namespace: ns, name };
-            match self.delete(&addr, options).await {
-                Ok(_) => deleted.push(item.clone()),
-                Err(ApiError::NotFound(_)) => {}
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(Reply::ok(serde_json::json!({
-            "kind": format!("{}List", def.kind),
-            "apiVersion": def.api_version(),
-            "metadata": { "resourceVersion": list["metadata"]["resourceVersion"] },
-            "items": deleted,
-        })))
-    }
 }
 
 #[cfg(test)]

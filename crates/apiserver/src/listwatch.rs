@@ -226,11 +226,7 @@ impl Api {
         let bookmarks = query.flag("allowWatchBookmarks");
         let timeout = Duration::from_secs(query.int("timeoutSeconds")?.unwrap_or(1800).clamp(1, 3600) as u64);
         let rv = query.get("resourceVersion");
-        let send_initial = match query.get("sendInitialEvents") {
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            _ => None,
-        };
+        let send_initial = query.bool("sendInitialEvents");
         if send_initial.is_some() && query.get("resourceVersionMatch") != Some("NotOlderThan") {
             return Err(ApiError::Invalid(
                 skiff_api::Target::default(),

@@ -90,8 +90,18 @@ impl Query {
         self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// A boolean parameter, spelled as Go's strconv.ParseBool accepts (the Python
+    /// client sends `True`); None when absent or not a boolean.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.get(key)? {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+            _ => None,
+        }
+    }
+
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.bool(key) == Some(true)
     }
 
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {

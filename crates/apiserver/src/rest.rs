@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
+use skiff_api::apply::{self, Operation};
 use skiff_api::{validation, ApiError, FieldError, ResourceDef, Target};
 use skiff_store::{KeyValue, Store};
 
@@ -59,6 +60,52 @@ impl FieldValidation {
             Some(other) => Err(ApiError::BadRequest(format!(
                 "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
             ))),
+        }
+    }
+}
+
+/// How a write is carried out: from its query string and User-Agent.
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub validation: FieldValidation,
+    /// Recorded in managedFields: `fieldManager`, else the User-Agent's product.
+    pub manager: String,
+    /// Server-side apply: take ownership of conflicting fields.
+    pub force: bool,
+    /// Whether the client named a field manager (server-side apply requires one).
+    pub manager_given: bool,
+    /// Record the write in managedFields (server-side apply records its own).
+    pub track_fields: bool,
+}
+
+impl WriteOptions {
+    pub fn new(query: &Query, user_agent: &str) -> Result<Self, ApiError> {
+        let field_manager = query.get("fieldManager");
+        if field_manager.is_some_and(|m| m.len() > 128) {
+            return Err(ApiError::BadRequest("fieldManager: Too long: may not be more than 128 bytes".into()));
+        }
+        Ok(WriteOptions {
+            dry_run: query.dry_run()?,
+            validation: FieldValidation::from_query(query)?,
+            manager: skiff_api::apply::manager_or_user_agent(field_manager, user_agent),
+            force: query.flag("force"),
+            manager_given: field_manager.is_some(),
+            track_fields: true,
+        })
+    }
+}
+
+impl Default for WriteOptions {
+    /// The server's own writes (bootstrap objects).
+    fn default() -> Self {
+        WriteOptions {
+            dry_run: false,
+            validation: FieldValidation::Strict,
+            manager: "skiff-apiserver".into(),
+            force: false,
+            manager_given: true,
+            track_fields: true,
         }
     }
 }
@@ -116,11 +163,28 @@ pub enum WriteKind {
     Status,
     /// namespaces/NAME/finalize: only spec.finalizers.
     Finalize,
-    /// A server-side change of the whole object (binding, scale), validated by its caller.
-    Internal,
+    /// pods/NAME/binding: a server-side change of the whole object.
+    Binding,
+    /// .../scale: spec.replicas, validated by the caller.
+    Scale,
 }
 
 impl WriteKind {
+    /// A whole-object change the server makes for a subresource; its caller validates.
+    fn is_internal(self) -> bool {
+        matches!(self, WriteKind::Binding | WriteKind::Scale)
+    }
+
+    /// The subresource recorded in managedFields.
+    fn subresource(self) -> Option<&'static str> {
+        match self {
+            WriteKind::Main | WriteKind::Binding => None,
+            WriteKind::Status => Some("status"),
+            WriteKind::Finalize => Some("finalize"),
+            WriteKind::Scale => Some("scale"),
+        }
+    }
+
     pub fn for_subresource(subresource: Option<&str>) -> Result<Self, ApiError> {
         match subresource {
             None => Ok(WriteKind::Main),
@@ -129,6 +193,11 @@ impl WriteKind {
             Some(_) => Err(ApiError::MethodNotAllowed),
         }
     }
+}
+
+/// The structure managedFields are computed over.
+pub fn field_schema(def: &ResourceDef) -> apply::Schema {
+    apply::schema_for(def.group, def.version, def.kind)
 }
 
 /// How long a consistent read waits for the watch cache to catch up with the store.
@@ -257,7 +326,7 @@ impl DeleteOptions {
             .as_str()
             .map(str::to_string)
             .or(query.get("propagationPolicy").map(str::to_string));
-        let orphan = body["orphanDependents"].as_bool().or(query.get("orphanDependents").map(|v| v == "true"));
+        let orphan = body["orphanDependents"].as_bool().or(query.bool("orphanDependents"));
         if propagation.is_none() {
             propagation = orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string());
         }
@@ -333,10 +402,10 @@ impl Api {
         def: &ResourceDef,
         namespace: Option<&str>,
         body: Value,
-        query: &Query,
+        options: &WriteOptions,
     ) -> Result<Reply, ApiError> {
-        let dry_run = query.dry_run()?;
-        let (mut object, warnings) = decode_as(def, body, FieldValidation::from_query(query)?)?;
+        let dry_run = options.dry_run;
+        let (mut object, warnings) = decode_as(def, body, options.validation)?;
         let body_ns = meta::meta_str(&object, "namespace").map(str::to_string);
         {
             let m = meta::meta_mut(&mut object);
@@ -384,6 +453,10 @@ impl Api {
         errors.extend(def.strategy.validate_create(&object));
         if !errors.is_empty() {
             return Err(ApiError::Invalid(Target::new(def.group, def.kind, &name), errors));
+        }
+        if options.track_fields {
+            let now = meta::now_rfc3339();
+            apply::track_update(None, &mut object, &options.manager, Operation::Update, None, &now, field_schema(def));
         }
         if let Some(ns) = namespace.filter(|_| def.namespaced) {
             self.check_namespace(def, ns, &name).await?;
@@ -433,9 +506,9 @@ impl Api {
         addr: &Addr<'_>,
         kind: WriteKind,
         body: Value,
-        query: &Query,
+        options: &WriteOptions,
     ) -> Result<Reply, ApiError> {
-        let (body, warnings) = decode_as(addr.def, body, FieldValidation::from_query(query)?)?;
+        let (body, warnings) = decode_as(addr.def, body, options.validation)?;
         if meta::name(&body) != Some(addr.name) {
             return Err(ApiError::BadRequest(format!(
                 "the name of the object ({}) does not match the name on the URL ({})",
@@ -450,7 +523,7 @@ impl Api {
                 FieldError::invalid("metadata.resourceVersion", "", "must be specified for an update"),
             ));
         }
-        let reply = self.write_with_retry(addr, precondition, query, |_old| Ok(body.clone()), kind).await?;
+        let reply = self.write_with_retry(addr, precondition, options, |_old| Ok(body.clone()), kind).await?;
         Ok(reply.with_warnings(warnings))
     }
 
@@ -460,22 +533,35 @@ impl Api {
         &self,
         addr: &Addr<'_>,
         precondition: Option<i64>,
-        query: &Query,
+        options: &WriteOptions,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
         kind: WriteKind,
     ) -> Result<Reply, ApiError> {
-        let dry_run = query.dry_run()?;
+        let dry_run = options.dry_run;
         for _ in 0..16 {
             let (old, kv) = self.read(addr).await?;
             if precondition.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(addr.conflict());
             }
             let new = change(&old)?;
-            let new = self.prepare_update(addr, kind, new, &old)?;
+            let mut new = self.prepare_update(addr, kind, new, &old)?;
+            // Binding is the scheduler's; Kubernetes records no field manager for it.
+            if options.track_fields && kind != WriteKind::Binding {
+                let now = meta::now_rfc3339();
+                let (manager, sub) = (&options.manager, kind.subresource());
+                apply::track_update(
+                    Some(&old),
+                    &mut new,
+                    manager,
+                    Operation::Update,
+                    sub,
+                    &now,
+                    field_schema(addr.def),
+                );
+            }
             if meta::comparable(&new) == meta::comparable(&old) {
                 return Ok(Reply::ok(old));
             }
-            let mut new = new;
             let (taken, freed) = if is_core_service(addr.def) && kind == WriteKind::Main {
                 let (taken, freed) = self.services.allocate(&mut new, Some(&old))?;
                 (Some(taken), Some(freed))
@@ -556,7 +642,7 @@ impl Api {
                 merged["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
                 merged
             }
-            WriteKind::Internal => new,
+            WriteKind::Binding | WriteKind::Scale => new,
             WriteKind::Main => {
                 let mut new = new;
                 if def.subresources.status {
@@ -619,12 +705,12 @@ impl Api {
         if kind == WriteKind::Main {
             def.strategy.prepare_update(&mut new, old);
         }
-        let spec_write = matches!(kind, WriteKind::Main | WriteKind::Internal);
+        let spec_write = kind == WriteKind::Main || kind.is_internal();
         if def.tracks_generation && spec_write && meta::spec_of(&new) != meta::spec_of(old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             meta::meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
-        if kind != WriteKind::Internal {
+        if !kind.is_internal() {
             let mut errors = self.validate_meta(def, &new);
             errors.extend(def.strategy.validate_update(&new, old));
             if !errors.is_empty() {
@@ -761,6 +847,35 @@ impl Api {
                 "uid": gone["metadata"]["uid"],
             },
         }))
+    }
+
+    /// DELETE on a collection: deletes every listed object, returns them as a list.
+    pub async fn delete_collection(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        query: &Query,
+        options: &DeleteOptions,
+    ) -> Result<Reply, ApiError> {
+        let list: Value = serde_json::from_slice(&self.list(def, namespace, query).await?)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut deleted = Vec::new();
+        for item in list["items"].as_array().into_iter().flatten() {
+            let name = item["metadata"]["name"].as_str().unwrap_or_default();
+            let ns = item["metadata"]["namespace"].as_str();
+            let addr = Addr { def, namespace: ns, name };
+            match self.delete(&addr, options).await {
+                Ok(_) => deleted.push(item.clone()),
+                Err(ApiError::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(Reply::ok(json!({
+            "kind": format!("{}List", def.kind),
+            "apiVersion": def.api_version(),
+            "metadata": { "resourceVersion": list["metadata"]["resourceVersion"] },
+            "items": deleted,
+        })))
     }
 
     /// Waits until the watch cache has caught up with the store (a consistent read).

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::App;
 use crate::pki::{Pki, ServingNames, UserInfo};
 use crate::request::Query;
-use crate::rest::Api;
+use crate::rest::{Api, WriteOptions};
 use crate::services::{Cidr, ServiceAllocator};
 use crate::watchcache::WatchCache;
 
@@ -100,7 +100,7 @@ async fn ensure(api: &Api, plural: &str, namespace: Option<&str>, body: serde_js
     if api.get(&addr, &Query::default()).await.is_ok() {
         return Ok(());
     }
-    match api.create(&def, namespace, body, &Query::default()).await {
+    match api.create(&def, namespace, body, &WriteOptions::default()).await {
         Ok(_) | Err(skiff_api::ApiError::AlreadyExists(_)) => Ok(()),
         Err(error) => anyhow::bail!("creating {plural}/{name}: {}", error.message()),
     }

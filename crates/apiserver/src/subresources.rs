@@ -7,11 +7,11 @@ use skiff_api::{ApiError, FieldError, Target};
 use crate::meta;
 use crate::patch::{self, PatchType};
 use crate::request::Query;
-use crate::rest::{parse_rv, Addr, Api, Reply, WriteKind};
+use crate::rest::{parse_rv, Addr, Api, Reply, WriteKind, WriteOptions};
 
 impl Api {
     /// POST pods/NAME/binding: assigns the pod to a node, once.
-    pub async fn bind(&self, addr: &Addr<'_>, binding: Value, query: &Query) -> Result<Reply, ApiError> {
+    pub async fn bind(&self, addr: &Addr<'_>, binding: Value, options: &WriteOptions) -> Result<Reply, ApiError> {
         let node = binding["target"]["name"].as_str().unwrap_or_default().to_string();
         if node.is_empty() {
             return Err(ApiError::Invalid(
@@ -24,7 +24,7 @@ impl Api {
         self.write_with_retry(
             addr,
             None,
-            query,
+            options,
             |old| {
                 if meta::is_deleting(old) {
                     return Err(ApiError::Conflict(
@@ -50,7 +50,7 @@ impl Api {
                 set_condition(&mut new, "PodScheduled", "True");
                 Ok(new)
             },
-            WriteKind::Internal,
+            WriteKind::Binding,
         )
         .await?;
         Ok(Reply::created(
@@ -71,7 +71,7 @@ impl Api {
         addr: &Addr<'_>,
         kind: Option<PatchType>,
         parsed: Value,
-        query: &Query,
+        options: &WriteOptions,
     ) -> Result<Reply, ApiError> {
         let precondition = match kind {
             None => parsed["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?,
@@ -82,10 +82,15 @@ impl Api {
             .write_with_retry(
                 addr,
                 precondition,
-                query,
+                options,
                 |old| {
                     let scale = match kind {
-                        Some(kind) => patch::apply(kind, &scale_of(old), &parsed)?,
+                        Some(kind) => patch::apply(
+                            patch::merge_schema("autoscaling", "v1", "Scale"),
+                            kind,
+                            &scale_of(old),
+                            &parsed,
+                        )?,
                         None => parsed.clone(),
                     };
                     // A missing replicas is 0: protobuf clients omit zero values.
@@ -100,7 +105,7 @@ impl Api {
                     new["spec"]["replicas"] = json!(replicas);
                     Ok(new)
                 },
-                WriteKind::Internal,
+                WriteKind::Scale,
             )
             .await?;
         Ok(Reply::ok(scale_of(&reply.body)))

@@ -389,3 +389,116 @@ async fn describe_wait_sort_columns_expose() {
     let versions = ok(&s.kubectl(&["api-versions"]));
     assert!(versions.lines().any(|l| l == "apps/v1") && versions.lines().any(|l| l == "v1"), "{versions}");
 }
+
+const APPLIED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: busybox:1.36
+        env: [{name: MODE, value: fast}, {name: DEBUG, value: "1"}]
+      - name: sidecar
+        image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_client_and_server_side_patch_edit_set_image() {
+    let s = TestServer::start().await;
+    assert_eq!(ok(&s.kubectl_stdin(&["apply", "-f", "-"], APPLIED)).trim(), "deployment.apps/api created");
+    assert_eq!(ok(&s.kubectl_stdin(&["apply", "-f", "-"], APPLIED)).trim(), "deployment.apps/api unchanged");
+    // Removing a container and an env var from the manifest removes them (three-way merge).
+    let changed = APPLIED
+        .replace(", {name: DEBUG, value: \"1\"}", "")
+        .replace("      - name: sidecar\n        image: busybox:1.36\n", "");
+    assert_eq!(ok(&s.kubectl_stdin(&["apply", "-f", "-"], &changed)).trim(), "deployment.apps/api configured");
+    let deployment = json(&ok(&s.kubectl(&["get", "deploy", "api", "-o", "json"])));
+    let containers = deployment["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0]["env"], serde_json::json!([{"name": "MODE", "value": "fast"}]));
+
+    // Strategic merge patches merge lists by key.
+    assert_eq!(
+        ok(&s.kubectl(&["set", "image", "deployment/api", "api=busybox:1.37"])).trim(),
+        "deployment.apps/api image updated"
+    );
+    ok(&s.kubectl(&[
+        "patch",
+        "deployment",
+        "api",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"api","env":[{"name":"EXTRA","value":"x"}]}]}}}}"#,
+    ]));
+    let deployment = json(&ok(&s.kubectl(&["get", "deploy", "api", "-o", "json"])));
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "busybox:1.37");
+    assert_eq!(container["env"].as_array().unwrap().len(), 2, "{container}");
+    ok(&s.kubectl(&[
+        "patch",
+        "deployment",
+        "api",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ]));
+    ok(&s.kubectl(&["patch", "deployment", "api", "--type=merge", "-p", r#"{"metadata":{"labels":{"tier":"back"}}}"#]));
+    let deployment = json(&ok(&s.kubectl(&["get", "deploy", "api", "-o", "json"])));
+    assert_eq!(
+        (deployment["spec"]["replicas"].as_i64(), deployment["metadata"]["labels"]["tier"].as_str()),
+        (Some(4), Some("back"))
+    );
+
+    // kubectl edit through an editor that rewrites the image.
+    let editor = s.dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/busybox:1.37/busybox:1.38/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edited = std::process::Command::new("kubectl")
+        .args(["edit", "deployment", "api"])
+        .env("KUBECONFIG", s.kubeconfig())
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&edited).trim(), "deployment.apps/api edited");
+    assert_eq!(
+        ok(&s.kubectl(&["get", "deploy", "api", "-o", "jsonpath={.spec.template.spec.containers[0].image}"])),
+        "busybox:1.38"
+    );
+
+    // Server-side apply: a conflict with the fields other managers set, then force.
+    let conflict = fails(&s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &changed));
+    assert!(conflict.contains("Apply failed with") && conflict.contains(".spec.replicas"), "{conflict}");
+    let forced = ok(&s.kubectl_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], &changed));
+    assert_eq!(forced.trim(), "deployment.apps/api serverside-applied");
+    let managed = json(&ok(&s.kubectl(&["get", "deploy", "api", "-o", "json", "--show-managed-fields"])));
+    let managers: Vec<&str> = managed["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert!(managers.contains(&"kubectl") && managers.contains(&"kubectl-client-side-apply"), "{managers:?}");
+    assert_eq!(managed["spec"]["replicas"], 2);
+    // A new object through server-side apply.
+    let created = ok(&s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: b}\n",
+    ));
+    assert_eq!(created.trim(), "configmap/ssa serverside-applied");
+    let diff = s.kubectl_stdin(&["diff", "-f", "-"], &APPLIED.replace("replicas: 2", "replicas: 7"));
+    assert_eq!(diff.status.code(), Some(1), "kubectl diff exits 1 when there are differences");
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("+  replicas: 7"),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
