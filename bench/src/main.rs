@@ -4,6 +4,7 @@
 
 mod client;
 mod creates;
+mod kubectl;
 mod list;
 mod load;
 mod machine;
@@ -53,6 +54,8 @@ enum Command {
     Startup(startup::StartupArgs),
     /// Full LIST of many ConfigMaps; memory before and after; restart with them.
     List(list::ListArgs),
+    /// `kubectl get pods -A` over many pods; `kubectl apply -f` of a large manifest.
+    Kubectl(kubectl::KubectlArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -61,6 +64,8 @@ enum Command {
         startup: startup::StartupArgs,
         #[command(flatten)]
         list: list::ListArgs,
+        #[command(flatten)]
+        kubectl: kubectl::KubectlArgs,
     },
 }
 
@@ -101,10 +106,12 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Creates(args) => creates::run(env, args).await?,
         Command::Startup(args) => startup::run(env, args).await?,
         Command::List(args) => list::run(env, args).await?,
-        Command::All { creates, startup, list } => {
+        Command::Kubectl(args) => kubectl::run(env, args).await?,
+        Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);
             checks.extend(list::run(env, list).await?);
+            checks.extend(kubectl::run(env, kubectl).await?);
             checks
         }
     })

@@ -136,6 +136,10 @@ impl Api {
                 ));
             }
             let token = decode_continue(token)?;
+            // Nothing changed since the first page: the cache still holds its snapshot.
+            if let Some(page) = self.cached_page(def, &prefix, &filter, limit, token.rv, Some(&token.start)) {
+                return Ok(page);
+            }
             return self
                 .list_from_store(def, &prefix, &filter, limit, token.rv, Some(token.start))
                 .await
@@ -154,10 +158,14 @@ impl Api {
             (_, Some(m)) if m != "NotOlderThan" => Err(ApiError::BadRequest(format!(
                 "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
             ))),
-            // Paginated consistent reads go to the store so later pages see the same snapshot.
+            // Paginated consistent reads: from the cache when it is current, else from the
+            // store (later pages must see the first page's snapshot).
             (None, None) if limit > 0 => {
-                let current = self.store.current_revision().await.map_err(store_error_to_api)?;
-                self.list_from_store(def, &prefix, &filter, limit, current, None).await
+                let current = self.sync_cache().await?;
+                match self.cached_page(def, &prefix, &filter, limit, current, None) {
+                    Some(page) => Ok(page),
+                    None => self.list_from_store(def, &prefix, &filter, limit, current, None).await,
+                }
             }
             (rv, _) => {
                 let min = match rv {
@@ -179,6 +187,24 @@ impl Api {
                 Ok(list_body(def, revision, &items, next))
             }
         }
+    }
+
+    /// A page served from the watch cache, if the cache is exactly at `revision`.
+    fn cached_page(
+        &self,
+        def: &ResourceDef,
+        prefix: &str,
+        filter: &Filter,
+        limit: usize,
+        revision: Revision,
+        start_after: Option<&str>,
+    ) -> Option<Bytes> {
+        let page = self.cache.page(prefix, start_after, limit, |o| filter.matches(o));
+        if page.revision != revision {
+            return None;
+        }
+        let next = if page.more { page.items.last().map(|last| encode_continue(revision, &last.key)) } else { None };
+        Some(list_body(def, revision, &page.items, next))
     }
 
     /// A list read from the store at `revision`, filling pages until `limit` matches.

@@ -72,6 +72,14 @@ struct State {
     revision: Revision,
 }
 
+/// A page of a cached list, all at one revision.
+pub struct Page {
+    pub items: Vec<Arc<CachedObject>>,
+    /// More kept objects follow the last one.
+    pub more: bool,
+    pub revision: Revision,
+}
+
 /// Where a watch from a revision starts: the events to replay, the revision they run
 /// through, and the receiver of later events.
 pub struct WatchStart {
@@ -231,20 +239,35 @@ impl WatchCache {
     }
 
     /// Objects under `prefix`, in key order, and the revision they are current at.
-    pub fn list(
+    pub fn list(&self, prefix: &str, keep: impl FnMut(&CachedObject) -> bool) -> (Vec<Arc<CachedObject>>, Revision) {
+        let page = self.page(prefix, None, 0, keep);
+        (page.items, page.revision)
+    }
+
+    /// Up to `limit` (0: all) kept objects under `prefix` with keys after `start_after`.
+    pub fn page(
         &self,
         prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
         mut keep: impl FnMut(&CachedObject) -> bool,
-    ) -> (Vec<Arc<CachedObject>>, Revision) {
+    ) -> Page {
+        use std::ops::Bound;
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let items = state
+        let start = match start_after {
+            Some(key) => Bound::Excluded(key.to_string()),
+            None => Bound::Included(prefix.to_string()),
+        };
+        let mut matching = state
             .objects
-            .range(prefix.to_string()..)
+            .range((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .filter(|(_, o)| keep(o))
-            .map(|(_, o)| o.clone())
-            .collect();
-        (items, state.revision)
+            .map(|(_, o)| o.clone());
+        let items: Vec<_> =
+            if limit == 0 { matching.by_ref().collect() } else { matching.by_ref().take(limit).collect() };
+        let more = limit > 0 && matching.next().is_some();
+        Page { items, more, revision: state.revision }
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {

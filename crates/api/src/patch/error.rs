@@ -124,14 +124,9 @@ impl PatchError {
 
 const PANIC_BODY: &str = "This request caused apiserver to panic. Look in the logs for details.";
 
-/// The nearest `ApiError`; the code and message match, but `ApiError` has no
-/// reason-less 500 or generic 422, so `status()` is the exact answer.
+/// The exact answer, as an `ApiError::Status`.
 impl From<PatchError> for ApiError {
     fn from(err: PatchError) -> Self {
-        match err.kind {
-            PatchErrorKind::BadRequest => ApiError::BadRequest(err.message),
-            PatchErrorKind::UnsupportedMediaType => ApiError::UnsupportedMediaType(err.message),
-            _ => ApiError::Internal(err.client_message()),
-        }
+        ApiError::Status(err.code(), err.status())
     }
 }

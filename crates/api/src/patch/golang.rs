@@ -80,16 +80,32 @@ pub(super) fn check_hashable(value: &Value) -> Result<(), PatchError> {
     }
 }
 
-/// Whether `items` holds `value`, as a Go `map[interface{}]bool` built from them
-/// would say (panicking on unhashable values like Go).
-pub(super) fn set_contains(items: &[Value], value: &Value) -> Result<bool, PatchError> {
-    check_hashable(value)?;
-    for item in items {
-        if go_eq(item, value)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+/// A hashable JSON scalar, equal exactly when Go's `==` says the values are equal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum HashKey {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    /// The float's bits, with -0 as 0 (NaN does not occur in JSON).
+    Float(u64),
+    Str(String),
+}
+
+/// The key of a scalar; None for maps and slices.
+pub(super) fn hash_key(value: &Value) -> Option<HashKey> {
+    Some(match value {
+        Value::Null => HashKey::Nil,
+        Value::Bool(b) => HashKey::Bool(*b),
+        Value::String(s) => HashKey::Str(s.clone()),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => HashKey::Int(i),
+            None => {
+                let f = n.as_f64().unwrap_or(0.0);
+                HashKey::Float(if f == 0.0 { 0 } else { f.to_bits() })
+            }
+        },
+        Value::Object(_) | Value::Array(_) => return None,
+    })
 }
 
 /// `fmt.Sprintf("%v", value)`.
@@ -372,6 +388,16 @@ mod tests {
         assert_eq!(go_float(-2.5e-7), "-2.5e-07");
         assert_eq!(fmt_lists(&[&[json!("a"), json!("b")], &[]]), "[[a b] []]");
         assert_eq!(quote("a\"b\n\u{1}é"), "\"a\\\"b\\n\\x01é\"");
+    }
+
+    #[test]
+    fn hash_keys_agree_with_go_eq() {
+        let values = [json!(null), json!(true), json!(1), json!(1.0), json!(-0.0), json!(0.0), json!("1"), json!(0)];
+        for a in &values {
+            for b in &values {
+                assert_eq!(go_eq(a, b).unwrap(), hash_key(a) == hash_key(b), "{a} {b}");
+            }
+        }
     }
 
     #[test]

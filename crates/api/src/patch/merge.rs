@@ -6,22 +6,30 @@
 //! * a map field whose patch value has no counterpart is copied with nulls dropped
 //!   and `$patch` maps removed, but other directives (`$setElementOrder/...`,
 //!   `$retainKeys`) and the contents of replaced lists and maps are kept verbatim;
-//! * new list elements are appended as sent (directives and nulls included);
+//! * new list elements are added as sent (directives and nulls included), ahead of
+//!   the existing ones unless an order says otherwise;
 //! * element order follows `$setElementOrder`, then the patch, then the live object,
 //!   with Go's `sort.SliceStable` and its non-strict comparators;
-//! * deleting from a merged list shifts Go's backing array in place, which the
-//!   `$setElementOrder` pass then reads as the "server order" (emulated by `Backing`).
+//! * Go's slices share backing arrays: deleting from a merged list shifts the original
+//!   in place and appends write over its tail, and deduplicating a list of scalars
+//!   rewrites the original when `append` had room; the order passes then read that
+//!   rewritten original as the "server order". `Backing` and `GoSlice` emulate this,
+//!   for stored objects without spare capacity (the API server deep-copies them).
+//!
+//! Go iterates patch maps in random order, so where the order of two keys matters
+//! (`x` and `$deleteFromPrimitiveList/x`, or several errors) Kubernetes itself is
+//! not deterministic; this follows the patch's key order.
 //!
 //! Where Go would panic (comparing maps, a null first list element), this returns a
 //! `Panic` error instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
 use super::error::PatchError;
 use super::golang::{
-    check_hashable, fmt_lists, fmt_list, fmt_map, fmt_s, go_eq, go_type, quote, set_contains, stable_sort, GoType,
+    check_hashable, fmt_list, fmt_lists, fmt_map, fmt_s, go_eq, go_type, hash_key, quote, stable_sort, GoType, HashKey,
 };
 use super::types::{Ty, Type};
 
@@ -107,12 +115,7 @@ fn lookup_slice(ty: Ty, key: &str) -> Result<Meta> {
         Ty::List(Ty::List(_)) => return Err(PatchError::unconverted("unexpected slice of slice")),
         Ty::List(elem) => *elem,
         Ty::Untyped => Ty::Untyped,
-        _ => {
-            return Err(PatchError::unconverted(format!(
-                "expected slice or array type, but got: {}",
-                ty.kind_name()
-            )))
-        }
+        _ => return Err(PatchError::unconverted(format!("expected slice or array type, but got: {}", ty.kind_name()))),
     };
     Ok(Meta { ty: elem, ..meta })
 }
@@ -342,11 +345,8 @@ fn validate_patch_with_set_order_list(patch_list: &[Value], order: &[Value], mer
     if order.is_empty() || patch_list.is_empty() {
         return Ok(());
     }
-    let non_delete: Vec<Value> = if merge_key.is_empty() {
-        patch_list.to_vec()
-    } else {
-        extract_to_delete_items(patch_list.to_vec())?.0
-    };
+    let non_delete: Vec<Value> =
+        if merge_key.is_empty() { patch_list.to_vec() } else { extract_to_delete_items(patch_list.to_vec())?.0 };
     let (mut patch_index, mut order_index) = (0, 0);
     while patch_index < non_delete.len() && order_index < order.len() {
         if contains_directive_marker(&non_delete[patch_index]) {
@@ -466,11 +466,7 @@ fn merge_slice(
         // `append(original, patch...)` reuses the original's array when it has room
         // (always, for an empty patch), and deduplicating then rewrote the original
         // list that orders the result.
-        let original = if original.len() + patch.len() <= cap {
-            buffer[..original.len()].to_vec()
-        } else {
-            original
-        };
+        let original = if original.len() + patch.len() <= cap { buffer[..original.len()].to_vec() } else { original };
         let (patch_items, server_only) = if merge_key.is_empty() {
             partition_primitives(merged, &patch)?
         } else {
@@ -555,10 +551,11 @@ fn merge_slice_without_special_elements(
     elem: Ty,
     backing: &mut Backing,
 ) -> Result<Vec<Value>> {
+    let mut finder = MapFinder::new(&original, merge_key);
     for item in patch {
         let Value::Object(map) = item else { return Err(interface_conversion(item)) };
         let Some(value) = map.get(merge_key) else { return Err(no_merge_key(map, merge_key)) };
-        match find_map_in_slice(&original, merge_key, value)? {
+        match finder.find(&original, merge_key, value)? {
             Some(index) => {
                 let Value::Object(original_map) = original[index].take() else {
                     return Err(interface_conversion(&original[index]));
@@ -569,6 +566,7 @@ fn merge_slice_without_special_elements(
                 if backing.aliased && original.len() < backing.view.len() {
                     backing.view[original.len()] = item.clone();
                 }
+                finder.add(original.len(), item, merge_key);
                 original.push(item.clone());
             }
         }
@@ -576,18 +574,74 @@ fn merge_slice_without_special_elements(
     Ok(original)
 }
 
+/// A Go `map[interface{}]bool` of `items`: panics (errors) on maps and slices.
+fn go_set(items: &[Value]) -> Result<HashSet<HashKey>> {
+    items.iter().map(|item| hash_key(item).ok_or_else(|| unhashable(item))).collect()
+}
+
+/// Looking up a map or slice in a Go map.
+fn unhashable(item: &Value) -> PatchError {
+    check_hashable(item).err().unwrap_or_else(|| PatchError::panic("runtime error: hash of unhashable type"))
+}
+
 /// `deleteFromSlice`: the parallel `$deleteFromPrimitiveList` list.
 fn delete_from_slice(current: &[Value], to_delete: &[Value]) -> Result<Vec<Value>> {
-    for item in to_delete {
-        check_hashable(item)?;
-    }
+    let to_delete = go_set(to_delete)?;
     let mut kept = Vec::with_capacity(current.len());
     for item in current {
-        if !set_contains(to_delete, item)? {
+        let key = hash_key(item).ok_or_else(|| unhashable(item))?;
+        if !to_delete.contains(&key) {
             kept.push(item.clone());
         }
     }
     Ok(kept)
+}
+
+/// `findMapInSliceBasedOnKeyValue` over one list, with the first position of every
+/// hashable key precomputed (Go scans the list each time).
+struct MapFinder {
+    first_non_map: Option<usize>,
+    first: HashMap<HashKey, usize>,
+}
+
+impl MapFinder {
+    fn new(list: &[Value], key: &str) -> Self {
+        let mut finder = MapFinder { first_non_map: None, first: HashMap::new() };
+        for (index, item) in list.iter().enumerate() {
+            finder.add(index, item, key);
+        }
+        finder
+    }
+
+    /// Records the item at `index` (the list's end).
+    fn add(&mut self, index: usize, item: &Value, key: &str) {
+        match item {
+            Value::Object(map) => {
+                if let Some(h) = map.get(key).and_then(hash_key) {
+                    self.first.entry(h).or_insert(index);
+                }
+            }
+            _ => {
+                self.first_non_map.get_or_insert(index);
+            }
+        }
+    }
+
+    /// Same result as `find_map_in_slice(list, key, value)`, `list` being the list
+    /// this finder has seen.
+    fn find(&self, list: &[Value], key: &str, value: &Value) -> Result<Option<usize>> {
+        let Some(h) = hash_key(value) else {
+            // Maps and slices compare (and panic) only against their own kind.
+            return find_map_in_slice(list, key, value);
+        };
+        let found = self.first.get(&h).copied();
+        match self.first_non_map {
+            Some(bad) if found.is_none_or(|f| bad < f) => {
+                Err(PatchError::unconverted(format!("value for key {bad} is not a map")))
+            }
+            _ => Ok(found),
+        }
+    }
 }
 
 /// `findMapInSliceBasedOnKeyValue`: the index of the first map whose `key` equals
@@ -606,10 +660,49 @@ fn find_map_in_slice(list: &[Value], key: &str, value: &Value) -> Result<Option<
     Ok(None)
 }
 
-/// `deduplicateScalars`, including the order it leaves: each duplicate is overwritten
-/// by the current last item. Returns the items and the whole buffer as Go leaves it
-/// (the tail past the items keeps what was there).
+/// `deduplicateScalars`, including the order it leaves: each later duplicate of an
+/// item is overwritten by the current last item. Returns the items and the whole
+/// buffer as Go leaves it (the tail past the items keeps what was there).
+///
+/// Go's loop is quadratic; this replays the same writes, finding each next
+/// duplicate through per-value position sets.
 fn deduplicate_scalars(mut buffer: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>)> {
+    let Some(mut keys) = buffer.iter().map(hash_key).collect::<Option<Vec<HashKey>>>() else {
+        return deduplicate_scalars_slowly(buffer);
+    };
+    let mut positions: HashMap<HashKey, BTreeSet<usize>> = HashMap::new();
+    for (index, key) in keys.iter().enumerate() {
+        positions.entry(key.clone()).or_default().insert(index);
+    }
+    // `last` is Go's `length`: the index of the last item still in the slice.
+    let Some(mut last) = buffer.len().checked_sub(1) else { return Ok((buffer.clone(), buffer)) };
+    let mut i = 0;
+    while i < last {
+        let key = keys[i].clone();
+        while i < last {
+            let Some(set) = positions.get_mut(&key) else { break };
+            let Some(&j) = set.range(i + 1..=last).next() else { break };
+            // s[j] = s[length]; s = s[:length]; length--
+            set.remove(&j);
+            if j != last {
+                let moved = keys[last].clone();
+                if let Some(moved_set) = positions.get_mut(&moved) {
+                    moved_set.remove(&last);
+                    moved_set.insert(j);
+                }
+                buffer[j] = buffer[last].clone();
+                keys[j] = moved;
+            }
+            last -= 1;
+        }
+        i += 1;
+    }
+    Ok((buffer[..=last].to_vec(), buffer))
+}
+
+/// Go's loop as written, for lists holding maps or slices (which Go compares with a
+/// panic).
+fn deduplicate_scalars_slowly(mut buffer: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>)> {
     let mut length = buffer.len() as isize - 1;
     let mut i: isize = 0;
     while i < length {
@@ -662,12 +755,11 @@ fn slice_element_type(lists: &[&[Value]]) -> Result<GoType> {
 
 /// `partitionPrimitivesByPresentInList`.
 fn partition_primitives(list: Vec<Value>, by: &[Value]) -> Result<(Vec<Value>, Vec<Value>)> {
-    for item in by {
-        check_hashable(item)?;
-    }
+    let by = go_set(by)?;
     let (mut present, mut absent) = (Vec::new(), Vec::new());
     for item in list {
-        if set_contains(by, &item)? {
+        let key = hash_key(&item).ok_or_else(|| unhashable(&item))?;
+        if by.contains(&key) {
             present.push(item);
         } else {
             absent.push(item);
@@ -678,11 +770,12 @@ fn partition_primitives(list: Vec<Value>, by: &[Value]) -> Result<(Vec<Value>, V
 
 /// `partitionMapsByPresentInList`.
 fn partition_maps(list: Vec<Value>, by: &[Value], merge_key: &str) -> Result<(Vec<Value>, Vec<Value>)> {
+    let finder = MapFinder::new(by, merge_key);
     let (mut present, mut absent) = (Vec::new(), Vec::new());
     for item in list {
         let Value::Object(map) = &item else { return Err(bad_arg_type(MAP_TYPE, &item)) };
         let Some(value) = map.get(merge_key) else { return Err(no_merge_key(map, merge_key)) };
-        if find_map_in_slice(by, merge_key, value)?.is_some() {
+        if finder.find(by, merge_key, value)?.is_some() {
             present.push(item);
         } else {
             absent.push(item);
@@ -715,13 +808,14 @@ fn normalize_slice_order(to_sort: Vec<Value>, order: &[Value], merge_key: &str, 
     } else {
         (to_sort, Vec::new())
     };
+    let positions = Positions::new(order, merge_key, kind);
     let mut failure = None;
     stable_sort(&mut to_sort, &mut |a, b| {
         if failure.is_some() {
             return false;
         }
-        let result = index_of(order, a, merge_key, kind).and_then(|ia| match ia {
-            Some(ia) => Ok(index_of(order, b, merge_key, kind)?.is_none_or(|ib| ia < ib)),
+        let result = positions.of(a).and_then(|ia| match ia {
+            Some(ia) => Ok(positions.of(b)?.is_none_or(|ib| ia < ib)),
             None => Ok(true),
         });
         result.unwrap_or_else(|err| {
@@ -772,6 +866,35 @@ fn index_of(list: &[Value], value: &Value, merge_key: &str, kind: GoType) -> Res
     Ok(None)
 }
 
+/// Go's `index` over one list, with the first position of every hashable key
+/// precomputed (Go scans the list on every comparison).
+struct Positions<'a> {
+    list: &'a [Value],
+    merge_key: &'a str,
+    kind: GoType,
+    first: HashMap<HashKey, usize>,
+}
+
+impl<'a> Positions<'a> {
+    fn new(list: &'a [Value], merge_key: &'a str, kind: GoType) -> Self {
+        let mut first = HashMap::new();
+        for (index, item) in list.iter().enumerate() {
+            if let Some(h) = hash_key(merge_key_of(item, merge_key, kind)) {
+                first.entry(h).or_insert(index);
+            }
+        }
+        Positions { list, merge_key, kind, first }
+    }
+
+    fn of(&self, value: &Value) -> Result<Option<usize>> {
+        match hash_key(merge_key_of(value, self.merge_key, self.kind)) {
+            Some(h) => Ok(self.first.get(&h).copied()),
+            // Maps and slices compare (and panic) only against their own kind.
+            None => index_of(self.list, value, self.merge_key, self.kind),
+        }
+    }
+}
+
 /// What `index` compares: a map's merge key (nil if missing), other items as they are.
 fn merge_key_of<'a>(item: &'a Value, merge_key: &str, kind: GoType) -> &'a Value {
     if kind == GoType::Map {
@@ -791,6 +914,7 @@ fn merge_sorted_slice(
     merge_key: &str,
     kind: GoType,
 ) -> Result<Vec<Value>> {
+    let positions = Positions::new(server_order, merge_key, kind);
     let mut out = Vec::with_capacity(left.len() + right.len());
     let mut left = left.into_iter().peekable();
     let mut right = right.into_iter().peekable();
@@ -800,8 +924,8 @@ fn merge_sorted_slice(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => {
-                let li = index_of(server_order, l, merge_key, kind)?;
-                let ri = index_of(server_order, r, merge_key, kind)?;
+                let li = positions.of(l)?;
+                let ri = positions.of(r)?;
                 matches!((li, ri), (Some(li), Some(ri)) if li < ri)
             }
         };

@@ -488,7 +488,9 @@ fn retain_keys() {
             schema: pod(),
             original: json!({"spec": {"volumes": [{"name": "v", "configMap": {"name": "cm"}}, {"name": "w", "emptyDir": {}}]}}),
             patch: json!({"spec": {"volumes": [{"name": "v", "secret": {"secretName": "s"}, "$retainKeys": ["name", "secret"]}]}}),
-            want: ok(json!({"spec": {"volumes": [{"name": "v", "secret": {"secretName": "s"}}, {"name": "w", "emptyDir": {}}]}})),
+            want: ok(
+                json!({"spec": {"volumes": [{"name": "v", "secret": {"secretName": "s"}}, {"name": "w", "emptyDir": {}}]}}),
+            ),
         },
         Case {
             name: "deployment strategy Recreate clears rollingUpdate",
@@ -562,7 +564,7 @@ fn kubectl_patches() {
     unfinalized["metadata"]["finalizers"] = json!([]);
 
     // kubectl apply: the last-applied config had containers web and sidecar; the new
-    // one drops sidecar, adds metrics between... and changes web's image.
+    // one drops sidecar, adds metrics before web and changes web's image.
     let mut applied = deployment_object.clone();
     applied["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
     applied["spec"]["template"]["spec"]["containers"] = json!([
@@ -756,8 +758,9 @@ fn error_statuses() {
     assert_eq!((bad.code(), bad.reason()), (400, "BadRequest"));
     assert_eq!(bad.status()["message"], "invalid patch format of retainKeys");
 
-    let lists = strategic_merge(&json!({"metadata": {"finalizers": []}}), &json!({"metadata": {"finalizers": [[1]]}}), pod())
-        .unwrap_err();
+    let lists =
+        strategic_merge(&json!({"metadata": {"finalizers": []}}), &json!({"metadata": {"finalizers": [[1]]}}), pod())
+            .unwrap_err();
     let status = lists.status();
     assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(422), Some("Invalid")));
     assert_eq!(status["message"], "the server rejected our request due to an error in our request");
@@ -792,10 +795,34 @@ impl Rng {
 }
 
 const KEYS: &[&str] = &[
-    "metadata", "spec", "template", "containers", "name", "image", "env", "ports", "containerPort", "finalizers",
-    "labels", "volumes", "tolerations", "strategy", "type", "$patch", "$retainKeys", "$setElementOrder/containers",
-    "$setElementOrder/finalizers", "$deleteFromPrimitiveList/finalizers", "$deleteFromPrimitiveList/args", "args",
-    "$setElementOrder", "selector", "configMap", "rollingUpdate", "value", "$x",
+    "metadata",
+    "spec",
+    "template",
+    "containers",
+    "name",
+    "image",
+    "env",
+    "ports",
+    "containerPort",
+    "finalizers",
+    "labels",
+    "volumes",
+    "tolerations",
+    "strategy",
+    "type",
+    "$patch",
+    "$retainKeys",
+    "$setElementOrder/containers",
+    "$setElementOrder/finalizers",
+    "$deleteFromPrimitiveList/finalizers",
+    "$deleteFromPrimitiveList/args",
+    "args",
+    "$setElementOrder",
+    "selector",
+    "configMap",
+    "rollingUpdate",
+    "value",
+    "$x",
 ];
 const WORDS: &[&str] = &["replace", "delete", "merge", "a", "b", "name", "containers", ""];
 
@@ -821,7 +848,8 @@ fn random_value(r: &mut Rng, depth: usize) -> Value {
 #[test]
 fn fuzz_never_panics() {
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
-    let schemas = [pod(), deployment(), schema_for("", "v1", "Service"), schema_for("", "v1", "Node"), Schema::untyped()];
+    let schemas =
+        [pod(), deployment(), schema_for("", "v1", "Service"), schema_for("", "v1", "Node"), Schema::untyped()];
     for i in 0..20_000 {
         let original = random_value(&mut r, 0);
         let patch = random_value(&mut r, 0);
