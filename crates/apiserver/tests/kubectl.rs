@@ -67,6 +67,16 @@ spec:
         image: busybox:1.36
 "#;
 
+/// A child process killed when the test ends, even by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn json(output: &str) -> serde_json::Value {
     serde_json::from_str(output).unwrap_or_else(|e| panic!("{e}: {output}"))
 }
@@ -501,4 +511,100 @@ async fn apply_client_and_server_side_patch_edit_set_image() {
         "{}",
         String::from_utf8_lossy(&diff.stdout)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kustomize_directories_generators_set_wait_proxy() {
+    let s = TestServer::start().await;
+    let dir = s.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-dir-a}\n").unwrap();
+    std::fs::write(dir.join("b.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-dir-b}\n").unwrap();
+    let applied = ok(&s.kubectl(&["apply", "-f", dir.to_str().unwrap()]));
+    assert!(
+        applied.contains("configmap/from-dir-a created") && applied.contains("configmap/from-dir-b created"),
+        "{applied}"
+    );
+    let kustomization = s.dir.path().join("kustomize");
+    std::fs::create_dir_all(&kustomization).unwrap();
+    std::fs::write(
+        kustomization.join("kustomization.yaml"),
+        "namePrefix: k-\nconfigMapGenerator:\n- name: gen\n  literals: [x=1]\nresources: [cm.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(kustomization.join("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n")
+        .unwrap();
+    let kustomized = ok(&s.kubectl(&["apply", "-k", kustomization.to_str().unwrap()]));
+    assert!(kustomized.contains("configmap/k-plain created"), "{kustomized}");
+
+    let file = s.dir.path().join("settings.conf");
+    std::fs::write(&file, "mode=fast\n").unwrap();
+    ok(&s.kubectl(&["create", "configmap", "from-file", &format!("--from-file={}", file.display())]));
+    assert_eq!(ok(&s.kubectl(&["get", "cm", "from-file", "-o", "jsonpath={.data.settings\\.conf}"])), "mode=fast\n");
+    assert_eq!(
+        ok(&s.kubectl(&["create", "job", "once", "--image=busybox:1.36", "--", "true"])).trim(),
+        "job.batch/once created"
+    );
+    let job = json(&ok(&s.kubectl(&["get", "job", "once", "-o", "json"])));
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert!(job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string(), "{job}");
+
+    ok(&s.kubectl(&["create", "deployment", "web", "--image=busybox:1.36"]));
+    assert_eq!(
+        ok(&s.kubectl(&["set", "env", "deployment/web", "MODE=fast"])).trim(),
+        "deployment.apps/web env updated"
+    );
+    ok(&s.kubectl(&["set", "resources", "deployment/web", "--limits=cpu=200m,memory=64Mi"]));
+    let container =
+        &json(&ok(&s.kubectl(&["get", "deploy", "web", "-o", "json"])))["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["value"], "fast");
+    assert_eq!(container["resources"]["limits"]["memory"], "64Mi");
+
+    // wait for a condition set through the status subresource, and for a deletion.
+    ok(&s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox}]}\n",
+    ));
+    ok(&s.kubectl(&[
+        "patch",
+        "pod",
+        "p",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ]));
+    assert!(ok(&s.kubectl(&["wait", "--for=condition=Ready", "pod/p", "--timeout=10s"])).contains("condition met"));
+    let kubeconfig = s.kubeconfig().to_path_buf();
+    let waiter = std::thread::spawn(move || {
+        skiff_testkit::kubectl(&kubeconfig, &["wait", "--for=delete", "cm/from-dir-a", "--timeout=10s"], None)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(&s.kubectl(&["delete", "cm", "from-dir-a", "--wait=false"]));
+    assert!(ok(&waiter.join().unwrap()).contains("condition met"));
+
+    let view = ok(&s.kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]));
+    assert_eq!(view, s.url);
+    // kubectl proxy serves the API on a local port without credentials.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy = std::process::Command::new("kubectl")
+        .args(["proxy", &format!("--port={port}")])
+        .env("KUBECONFIG", s.kubeconfig())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proxy = KillOnDrop(proxy);
+    let mut answer = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(r) =
+            reqwest::get(format!("http://127.0.0.1:{port}/api/v1/namespaces/default/configmaps/from-file")).await
+        {
+            answer = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+    }
+    drop(proxy);
+    assert_eq!(answer.expect("kubectl proxy answered")["data"]["settings.conf"], "mode=fast\n");
 }
