@@ -11,6 +11,7 @@ mod machine;
 mod process;
 mod proto;
 mod report;
+mod schedule;
 mod servers;
 mod startup;
 mod target;
@@ -56,6 +57,8 @@ enum Command {
     List(list::ListArgs),
     /// `kubectl get pods -A` over many pods; `kubectl apply -f` of a large manifest.
     Kubectl(kubectl::KubectlArgs),
+    /// Scheduling throughput through the API server: 5,000 nodes, 10,000 pods, p99 latency, scheduler RSS.
+    Schedule(schedule::ScheduleArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -106,6 +109,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Creates(args) => creates::run(env, args).await?,
         Command::Startup(args) => startup::run(env, args).await?,
         Command::List(args) => list::run(env, args).await?,
+        Command::Schedule(args) => schedule::run(env, args).await?,
         Command::Kubectl(args) => kubectl::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;

@@ -1,5 +1,8 @@
 //! `skiff`: Kubernetes in one binary.
 
+mod agent;
+mod scheduler;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server on an embedded store.
     Server(ServerArgs),
+    /// Run a node agent (today: simulated nodes, `--simulate N`).
+    Agent(agent::AgentArgs),
+    /// Run the scheduler on its own (`skiff server` runs one already).
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,6 +64,9 @@ struct ServerArgs {
     /// Keep at least this many of the latest revisions of history.
     #[arg(long, default_value_t = 10_000)]
     history_revisions: i64,
+    /// Do not run the scheduler (e.g. to run `skiff scheduler` apart).
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -85,6 +95,9 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.service_cidr = args.service_cidr.parse().map_err(anyhow::Error::msg)?;
     config.node_ip = args.node_ip;
     let server = skiff_apiserver::start(config, store).await?;
+    if !args.disable_scheduler {
+        scheduler::spawn_in_server(&server.kubeconfig).await?;
+    }
     eprintln!(
         "skiff server ready on https://{} in {} ms\n  export KUBECONFIG={}\n  kubectl get namespaces",
         server.addr,
@@ -104,5 +117,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
     }
 }

@@ -1,0 +1,354 @@
+//! The agent: one or many nodes in one process. It registers each Node and its Lease,
+//! renews the Leases in small batches spread over the renewal interval, follows the pods
+//! bound to its nodes through one shared watch, and gives each pod a worker task that
+//! drives the node's runtime and reports status.
+//!
+//! One watch serves every node: with `--simulate 5000`, 5,000 watches would cost 5,000
+//! connections and decode every event 5,000 times. A single node watches only its own
+//! pods (`spec.nodeName=NAME`), as the kubelet does.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde_json::json;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::config::{NodeIdentity, NodeTemplate, Timing};
+use crate::error::{status_code, Error, Result};
+use crate::node::{self, LEASE_NAMESPACE};
+use crate::podstatus::{self, Context};
+use crate::podworker::{grace_period, PodWorker};
+use crate::runtime::Runtime;
+
+/// Batches per renewal interval: Lease renewals of many nodes are spread over this many
+/// slots instead of arriving at the API server all at once.
+const SLOTS: usize = 100;
+
+/// One node of the agent.
+pub struct NodeHandle {
+    pub identity: NodeIdentity,
+    pub runtime: Arc<dyn Runtime>,
+    uid: OnceLock<String>,
+    runtime_name: OnceLock<String>,
+}
+
+impl NodeHandle {
+    pub fn new(identity: NodeIdentity, runtime: Arc<dyn Runtime>) -> Self {
+        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new() }
+    }
+
+    fn name(&self) -> &str {
+        &self.identity.name
+    }
+}
+
+/// What every task of the agent shares.
+struct Shared {
+    client: Client,
+    template: NodeTemplate,
+    timing: Timing,
+    /// API writes in flight across all nodes and pods: bounds connections and keeps a
+    /// burst (thousands of pods bound at once) from swamping the API server.
+    writes: Semaphore,
+    concurrency: usize,
+    /// When the nodes became ready (their conditions' lastTransitionTime).
+    since: Timestamp,
+}
+
+pub struct Agent {
+    shared: Arc<Shared>,
+    nodes: Arc<Vec<Arc<NodeHandle>>>,
+}
+
+/// Exponential backoff from 1 s to 30 s by attempt number (1-based).
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+impl Agent {
+    /// An agent for `nodes`, writing to the API with at most `concurrency` requests in flight.
+    pub fn new(
+        client: Client,
+        template: NodeTemplate,
+        timing: Timing,
+        nodes: Vec<NodeHandle>,
+        concurrency: usize,
+    ) -> Self {
+        let concurrency = concurrency.max(1);
+        Agent {
+            shared: Arc::new(Shared {
+                client,
+                template,
+                timing,
+                writes: Semaphore::new(concurrency),
+                concurrency,
+                since: Timestamp::now(),
+            }),
+            nodes: Arc::new(nodes.into_iter().map(Arc::new).collect()),
+        }
+    }
+
+    /// Registers every node and its Lease (retrying each until it succeeds).
+    pub async fn register(&self) {
+        let shared = &self.shared;
+        futures::stream::iter(self.nodes.iter())
+            .for_each_concurrent(shared.concurrency, |node| async move {
+                let mut attempt = 0;
+                while let Err(e) = register_node(shared, node).await {
+                    attempt += 1;
+                    warn!(node = node.name(), error = %e, "registering node failed, retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            })
+            .await;
+        info!(nodes = self.nodes.len(), "nodes registered");
+    }
+
+    /// Registers the nodes, then keeps them alive and runs their pods until an
+    /// unrecoverable error. Dropping the future stops every task of the agent.
+    pub async fn run(self) -> Result<()> {
+        self.register().await;
+        let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
+        let pods = follow_pods(self.shared.clone(), self.nodes.clone());
+        tokio::select! {
+            () = heartbeats => Ok(()),
+            result = pods => result,
+        }
+    }
+}
+
+async fn register_node(shared: &Shared, node: &NodeHandle) -> Result<()> {
+    let version = node.runtime.version().await?;
+    let _ = node.runtime_name.set(version.runtime_name.clone());
+    let now = Timestamp::now();
+    let object = node::node_object(&shared.template, &node.identity, &version, now);
+    let uid = {
+        let _permit = shared.writes.acquire().await;
+        node::register(&Api::<Node>::all(shared.client.clone()), &object).await?
+    };
+    let _ = node.uid.set(uid.clone());
+    let leases = Api::<Lease>::namespaced(shared.client.clone(), LEASE_NAMESPACE);
+    let _permit = shared.writes.acquire().await;
+    node::renew_lease(&leases, node.name(), &uid, shared.timing.lease_duration_seconds, now).await
+}
+
+/// Renews every node's Lease once per renewal interval, a slot's worth of nodes at a
+/// time; re-posts each node's conditions once per status report interval, spread the
+/// same way. A node found deleted is registered again.
+async fn heartbeats(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) {
+    let slots = nodes.len().clamp(1, SLOTS);
+    let timing = &shared.timing;
+    let mut tick = tokio::time::interval(timing.renew_interval / slots as u32);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let report_every =
+        (timing.status_report_interval.as_secs_f64() / timing.renew_interval.as_secs_f64()).round().max(1.0) as usize;
+    let leases = Api::<Lease>::namespaced(shared.client.clone(), LEASE_NAMESPACE);
+    let node_api = Api::<Node>::all(shared.client.clone());
+    // Round 0 renews what registration just created; reports start with round 1.
+    for round in 0usize.. {
+        for slot in 0..slots {
+            tick.tick().await;
+            let batch = nodes.iter().enumerate().skip(slot).step_by(slots);
+            let (shared, leases, node_api) = (&shared, &leases, &node_api);
+            futures::stream::iter(batch)
+                .for_each_concurrent(shared.concurrency, |(index, node)| async move {
+                    let uid = node.uid.get().map(String::as_str).unwrap_or_default();
+                    let now = Timestamp::now();
+                    let permit = shared.writes.acquire().await;
+                    let duration = shared.timing.lease_duration_seconds;
+                    if let Err(e) = node::renew_lease(leases, node.name(), uid, duration, now).await {
+                        warn!(node = node.name(), error = %e, "renewing lease failed");
+                    }
+                    if round > 0 && (round + index / slots).is_multiple_of(report_every) {
+                        match node::post_conditions(node_api, node.name(), shared.since, now).await {
+                            Err(Error::Api(e)) if status_code(&e) == Some(404) => {
+                                drop(permit);
+                                warn!(node = node.name(), "node was deleted; registering it again");
+                                if let Err(e) = register_node(shared, node).await {
+                                    warn!(node = node.name(), error = %e, "registering node failed");
+                                }
+                            }
+                            Err(e) => warn!(node = node.name(), error = %e, "posting node status failed"),
+                            Ok(()) => {}
+                        }
+                    }
+                })
+                .await;
+        }
+    }
+}
+
+/// Follows the pods bound to the agent's nodes and hands each to its worker.
+async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> Result<()> {
+    let by_name: HashMap<&str, &Arc<NodeHandle>> = nodes.iter().map(|n| (n.name(), n)).collect();
+    let selector = match nodes.as_slice() {
+        [only] => format!("spec.nodeName={}", only.name()),
+        _ => "spec.nodeName!=".to_string(),
+    };
+    let api = Api::<Pod>::all(shared.client.clone());
+    let mut stream = pin!(watcher(api, watcher::Config::default().fields(&selector)).default_backoff());
+    let mut workers: HashMap<String, watch::Sender<Arc<Pod>>> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut relisting: Option<HashSet<String>> = None;
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err(Error::Config("the pod watch ended".into())),
+            Err(e) => {
+                // The stream retries by itself (with backoff) after an error.
+                warn!(error = %e, "pod watch failed");
+                continue;
+            }
+        };
+        match event {
+            Event::Init => relisting = Some(HashSet::new()),
+            Event::InitApply(mut pod) | Event::Apply(mut pod) => {
+                // Kept until the next update; the field managers are never read here.
+                pod.metadata.managed_fields = None;
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(seen) = &mut relisting {
+                    seen.insert(uid.clone());
+                }
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| by_name.get(n));
+                let Some(node) = node else { continue };
+                let pod = Arc::new(pod);
+                if let Some(sender) = workers.get(&uid) {
+                    if sender.send(pod.clone()).is_ok() {
+                        continue;
+                    }
+                }
+                let (sender, receiver) = watch::channel(pod);
+                workers.insert(uid, sender);
+                tasks.spawn(pod_worker(shared.clone(), (*node).clone(), receiver));
+            }
+            // Dropping the sender tells the worker the pod is gone.
+            Event::InitDone => {
+                if let Some(seen) = relisting.take() {
+                    workers.retain(|uid, _| seen.contains(uid));
+                }
+            }
+            Event::Delete(pod) => {
+                workers.remove(pod.metadata.uid.as_deref().unwrap_or_default());
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+}
+
+/// What a worker does next after handling an update.
+enum Next {
+    /// Wait for the next update, or look again after this long.
+    Wait(Option<Duration>),
+    /// The pod is gone from the API: the worker is done.
+    Done,
+}
+
+/// The life of one pod on one node: sync on every update, terminate and delete when it
+/// is being deleted, clean up when it disappears.
+async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: watch::Receiver<Arc<Pod>>) {
+    let mut worker = PodWorker::new(node.runtime.clone());
+    // A hash of the status last written: a whole PodStatus per pod would cost kilobytes.
+    let mut reported: Option<u64> = None;
+    let start_time = podstatus::whole_seconds(Timestamp::now());
+    let mut failures = 0;
+    loop {
+        let pod = updates.borrow_and_update().clone();
+        // Boxed: the API calls' futures are large, and thousands of idle workers would each
+        // carry room for them otherwise.
+        let outcome = Box::pin(handle(&shared, &node, &mut worker, &mut reported, start_time, &pod)).await;
+        let wait = match outcome {
+            Ok(Next::Done) => return,
+            Ok(Next::Wait(wait)) => {
+                failures = 0;
+                wait
+            }
+            Err(e) => {
+                failures += 1;
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                warn!(pod = name, node = node.name(), error = %e, "pod sync failed");
+                Some(backoff(failures))
+            }
+        };
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() {
+                // Removed from the API (e.g. force-deleted): stop whatever still runs.
+                if let Err(e) = worker.terminate(Duration::ZERO).await {
+                    warn!(node = node.name(), error = %e, "cleaning up a deleted pod failed");
+                }
+                return;
+            },
+            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+        }
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    node: &NodeHandle,
+    worker: &mut PodWorker,
+    reported: &mut Option<u64>,
+    start_time: Timestamp,
+    pod: &Pod,
+) -> Result<Next> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let api = Api::<Pod>::namespaced(shared.client.clone(), namespace);
+    if pod.metadata.deletion_timestamp.is_some() {
+        worker.terminate(grace_period(pod)).await?;
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        let _permit = shared.writes.acquire().await;
+        return match api.delete(name, &params).await {
+            Ok(_) => Ok(Next::Done),
+            // Already gone, or replaced by a pod of the same name.
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Next::Done),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        worker.terminate(Duration::ZERO).await?;
+        return Ok(Next::Wait(None));
+    }
+    let result = worker.sync(pod).await?;
+    let ctx = Context {
+        host_ip: node.identity.address,
+        runtime_name: node.runtime_name.get().map(String::as_str).unwrap_or("unknown"),
+        start_time,
+        now: podstatus::whole_seconds(Timestamp::now()),
+    };
+    let status = podstatus::pod_status(pod, &result.observed, &ctx);
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_vec(&status).unwrap_or_default().hash(&mut hasher);
+        hasher.finish()
+    };
+    if *reported != Some(digest) {
+        let patch = json!({"metadata": {"uid": uid}, "status": status});
+        let _permit = shared.writes.acquire().await;
+        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => *reported = Some(digest),
+            // Deleted meanwhile: the watch says so next.
+            Err(e) if status_code(&e) == Some(404) => debug!(pod = name, "pod vanished before its status was written"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Next::Wait(result.requeue))
+}

@@ -1,0 +1,238 @@
+//! The container runtime as the agent sees it: the shape of CRI's RuntimeService and
+//! ImageService (pod sandboxes, containers, images), so that the containerd
+//! implementation is a thin translation to gRPC and the pod workers above it are the
+//! same for real and simulated nodes.
+//!
+//! Names and states follow CRI (`k8s.io/cri-api` v1): a sandbox is READY or NOTREADY, a
+//! container CREATED, RUNNING, EXITED or UNKNOWN; timestamps are nanoseconds since the
+//! epoch; labels carry the pod and container identity so that an agent that restarts can
+//! find what it started before.
+
+pub mod simulated;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Labels the agent puts on sandboxes and containers (the kubelet's names), so that
+/// state found in the runtime can be matched to pods after a restart.
+pub mod labels {
+    pub const POD_NAME: &str = "io.kubernetes.pod.name";
+    pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    pub const POD_UID: &str = "io.kubernetes.pod.uid";
+    pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+    /// `init` for init containers, absent for regular ones. Not a kubelet label: it lets
+    /// the simulated runtime make init containers complete, and costs a real runtime nothing.
+    pub const CONTAINER_KIND: &str = "io.skiff.container.kind";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("pulling image {image:?}: {message}")]
+    ImagePull { image: String, message: String },
+    #[error("runtime unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// What identifies a sandbox: the pod, and which attempt at running it this is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodSandboxMetadata {
+    pub name: String,
+    pub uid: String,
+    pub namespace: String,
+    pub attempt: u32,
+}
+
+/// A protocol/port a sandbox publishes on the host (a pod's hostPorts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    pub protocol: String,
+    pub container_port: i32,
+    pub host_port: i32,
+    pub host_ip: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PodSandboxConfig {
+    pub metadata: PodSandboxMetadata,
+    pub hostname: String,
+    pub log_directory: String,
+    pub port_mappings: Vec<PortMapping>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Pod-level host networking: the sandbox shares the node's network namespace and
+    /// reports no IP of its own.
+    pub host_network: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// The network of a sandbox: its IP addresses, first the primary one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodSandboxNetwork {
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PodSandboxStatus {
+    pub id: String,
+    pub metadata: PodSandboxMetadata,
+    pub state: SandboxState,
+    pub created_at: i64,
+    pub network: PodSandboxNetwork,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A sandbox as ListPodSandbox returns it.
+#[derive(Clone, Debug)]
+pub struct PodSandbox {
+    pub id: String,
+    pub metadata: PodSandboxMetadata,
+    pub state: SandboxState,
+    pub created_at: i64,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SandboxFilter {
+    pub id: Option<String>,
+    pub state: Option<SandboxState>,
+    /// All of these labels must match.
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerMetadata {
+    pub name: String,
+    pub attempt: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ContainerConfig {
+    pub metadata: ContainerMetadata,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: String,
+    pub envs: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub log_path: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub metadata: ContainerMetadata,
+    pub state: ContainerState,
+    pub created_at: i64,
+    /// 0 until started.
+    pub started_at: i64,
+    /// 0 until exited.
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub image: String,
+    pub image_ref: String,
+    /// Why it exited (`Completed`, `Error`, `OOMKilled`), empty while running.
+    pub reason: String,
+    pub message: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container as ListContainers returns it.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub id: String,
+    pub pod_sandbox_id: String,
+    pub metadata: ContainerMetadata,
+    pub image: String,
+    pub image_ref: String,
+    pub state: ContainerState,
+    pub created_at: i64,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ContainerFilter {
+    pub id: Option<String>,
+    pub pod_sandbox_id: Option<String>,
+    pub state: Option<ContainerState>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    /// e.g. `containerd` or `simulated`: the scheme of container IDs in pod status.
+    pub runtime_name: String,
+    pub runtime_version: String,
+}
+
+/// CRI's RuntimeService and ImageService, as async calls. Implementations must be cheap
+/// to share: one is held by every pod worker of a node.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    async fn version(&self) -> Result<RuntimeVersion>;
+
+    /// Creates and starts a sandbox (network namespace with an IP, pause process) and
+    /// returns its ID.
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String>;
+    /// Stops every container of the sandbox and tears down its network. Idempotent.
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
+    /// Removes a sandbox and its containers. Idempotent.
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
+    async fn pod_sandbox_status(&self, id: &str) -> Result<PodSandboxStatus>;
+    async fn list_pod_sandbox(&self, filter: &SandboxFilter) -> Result<Vec<PodSandbox>>;
+
+    /// Creates a container in a sandbox; `sandbox` is the config the sandbox was run with.
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Stops a container: SIGTERM, then SIGKILL once `timeout` has passed. Returns when
+    /// it has exited. Idempotent.
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>>;
+
+    /// Pulls an image (a no-op when present) and returns its image reference (ID).
+    async fn pull_image(&self, image: &str) -> Result<String>;
+    async fn image_status(&self, image: &str) -> Result<Option<Image>>;
+    async fn list_images(&self) -> Result<Vec<Image>>;
+}
+
+/// Whether `labels` contain every pair of `wanted`.
+pub(crate) fn labels_match(labels: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> bool {
+    wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}

@@ -1,0 +1,484 @@
+//! A runtime that runs nothing: sandboxes get an IP from the node's subnet, containers
+//! are records whose state moves as a real container's would (init containers complete,
+//! regular ones run until stopped, a stop honours the grace period up to `stop_delay`).
+//! It is what `skiff agent --simulate N` puts behind the pod workers, like KWOK's fake
+//! kubelet, but with the agent's real status and lifecycle code above it.
+//!
+//! State is one small mutex-guarded map per node: thousands of simulated nodes share a
+//! process, so nothing here spawns tasks or holds more than a few words per node when idle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::{
+    labels, labels_match, Container, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
+    ContainerStatus, Image, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxNetwork, PodSandboxStatus,
+    Result, Runtime, RuntimeError, RuntimeVersion, SandboxFilter, SandboxState,
+};
+use crate::ipam::{Allocator, Ipv4Cidr};
+
+/// How simulated containers behave.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// How long a container takes to exit after SIGTERM (never more than the grace
+    /// period it is given: then it is killed, exit code 137).
+    pub stop_delay: Duration,
+}
+
+struct SandboxRecord {
+    metadata: PodSandboxMetadata,
+    state: SandboxState,
+    created_at: i64,
+    ip: Option<Ipv4Addr>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+struct ContainerRecord {
+    sandbox_id: String,
+    metadata: ContainerMetadata,
+    image: String,
+    state: ContainerState,
+    created_at: i64,
+    started_at: i64,
+    finished_at: i64,
+    exit_code: i32,
+    reason: &'static str,
+    labels: BTreeMap<String, String>,
+}
+
+struct State {
+    ipam: Allocator,
+    sandboxes: HashMap<String, SandboxRecord>,
+    containers: HashMap<String, ContainerRecord>,
+}
+
+/// The simulated runtime of one node.
+pub struct SimulatedRuntime {
+    state: Mutex<State>,
+    behaviour: Behaviour,
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or_default()
+}
+
+/// A 64-hex-digit ID, as containerd's.
+fn new_id() -> String {
+    let a: u128 = rand::random();
+    let b: u128 = rand::random();
+    format!("{a:032x}{b:032x}")
+}
+
+/// The image reference a pull would resolve `image` to: stable per name, shaped like a digest.
+fn image_ref(image: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    image.hash(&mut hasher);
+    format!("sha256:{:016x}{:048x}", hasher.finish(), 0)
+}
+
+fn not_found(kind: &'static str, id: &str) -> RuntimeError {
+    RuntimeError::NotFound { kind, id: id.to_string() }
+}
+
+impl SimulatedRuntime {
+    /// A runtime whose sandboxes take addresses from `pod_cidr`.
+    pub fn new(pod_cidr: Ipv4Cidr, behaviour: Behaviour) -> Self {
+        SimulatedRuntime {
+            state: Mutex::new(State {
+                ipam: Allocator::new(pod_cidr),
+                sandboxes: HashMap::new(),
+                containers: HashMap::new(),
+            }),
+            behaviour,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters for a simulation; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many sandboxes exist (for tests and metrics).
+    pub fn sandbox_count(&self) -> usize {
+        self.lock().sandboxes.len()
+    }
+
+    /// Makes a running container exit, as if its process ended (tests of restarts).
+    pub fn exit_container(&self, id: &str, exit_code: i32) -> Result<()> {
+        let mut state = self.lock();
+        let container = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        if container.state == ContainerState::Running {
+            container.state = ContainerState::Exited;
+            container.finished_at = now_nanos();
+            container.exit_code = exit_code;
+            container.reason = if exit_code == 0 { "Completed" } else { "Error" };
+        }
+        Ok(())
+    }
+
+    fn exit(container: &mut ContainerRecord, code: i32) {
+        container.state = ContainerState::Exited;
+        container.finished_at = now_nanos();
+        container.exit_code = code;
+        container.reason = match code {
+            0 => "Completed",
+            _ => "Error",
+        };
+    }
+}
+
+#[async_trait]
+impl Runtime for SimulatedRuntime {
+    async fn version(&self) -> Result<RuntimeVersion> {
+        Ok(RuntimeVersion { runtime_name: "simulated".into(), runtime_version: env!("CARGO_PKG_VERSION").into() })
+    }
+
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String> {
+        let mut state = self.lock();
+        let ip = if config.host_network {
+            None
+        } else {
+            Some(state.ipam.allocate().ok_or_else(|| {
+                RuntimeError::InvalidState(format!("no IP addresses available in range set: {}", state.ipam.cidr()))
+            })?)
+        };
+        let id = new_id();
+        state.sandboxes.insert(
+            id.clone(),
+            SandboxRecord {
+                metadata: config.metadata.clone(),
+                state: SandboxState::Ready,
+                created_at: now_nanos(),
+                ip,
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        let State { ipam, sandboxes, containers } = &mut *state;
+        let Some(sandbox) = sandboxes.get_mut(id) else { return Ok(()) };
+        for container in containers.values_mut().filter(|c| c.sandbox_id == id) {
+            if container.state == ContainerState::Running {
+                Self::exit(container, 137);
+            }
+        }
+        sandbox.state = SandboxState::NotReady;
+        if let Some(ip) = sandbox.ip.take() {
+            ipam.release(ip);
+        }
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        if let Some(sandbox) = state.sandboxes.remove(id) {
+            if let Some(ip) = sandbox.ip {
+                state.ipam.release(ip);
+            }
+        }
+        state.containers.retain(|_, c| c.sandbox_id != id);
+        Ok(())
+    }
+
+    async fn pod_sandbox_status(&self, id: &str) -> Result<PodSandboxStatus> {
+        let state = self.lock();
+        let sandbox = state.sandboxes.get(id).ok_or_else(|| not_found("sandbox", id))?;
+        Ok(PodSandboxStatus {
+            id: id.to_string(),
+            metadata: sandbox.metadata.clone(),
+            state: sandbox.state,
+            created_at: sandbox.created_at,
+            network: PodSandboxNetwork { ips: sandbox.ip.map(IpAddr::V4).into_iter().collect() },
+            labels: sandbox.labels.clone(),
+            annotations: sandbox.annotations.clone(),
+        })
+    }
+
+    async fn list_pod_sandbox(&self, filter: &SandboxFilter) -> Result<Vec<PodSandbox>> {
+        let state = self.lock();
+        Ok(state
+            .sandboxes
+            .iter()
+            .filter(|(id, s)| {
+                filter.id.as_deref().is_none_or(|want| want == id.as_str())
+                    && filter.state.is_none_or(|want| want == s.state)
+                    && labels_match(&s.labels, &filter.labels)
+            })
+            .map(|(id, s)| PodSandbox {
+                id: id.clone(),
+                metadata: s.metadata.clone(),
+                state: s.state,
+                created_at: s.created_at,
+                labels: s.labels.clone(),
+            })
+            .collect())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        _sandbox: &PodSandboxConfig,
+    ) -> Result<String> {
+        let mut state = self.lock();
+        let sandbox = state.sandboxes.get(sandbox_id).ok_or_else(|| not_found("sandbox", sandbox_id))?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(RuntimeError::InvalidState(format!("sandbox {sandbox_id} is not ready")));
+        }
+        let id = new_id();
+        state.containers.insert(
+            id.clone(),
+            ContainerRecord {
+                sandbox_id: sandbox_id.to_string(),
+                metadata: config.metadata.clone(),
+                image: config.image.clone(),
+                state: ContainerState::Created,
+                created_at: now_nanos(),
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 0,
+                reason: "",
+                labels: config.labels.clone(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        let container = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        if container.state != ContainerState::Created {
+            return Err(RuntimeError::InvalidState(format!("container {id} is not in created state")));
+        }
+        container.state = ContainerState::Running;
+        container.started_at = now_nanos();
+        // Init containers do their work and exit at once.
+        if container.labels.get(labels::CONTAINER_KIND).map(String::as_str) == Some("init") {
+            Self::exit(container, 0);
+        }
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
+        {
+            let state = self.lock();
+            let container = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
+            if container.state != ContainerState::Running {
+                return Ok(());
+            }
+        }
+        let delay = self.behaviour.stop_delay.min(timeout);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let killed = self.behaviour.stop_delay > timeout;
+        let mut state = self.lock();
+        if let Some(container) = state.containers.get_mut(id) {
+            if container.state == ContainerState::Running {
+                // SIGTERM's usual outcome is exit code 143; past the grace period, SIGKILL's 137.
+                Self::exit(container, if killed { 137 } else { 143 });
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        match state.containers.get(id) {
+            Some(c) if c.state == ContainerState::Running => {
+                Err(RuntimeError::InvalidState(format!("container {id} is running: stop it first")))
+            }
+            _ => {
+                state.containers.remove(id);
+                Ok(())
+            }
+        }
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let state = self.lock();
+        let c = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
+        Ok(ContainerStatus {
+            id: id.to_string(),
+            metadata: c.metadata.clone(),
+            state: c.state,
+            created_at: c.created_at,
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+            exit_code: c.exit_code,
+            image: c.image.clone(),
+            image_ref: image_ref(&c.image),
+            reason: c.reason.to_string(),
+            message: String::new(),
+            labels: c.labels.clone(),
+        })
+    }
+
+    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>> {
+        let state = self.lock();
+        Ok(state
+            .containers
+            .iter()
+            .filter(|(id, c)| {
+                filter.id.as_deref().is_none_or(|want| want == id.as_str())
+                    && filter.pod_sandbox_id.as_deref().is_none_or(|want| want == c.sandbox_id)
+                    && filter.state.is_none_or(|want| want == c.state)
+                    && labels_match(&c.labels, &filter.labels)
+            })
+            .map(|(id, c)| Container {
+                id: id.clone(),
+                pod_sandbox_id: c.sandbox_id.clone(),
+                metadata: c.metadata.clone(),
+                image: c.image.clone(),
+                image_ref: image_ref(&c.image),
+                state: c.state,
+                created_at: c.created_at,
+                labels: c.labels.clone(),
+            })
+            .collect())
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String> {
+        Ok(image_ref(image))
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        Ok(Some(Image { id: image_ref(image), repo_tags: vec![image.to_string()], size: 0 }))
+    }
+
+    async fn list_images(&self) -> Result<Vec<Image>> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(stop_delay: Duration) -> SimulatedRuntime {
+        SimulatedRuntime::new("10.42.0.0/24".parse().unwrap(), Behaviour { stop_delay })
+    }
+
+    fn sandbox_config(name: &str) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            },
+            labels: [(labels::POD_UID.to_string(), format!("uid-{name}"))].into(),
+            ..Default::default()
+        }
+    }
+
+    fn container_config(name: &str, init: bool) -> ContainerConfig {
+        let mut labels = BTreeMap::from([(labels::CONTAINER_NAME.to_string(), name.to_string())]);
+        if init {
+            labels.insert(labels::CONTAINER_KIND.into(), "init".into());
+        }
+        ContainerConfig {
+            metadata: ContainerMetadata { name: name.into(), attempt: 0 },
+            image: "busybox".into(),
+            labels,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sandbox_and_container_lifecycle() {
+        let rt = runtime(Duration::ZERO);
+        let config = sandbox_config("a");
+        let sandbox = rt.run_pod_sandbox(&config).await.unwrap();
+        let status = rt.pod_sandbox_status(&sandbox).await.unwrap();
+        assert_eq!(status.state, SandboxState::Ready);
+        assert_eq!(status.network.ips, vec!["10.42.0.2".parse::<IpAddr>().unwrap()]);
+
+        let init = rt.create_container(&sandbox, &container_config("setup", true), &config).await.unwrap();
+        rt.start_container(&init).await.unwrap();
+        let init_status = rt.container_status(&init).await.unwrap();
+        assert_eq!(
+            (init_status.state, init_status.exit_code, init_status.reason.as_str()),
+            (ContainerState::Exited, 0, "Completed")
+        );
+
+        let main = rt.create_container(&sandbox, &container_config("main", false), &config).await.unwrap();
+        assert_eq!(rt.container_status(&main).await.unwrap().state, ContainerState::Created);
+        rt.start_container(&main).await.unwrap();
+        assert!(rt.start_container(&main).await.is_err(), "a running container cannot start again");
+        assert_eq!(rt.container_status(&main).await.unwrap().state, ContainerState::Running);
+        assert!(rt.remove_container(&main).await.is_err(), "running containers are not removed");
+
+        let listed = rt
+            .list_containers(&ContainerFilter { pod_sandbox_id: Some(sandbox.clone()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        let running = rt
+            .list_containers(&ContainerFilter { state: Some(ContainerState::Running), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(running.len(), 1);
+
+        rt.stop_container(&main, Duration::from_secs(30)).await.unwrap();
+        let stopped = rt.container_status(&main).await.unwrap();
+        assert_eq!((stopped.state, stopped.exit_code), (ContainerState::Exited, 143));
+        rt.stop_pod_sandbox(&sandbox).await.unwrap();
+        assert_eq!(rt.pod_sandbox_status(&sandbox).await.unwrap().state, SandboxState::NotReady);
+        rt.remove_pod_sandbox(&sandbox).await.unwrap();
+        assert!(rt.pod_sandbox_status(&sandbox).await.is_err());
+        assert!(rt.list_containers(&ContainerFilter::default()).await.unwrap().is_empty());
+        // Idempotent.
+        rt.stop_pod_sandbox(&sandbox).await.unwrap();
+        rt.remove_pod_sandbox(&sandbox).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_honours_the_grace_period() {
+        let rt = runtime(Duration::from_secs(5));
+        let config = sandbox_config("a");
+        let sandbox = rt.run_pod_sandbox(&config).await.unwrap();
+        let slow = rt.create_container(&sandbox, &container_config("slow", false), &config).await.unwrap();
+        rt.start_container(&slow).await.unwrap();
+        let started = tokio::time::Instant::now();
+        rt.stop_container(&slow, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(2), "killed when the grace period ends");
+        assert_eq!(rt.container_status(&slow).await.unwrap().exit_code, 137);
+
+        let polite = rt.create_container(&sandbox, &container_config("polite", false), &config).await.unwrap();
+        rt.start_container(&polite).await.unwrap();
+        let started = tokio::time::Instant::now();
+        rt.stop_container(&polite, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(rt.container_status(&polite).await.unwrap().exit_code, 143);
+    }
+
+    #[tokio::test]
+    async fn addresses_return_to_the_pool() {
+        let rt = SimulatedRuntime::new("10.42.0.0/31".parse().unwrap(), Behaviour::default());
+        // A /31 has no room once network, gateway and broadcast are set aside.
+        assert!(rt.run_pod_sandbox(&sandbox_config("a")).await.is_err());
+        let rt = SimulatedRuntime::new("10.42.0.0/29".parse().unwrap(), Behaviour::default());
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(rt.run_pod_sandbox(&sandbox_config(&i.to_string())).await.unwrap());
+        }
+        assert!(rt.run_pod_sandbox(&sandbox_config("x")).await.is_err(), "the subnet is full");
+        rt.stop_pod_sandbox(&ids[0]).await.unwrap();
+        assert!(rt.run_pod_sandbox(&sandbox_config("x")).await.is_ok());
+        let host = PodSandboxConfig { host_network: true, ..sandbox_config("h") };
+        let id = rt.run_pod_sandbox(&host).await.unwrap();
+        assert!(rt.pod_sandbox_status(&id).await.unwrap().network.ips.is_empty());
+    }
+}

@@ -1,0 +1,24 @@
+//! skiff-scheduler: places pending pods on nodes as kube-scheduler does — the same
+//! filters, scores, weights and messages — over a cache fed by watches.
+//!
+//! Layout: [`model`] (what is kept of pods and nodes), [`cache`] (nodes and the pods on
+//! them), [`plugins`] (one module per kube-scheduler plugin), [`algorithm`] (one
+//! decision), [`queue`] (active, backoff, unschedulable), and the I/O around them.
+
+pub mod algorithm;
+pub mod cache;
+pub mod framework;
+pub mod groups;
+pub mod leader;
+pub mod model;
+pub mod objects;
+pub mod plugins;
+pub mod quantity;
+pub mod queue;
+pub mod resources;
+pub mod scheduler;
+pub mod selector;
+pub mod watch;
+pub mod writer;
+
+pub use scheduler::{run, Config, Error};
