@@ -347,7 +347,7 @@ impl PodInfo {
             priority: spec.priority.unwrap_or(0),
             terminating: meta.deletion_timestamp.is_some(),
             gated: spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()),
-            requests: pod_requests(&spec),
+            requests: pod_requests(spec),
             tolerations,
             node_selector: spec.node_selector.clone().unwrap_or_default(),
             required_node_affinity,
