@@ -77,6 +77,10 @@ pub struct ScheduleArgs {
     /// The store of the server: durable SQLite (default) or memory.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
+    /// Create every pod first, then start the scheduler: pods/s is then its drain rate
+    /// (first binding to last), without pod creates competing for the cores.
+    #[arg(long)]
+    pub precreate: bool,
 }
 
 /// One started skiff server (without its scheduler).
@@ -129,6 +133,8 @@ struct Outcome {
     scheduler_memory: Memory,
     scheduler_cpu: Duration,
     server_cpu: Duration,
+    /// The pods existed before the scheduler started (wall is first to last binding).
+    precreated: bool,
     /// With --agent: first create to last pod seen Running, and the agent's memory.
     running: Option<Duration>,
     agent_memory: Option<Memory>,
@@ -142,6 +148,7 @@ impl Outcome {
     fn json(&self) -> Value {
         json!({
             "workload": self.workload.name(),
+            "precreated": self.precreated,
             "nodes": self.nodes,
             "pods": self.pods,
             "seconds": self.wall.as_secs_f64(),
@@ -173,8 +180,9 @@ pub async fn run(env: &Env, args: &ScheduleArgs) -> Result<Vec<Check>> {
     Ok(outcomes
         .iter()
         .map(|o| {
+            let how = if o.precreated { ", pre-created" } else { "" };
             Check::at_least(
-                &format!("scheduling {}, {} nodes / {} pods", o.workload.name(), o.nodes, o.pods),
+                &format!("scheduling {}{how}, {} nodes / {} pods", o.workload.name(), o.nodes, o.pods),
                 o.per_second(),
                 o.workload.target(),
                 "pods/s",
@@ -192,9 +200,12 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
     let http = server.client()?;
     create(&http, &server.url, "/api/v1/namespaces", &json!({"metadata": {"name": NAMESPACE}})).await?;
 
-    let mut scheduler = Command::new(&env.skiff);
-    scheduler.arg("scheduler").arg("--kubeconfig").arg(server.kubeconfig());
-    let scheduler = Child::spawn("skiff scheduler", scheduler, &env.scratch.log("skiff-scheduler"))?;
+    let spawn_scheduler = || {
+        let mut command = Command::new(&env.skiff);
+        command.arg("scheduler").arg("--kubeconfig").arg(server.kubeconfig());
+        Child::spawn("skiff scheduler", command, &env.scratch.log("skiff-scheduler"))
+    };
+    let early = if args.precreate { None } else { Some(spawn_scheduler()?) };
 
     eprintln!("schedule {}: registering {} nodes…", workload.name(), args.nodes);
     let agent = if args.agent {
@@ -203,14 +214,29 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
         create_nodes(env, &server, args.nodes).await?;
         None
     };
-    wait_until_scheduling(&server, &http).await?;
+    if early.is_some() {
+        wait_until_scheduling(&server, &http).await?;
+    }
 
     eprintln!("schedule {}: creating {pods} pods with {} clients…", workload.name(), env.clients);
     let watch = Watch::open(&server, pods, args.agent).await?;
-    let cpu_before = (scheduler.cpu_time()?, server.child.cpu_time()?);
-    let started = Instant::now();
-    let created = create_pods(env, &server, workload, pods).await?;
-    let creating = started.elapsed();
+    let (scheduler, started, created, creating, cpu_before) = match early {
+        Some(scheduler) => {
+            let cpu_before = (scheduler.cpu_time()?, server.child.cpu_time()?);
+            let started = Instant::now();
+            let created = create_pods(env, &server, workload, pods).await?;
+            (scheduler, started, created, started.elapsed(), cpu_before)
+        }
+        None => {
+            let creating_started = Instant::now();
+            let created = create_pods(env, &server, workload, pods).await?;
+            let creating = creating_started.elapsed();
+            eprintln!("schedule {}: starting the scheduler on {pods} pending pods…", workload.name());
+            let cpu_before = (Duration::ZERO, server.child.cpu_time()?);
+            let started = Instant::now();
+            (spawn_scheduler()?, started, created, creating, cpu_before)
+        }
+    };
     let mut server = server;
     let mut scheduler = scheduler;
     let mut agent = agent;
@@ -224,19 +250,23 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
     let agent_memory = agent.as_ref().map(Child::memory).transpose()?;
 
     let mut latencies = Vec::with_capacity(pods);
-    let mut last = Duration::ZERO;
+    let (mut first, mut last) = (Duration::MAX, Duration::ZERO);
     for (name, sent) in &created {
         let bound = seen.bound.get(name).with_context(|| format!("{name} was never seen bound"))?;
-        latencies.push(bound.saturating_duration_since(*sent));
-        last = last.max(bound.duration_since(started));
+        // Pre-created pods wait for the scheduler: count from its start.
+        latencies.push(bound.saturating_duration_since((*sent).max(started)));
+        first = first.min(bound.saturating_duration_since(started));
+        last = last.max(bound.saturating_duration_since(started));
     }
+    let wall = if args.precreate { last.saturating_sub(first) } else { last };
     let running = seen.running.then(|| seen.last_running.duration_since(started));
     Ok(Outcome {
         workload,
         nodes: args.nodes,
         pods,
-        wall: last,
+        wall,
         creating,
+        precreated: args.precreate,
         latency: Summary::of(latencies),
         scheduler_memory,
         scheduler_cpu: cpu_after.0 - cpu_before.0,
@@ -495,7 +525,7 @@ fn print(outcomes: &[Outcome]) {
     );
     for o in outcomes {
         table.row(vec![
-            o.workload.name().into(),
+            if o.precreated { format!("{} (pre-created)", o.workload.name()) } else { o.workload.name().into() },
             o.nodes.to_string(),
             o.pods.to_string(),
             number(o.per_second()),

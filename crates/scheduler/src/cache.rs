@@ -201,7 +201,7 @@ impl Cache {
             self.groups.touch(set);
             return;
         }
-        let mut counts = DomainCounts::new();
+        let mut counts = DomainCounts::default();
         for &id in &self.order {
             if let Some(value) = self.nodes[id as usize].info.as_ref().and_then(|n| n.labels.get(key)) {
                 counts.entry(value.clone()).or_default();

@@ -61,8 +61,35 @@ impl PodSet {
     }
 }
 
+/// A fast hash for domain names (FxHash's multiply-rotate): lookups of a node's domain
+/// happen once per node per filter, where SipHash costs more than the rest of the check.
+/// The keys are node label values, which cluster administrators set, so the weaker
+/// protection against crafted collisions does not matter here.
+#[derive(Clone, Copy, Default)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+        }
+        for byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// Pods per value of one topology key.
-pub type DomainCounts = HashMap<String, i64>;
+pub type DomainCounts = FastMap<String, i64>;
 
 /// The counts of one pod set.
 #[derive(Debug)]
@@ -209,7 +236,7 @@ impl AntiIndex {
 /// Pods per domain for one cycle: counted by scanning the cluster, or read from a group.
 #[derive(Debug)]
 pub enum Counts<'a> {
-    Scanned(HashMap<&'a str, i64>),
+    Scanned(FastMap<&'a str, i64>),
     Indexed(&'a DomainCounts),
 }
 
@@ -286,7 +313,7 @@ mod tests {
         let mut groups = Groups::default();
         let selector = LabelSelector::everything();
         let set = PodSet::spread("default", &selector);
-        groups.insert(set.clone()).domains.insert("zone".into(), DomainCounts::new());
+        groups.insert(set.clone()).domains.insert("zone".into(), DomainCounts::default());
         groups.on_node(&labels(&[("zone", "a")]));
         groups.on_node(&labels(&[("zone", "b")]));
         let p = pod("p", json!({}), json!({}));

@@ -88,7 +88,7 @@ impl Writer {
             "target": {"apiVersion": "v1", "kind": "Node", "name": node}
         });
         match api
-            .create_subresource::<_, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding)
+            .create_subresource::<_, serde::de::IgnoredAny>("binding", &pod.name, &PostParams::default(), &binding)
             .await
         {
             Ok(_) => Ok(true),

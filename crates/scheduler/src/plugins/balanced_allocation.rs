@@ -18,13 +18,10 @@ pub fn score(pod: &PodInfo, slot: &NodeSlot, node: &NodeInfo) -> i64 {
         (slot.requested.milli_cpu + wanted.milli_cpu, node.allocatable.milli_cpu),
         (slot.requested.memory + wanted.memory, node.allocatable.memory),
     ];
-    let fractions: Vec<f64> = pairs
-        .iter()
-        .filter(|(_, capacity)| *capacity > 0)
-        .map(|(requested, capacity)| (*requested as f64 / *capacity as f64).min(1.0))
-        .collect();
-    let deviation = match fractions.as_slice() {
-        [a, b] => ((a - b) / 2.0).abs(),
+    let fraction = |(requested, capacity): (i64, i64)| (requested as f64 / capacity as f64).min(1.0);
+    // With two resources the standard deviation is half their difference; with one, zero.
+    let deviation = match pairs {
+        [cpu, memory] if cpu.1 > 0 && memory.1 > 0 => ((fraction(cpu) - fraction(memory)) / 2.0).abs(),
         _ => 0.0,
     };
     ((1.0 - deviation) * MAX_SCORE as f64) as i64

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::cache::{Cache, NodeId};
 use crate::framework::{Reason, MAX_SCORE};
-use crate::groups::{Counts, PodSet};
+use crate::groups::{Counts, FastMap, PodSet};
 use crate::model::{AffinityTerm, NodeInfo, PodInfo};
 
 /// A topology domain: (key, value).
@@ -55,7 +55,7 @@ fn term_counts<'a>(term: &'a AffinityTerm, cache: &'a Cache) -> Counts<'a> {
         return Counts::Indexed(counts);
     }
     let lookup = namespace_labels(cache);
-    let mut counts = HashMap::new();
+    let mut counts = FastMap::default();
     for (_, placed) in cache.pods() {
         let Some(node) = cache.node(placed.node).info.as_deref() else { continue };
         if term.matches(&placed.info, &lookup) {

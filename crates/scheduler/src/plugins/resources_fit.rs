@@ -46,7 +46,10 @@ pub fn fits(pod: &PodInfo, slot: &NodeSlot, node: &NodeInfo) -> bool {
             || room(wanted.milli_cpu, allocatable.milli_cpu, used.milli_cpu)
                 && room(wanted.memory, allocatable.memory, used.memory)
                 && room(wanted.ephemeral_storage, allocatable.ephemeral_storage, used.ephemeral_storage)
-                && wanted.scalar.iter().all(|(name, amount)| room(*amount, allocatable.scalar(name), used.scalar(name))))
+                && wanted
+                    .scalar
+                    .iter()
+                    .all(|(name, amount)| room(*amount, allocatable.scalar(name), used.scalar(name))))
 }
 
 /// `(capacity - requested) * 100 / capacity`, 0 when over capacity.

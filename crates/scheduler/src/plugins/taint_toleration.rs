@@ -15,9 +15,9 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo) -> Option<Reason> {
 
 /// Whether the pod tolerates every NoSchedule and NoExecute taint of the node.
 pub fn tolerates(pod: &PodInfo, node: &NodeInfo) -> bool {
-    node.taints
-        .iter()
-        .all(|t| !matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute) || tolerated(&pod.tolerations, t))
+    node.taints.iter().all(|t| {
+        !matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute) || tolerated(&pod.tolerations, t)
+    })
 }
 
 /// The tolerations that count for scoring: those for PreferNoSchedule or any effect.

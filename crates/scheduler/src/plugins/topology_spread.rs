@@ -6,11 +6,11 @@
 //! matching the pod's node affinity); a domain's count is the number of pods in the pod's
 //! namespace, not terminating, that the constraint's selector matches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::cache::{Cache, NodeId, NodeSlot};
 use crate::framework::{Reason, MAX_SCORE};
-use crate::groups::{Counts, PodSet};
+use crate::groups::{Counts, FastMap, PodSet};
 use crate::model::{tolerated, NodeInfo, PodInfo, SpreadConstraint, TaintEffect, Unsatisfiable};
 
 /// Pods on `slot` that the constraint counts.
@@ -79,7 +79,7 @@ fn indexed<'a>(pod: &PodInfo, cache: &'a Cache, constraints: &[&SpreadConstraint
 
 /// Counts per domain by looking at every eligible node and its pods.
 fn scanned<'a>(pod: &PodInfo, cache: &'a Cache, constraints: &[&SpreadConstraint]) -> Vec<Counts<'a>> {
-    let mut counts: Vec<HashMap<&'a str, i64>> = vec![HashMap::new(); constraints.len()];
+    let mut counts: Vec<FastMap<&'a str, i64>> = vec![FastMap::default(); constraints.len()];
     for &id in cache.node_order() {
         let slot = cache.node(id);
         let Some(node) = slot.info.as_deref() else { continue };
@@ -162,7 +162,7 @@ pub fn pre_score<'a>(pod: &'a PodInfo, cache: &'a Cache, feasible: &[NodeId]) ->
     let counts = match indexed(pod, cache, &soft) {
         Some(counts) => counts,
         None => {
-            let mut counts: Vec<HashMap<&'a str, i64>> =
+            let mut counts: Vec<FastMap<&'a str, i64>> =
                 domains.iter().map(|values| values.iter().map(|v| (*v, 0)).collect()).collect();
             for &id in cache.node_order() {
                 let slot = cache.node(id);
