@@ -6,8 +6,8 @@ pub enum Error {
     Api(#[from] kube::Error),
     #[error("container runtime: {0}")]
     Runtime(#[from] RuntimeError),
-    #[error("reading the kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error(transparent)]
+    Client(#[from] skiff_client::Error),
     #[error("{0}")]
     Config(String),
 }

@@ -11,7 +11,6 @@
 //! [`ipam`] (pod addresses from the node's CIDR).
 
 pub mod agent;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod ipam;

@@ -84,13 +84,7 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     }
 }
 
-fn container_config(
-    pod: &Pod,
-    container: &ApiContainer,
-    attempt: u32,
-    init: bool,
-    sandbox: &PodSandboxConfig,
-) -> ContainerConfig {
+fn container_config(pod: &Pod, container: &ApiContainer, attempt: u32, init: bool) -> ContainerConfig {
     let mut container_labels = pod_labels(pod);
     container_labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
     if init {
@@ -108,7 +102,8 @@ fn container_config(
         envs,
         labels: container_labels,
         annotations: BTreeMap::new(),
-        log_path: format!("{}/{}/{attempt}.log", sandbox.log_directory, container.name),
+        log_path: format!("{}/{attempt}.log", container.name),
+        ..ContainerConfig::default()
     }
 }
 
@@ -183,8 +178,8 @@ impl PodWorker {
         };
         slot.attempt = attempt;
         let image = spec.image.clone().unwrap_or_default();
-        self.runtime.pull_image(&image).await?;
-        let config = container_config(pod, spec, attempt, init, &sandbox.1);
+        self.runtime.pull_image(&image, None).await?;
+        let config = container_config(pod, spec, attempt, init);
         let id = self.runtime.create_container(&sandbox.0, &config, &sandbox.1).await?;
         slot.id = Some(id.clone());
         self.runtime.start_container(&id).await

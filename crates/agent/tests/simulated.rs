@@ -13,7 +13,7 @@ use skiff_agent::{Agent, NodeHandle};
 use skiff_testkit::{json, TestServer};
 
 async fn client(s: &TestServer) -> kube::Client {
-    skiff_agent::client::connect(s.kubeconfig(), None).await.unwrap()
+    skiff_client::connect(s.kubeconfig(), None).await.unwrap()
 }
 
 fn agent(client: kube::Client, count: usize, timing: Timing, behaviour: Behaviour) -> Agent {

@@ -9,7 +9,6 @@ pub mod algorithm;
 pub mod cache;
 pub mod framework;
 pub mod groups;
-pub mod leader;
 pub mod model;
 pub mod objects;
 pub mod plugins;

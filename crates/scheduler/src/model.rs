@@ -215,6 +215,18 @@ fn fingerprint(meta: &ObjectMeta, spec: Option<&PodSpec>) -> u64 {
 }
 
 impl PodInfo {
+    /// A reference to the pod, for events.
+    pub fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(self.namespace.clone()),
+            name: Some(self.name.clone()),
+            uid: Some(self.uid.clone()),
+            resource_version: Some(self.resource_version.clone()).filter(|rv| !rv.is_empty()),
+            field_path: None,
+        }
+    }
     pub fn from_pod(pod: &Pod) -> Self {
         let status = pod.status.as_ref();
         Self::from_parts(&pod.metadata, pod.spec.as_ref(), status.and_then(|s| s.conditions.as_deref()))

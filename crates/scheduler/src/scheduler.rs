@@ -18,11 +18,12 @@ use tracing::{debug, info, warn};
 use crate::algorithm::Algorithm;
 use crate::cache::{Cache, NodeChange};
 use crate::framework::{Plugin, Plugins};
-use crate::leader::{self, LeaderConfig};
 use crate::model::PodInfo;
 use crate::queue::{Backoff, Queue, QueuedPod};
 use crate::watch::{self, Input};
-use crate::writer::{event_name, Identity, PodEvent, Writer};
+use crate::writer::{Identity, Writer};
+use skiff_client::events::{unique_name, Event};
+use skiff_client::leader::{self, LeaderConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,7 +50,7 @@ impl Default for Config {
             scheduler_name: "default-scheduler".into(),
             backoff: Backoff::default(),
             parallel_binds: 64,
-            leader_election: Some(LeaderConfig::kube_scheduler(identity)),
+            leader_election: Some(LeaderConfig::in_kube_system("kube-scheduler", identity)),
         }
     }
 }
@@ -294,16 +295,13 @@ impl Loop {
                     drop(permit);
                     let input = match result {
                         Ok(true) => {
-                            writer.event(PodEvent {
-                                namespace: info.namespace.clone(),
-                                pod: info.name.clone(),
-                                uid: info.uid.clone(),
-                                resource_version: info.resource_version.clone(),
+                            writer.event(Event {
+                                regarding: info.reference(),
                                 warning: false,
                                 action: "Binding",
                                 reason: "Scheduled",
                                 note: format!("Successfully assigned {}/{} to {node}", info.namespace, info.name),
-                                name: event_name(&info.name),
+                                name: unique_name(&info.name),
                                 count: 1,
                             });
                             Input::Bound(info.uid.clone())
@@ -319,16 +317,13 @@ impl Loop {
                 let message = fit.to_string();
                 let (name, count) = match &pod.last_event {
                     Some((name, count, last)) if *last == message => (name.clone(), count + 1),
-                    _ => (event_name(&info.name), 1),
+                    _ => (unique_name(&info.name), 1),
                 };
                 pod.last_event = Some((name.clone(), count, message.clone()));
                 info!(pod = info.key(), message, "pod is unschedulable");
                 self.queue.unschedulable_pod(pod, fit.plugins, Instant::now());
-                self.writer.event(PodEvent {
-                    namespace: info.namespace.clone(),
-                    pod: info.name.clone(),
-                    uid: info.uid.clone(),
-                    resource_version: info.resource_version.clone(),
+                self.writer.event(Event {
+                    regarding: info.reference(),
                     warning: true,
                     action: "Scheduling",
                     reason: "FailedScheduling",

@@ -12,13 +12,13 @@ use kube::Client;
 use skiff_agent::config::{self, NodeTemplate, Timing};
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
 use skiff_agent::{Agent, NodeHandle};
-use skiff_scheduler::leader::LeaderConfig;
+use skiff_client::leader::LeaderConfig;
 use skiff_scheduler::Config;
 use skiff_testkit::{json, TestServer};
 use tokio::task::JoinHandle;
 
 async fn client(s: &TestServer) -> Client {
-    skiff_agent::client::connect(s.kubeconfig(), None).await.unwrap()
+    skiff_client::connect(s.kubeconfig(), None).await.unwrap()
 }
 
 /// Runs `count` simulated nodes named `prefix-i`, shaped by `adjust`.
@@ -252,7 +252,7 @@ async fn one_leader_at_a_time() {
         lease_duration: Duration::from_secs(2),
         renew_deadline: Duration::from_millis(1500),
         retry_period: Duration::from_millis(200),
-        ..LeaderConfig::kube_scheduler(identity.into())
+        ..LeaderConfig::in_kube_system("kube-scheduler", identity.into())
     };
     let start = |identity: &str| {
         let config = Config { leader_election: Some(lease(identity)), ..Config::default() };

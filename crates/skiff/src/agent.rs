@@ -82,7 +82,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             NodeHandle::new(id, runtime)
         })
         .collect();
-    let client = skiff_agent::client::connect(&args.kubeconfig, args.server.as_deref()).await?;
+    let client = skiff_client::connect(&args.kubeconfig, args.server.as_deref()).await?;
     let timing = Timing { renew_interval: Duration::from_secs(args.lease_renew_seconds.max(1)), ..Timing::default() };
     let agent = Agent::new(client, template, timing, nodes, args.max_in_flight);
     eprintln!("skiff agent: {count} simulated nodes ({}-0 …)", args.node_name);

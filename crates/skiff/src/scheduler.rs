@@ -21,7 +21,7 @@ pub struct SchedulerArgs {
 
 /// Starts the scheduler in the background of `skiff server`.
 pub async fn spawn_in_server(kubeconfig: &Path) -> Result<()> {
-    let client = skiff_agent::client::connect(kubeconfig, None).await?;
+    let client = skiff_client::connect(kubeconfig, None).await?;
     tokio::spawn(async move {
         if let Err(e) = skiff_scheduler::run(client, skiff_scheduler::Config::default()).await {
             tracing::error!(error = %e, "the scheduler stopped");
@@ -31,7 +31,7 @@ pub async fn spawn_in_server(kubeconfig: &Path) -> Result<()> {
 }
 
 pub async fn run(args: SchedulerArgs) -> Result<()> {
-    let client = skiff_agent::client::connect(&args.kubeconfig, None).await?;
+    let client = skiff_client::connect(&args.kubeconfig, None).await?;
     let mut config = skiff_scheduler::Config { scheduler_name: args.scheduler_name, ..Default::default() };
     if args.no_leader_elect {
         config.leader_election = None;

@@ -38,6 +38,8 @@ pub enum RuntimeError {
     ImagePull { image: String, message: String },
     #[error("runtime unavailable: {0}")]
     Unavailable(String),
+    #[error("{0} is not supported by this runtime")]
+    Unsupported(&'static str),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -130,7 +132,73 @@ pub struct ContainerConfig {
     pub envs: Vec<(String, String)>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// Relative to the sandbox's `log_directory`.
     pub log_path: String,
+    pub mounts: Vec<Mount>,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+    pub linux: LinuxContainerConfig,
+}
+
+/// A host path bind-mounted into a container (volumes are prepared on the host first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    /// Mount with SELinux relabelling (CRI `selinux_relabel`); false here.
+    pub selinux_relabel: bool,
+}
+
+/// cgroup settings of a container, as CRI's LinuxContainerResources (0 means unset).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinuxResources {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub oom_score_adj: i64,
+}
+
+/// Process identity and privileges, as CRI's LinuxContainerSecurityContext.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinuxSecurity {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    pub no_new_privs: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinuxContainerConfig {
+    pub resources: LinuxResources,
+    pub security: LinuxSecurity,
+}
+
+/// What ExecSync returns: a command run to completion in a container (exec probes, hooks).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecSyncResult {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// A streaming session to open (CRI Exec/Attach): the runtime answers with a URL on its
+/// streaming server, which speaks Kubernetes' remotecommand protocols (SPDY, WebSocket).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamRequest {
+    pub container_id: String,
+    /// Empty for attach.
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +249,15 @@ pub struct ContainerFilter {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Credentials for one registry, from a pod's imagePullSecrets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    pub auth: String,
+    pub server_address: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
     pub id: String,
@@ -226,8 +303,18 @@ pub trait Runtime: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>>;
 
+    /// Runs a command in a running container to completion, killing it after `timeout`.
+    async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResult>;
+    /// The URL of a streaming exec session (the caller proxies the client's upgraded connection to it).
+    async fn exec(&self, request: &StreamRequest) -> Result<String>;
+    /// The URL of a streaming attach session.
+    async fn attach(&self, request: &StreamRequest) -> Result<String>;
+    /// The URL of a port-forward session into the sandbox's network namespace.
+    async fn port_forward(&self, sandbox_id: &str, ports: &[i32]) -> Result<String>;
+
     /// Pulls an image (a no-op when present) and returns its image reference (ID).
-    async fn pull_image(&self, image: &str) -> Result<String>;
+    /// `auth` is a registry credential (user, password) from imagePullSecrets.
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<String>;
     async fn image_status(&self, image: &str) -> Result<Option<Image>>;
     async fn list_images(&self) -> Result<Vec<Image>>;
 }

@@ -16,8 +16,9 @@ use async_trait::async_trait;
 
 use super::{
     labels, labels_match, Container, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
-    ContainerStatus, Image, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxNetwork, PodSandboxStatus,
-    Result, Runtime, RuntimeError, RuntimeVersion, SandboxFilter, SandboxState,
+    ContainerStatus, ExecSyncResult, Image, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxNetwork,
+    PodSandboxStatus, RegistryAuth, Result, Runtime, RuntimeError, RuntimeVersion, SandboxFilter, SandboxState,
+    StreamRequest,
 };
 use crate::ipam::{Allocator, Ipv4Cidr};
 
@@ -349,7 +350,28 @@ impl Runtime for SimulatedRuntime {
             .collect())
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String> {
+    /// Simulated containers are healthy: every command succeeds (exec probes pass).
+    async fn exec_sync(&self, container_id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecSyncResult> {
+        match self.lock().containers.get(container_id) {
+            Some(c) if c.state == ContainerState::Running => Ok(ExecSyncResult::default()),
+            Some(_) => Err(RuntimeError::InvalidState(format!("container {container_id} is not running"))),
+            None => Err(not_found("container", container_id)),
+        }
+    }
+
+    async fn exec(&self, _request: &StreamRequest) -> Result<String> {
+        Err(RuntimeError::Unsupported("exec"))
+    }
+
+    async fn attach(&self, _request: &StreamRequest) -> Result<String> {
+        Err(RuntimeError::Unsupported("attach"))
+    }
+
+    async fn port_forward(&self, _sandbox_id: &str, _ports: &[i32]) -> Result<String> {
+        Err(RuntimeError::Unsupported("port-forward"))
+    }
+
+    async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<String> {
         Ok(image_ref(image))
     }
 

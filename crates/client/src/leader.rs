@@ -28,11 +28,12 @@ pub struct LeaderConfig {
 }
 
 impl LeaderConfig {
-    /// kube-scheduler's defaults: Lease kube-system/kube-scheduler, 15 s / 10 s / 2 s.
-    pub fn kube_scheduler(identity: String) -> Self {
+    /// Lease kube-system/NAME with client-go's defaults (15 s / 10 s / 2 s), as
+    /// kube-scheduler (`kube-scheduler`) and kube-controller-manager use them.
+    pub fn in_kube_system(name: &str, identity: String) -> Self {
         LeaderConfig {
             namespace: "kube-system".into(),
-            name: "kube-scheduler".into(),
+            name: name.into(),
             identity,
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
