@@ -2,6 +2,8 @@
 //! a bounded queue and are dropped when it is full, as client-go's event broadcaster
 //! does, so that recording never holds up scheduling or reconciling.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as ApiEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -67,29 +69,38 @@ pub fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
 /// Queues events for writing by a background task. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<(Arc<str>, Event)>,
+    /// reportingController of the events recorded through this handle.
+    controller: Arc<str>,
 }
 
 impl Recorder {
     /// A recorder reporting as `controller` (e.g. `default-scheduler`) from `instance`,
     /// and the task that writes its events (run it alongside the component).
     pub fn new(client: Client, controller: String, instance: String) -> (Self, impl std::future::Future<Output = ()>) {
-        let (queue, mut rx) = mpsc::channel::<Event>(QUEUE);
+        let (queue, mut rx) = mpsc::channel::<(Arc<str>, Event)>(QUEUE);
         let writer = async move {
             // One write at a time, as client-go's broadcaster does: under load the queue
             // fills and events are dropped rather than slow the component down.
-            while let Some(event) = rx.recv().await {
+            while let Some((controller, event)) = rx.recv().await {
                 if let Err(e) = write(&client, &controller, &instance, &event).await {
                     debug!(object = ?event.regarding.name, error = %e, "recording an event failed");
                 }
             }
         };
-        (Recorder { queue }, writer)
+        (Recorder { queue, controller: controller.into() }, writer)
+    }
+
+    /// A handle on the same queue reporting as `controller` (e.g. `deployment-controller`).
+    pub fn reporting_as(&self, controller: &str) -> Recorder {
+        Recorder { queue: self.queue.clone(), controller: controller.into() }
     }
 
     /// Queues an event; drops it when the queue is full.
     pub fn record(&self, event: Event) {
-        if let Err(mpsc::error::TrySendError::Full(dropped)) = self.queue.try_send(event) {
+        if let Err(mpsc::error::TrySendError::Full((_, dropped))) =
+            self.queue.try_send((self.controller.clone(), event))
+        {
             debug!(object = ?dropped.regarding.name, reason = dropped.reason, "event queue full; dropping event");
         }
     }

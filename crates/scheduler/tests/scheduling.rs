@@ -143,6 +143,12 @@ async fn unschedulable_pods_say_why_as_kubernetes_does() {
         t.capacity.insert("cpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()));
     });
     let _gpu = nodes(&client, "gpu", 2, |t| t.taints = config::parse_taints("dedicated=gpu:NoSchedule").unwrap());
+    // The message counts nodes: all three must be registered before the pod is tried.
+    let all_nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    eventually("three nodes", 10, || async {
+        (all_nodes.list(&ListParams::default()).await.ok()?.items.len() == 3).then_some(())
+    })
+    .await;
     let _scheduler = scheduler(&client);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &requesting("big", "2")).await.unwrap();

@@ -67,6 +67,9 @@ struct ServerArgs {
     /// Do not run the scheduler (e.g. to run `skiff scheduler` apart).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controller manager.
+    #[arg(long)]
+    disable_controllers: bool,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -97,6 +100,10 @@ async fn server(args: ServerArgs) -> Result<()> {
     let server = skiff_apiserver::start(config, store).await?;
     if !args.disable_scheduler {
         scheduler::spawn_in_server(&server.kubeconfig).await?;
+    }
+    if !args.disable_controllers {
+        let client = skiff_client::connect(&server.kubeconfig, None).await?;
+        tokio::spawn(skiff_controllers::run(client, skiff_controllers::Config::default()));
     }
     eprintln!(
         "skiff server ready on https://{} in {} ms\n  export KUBECONFIG={}\n  kubectl get namespaces",

@@ -224,3 +224,21 @@ pub fn skiff_binary() -> Result<PathBuf> {
         .then_some(path.clone())
         .with_context(|| format!("{} not built (cargo build -p skiff)", path.display()))
 }
+
+/// Polls `check` every 50 ms until it returns Some, for up to `timeout`; panics naming
+/// `what` when time runs out. For conditions reached asynchronously (controllers,
+/// agents), with timeouts generous enough for a loaded 2-core machine.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}

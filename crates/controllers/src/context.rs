@@ -1,0 +1,45 @@
+//! What every controller shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use skiff_client::events::Recorder;
+
+/// Durations controllers wait on, injectable so tests need not wait Kubernetes' defaults.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// How long a node's Lease may go unrenewed before the node is NotReady/Unknown
+    /// (kube-controller-manager's --node-monitor-grace-period).
+    pub node_monitor_grace_period: Duration,
+    /// How often node health is checked (--node-monitor-period).
+    pub node_monitor_period: Duration,
+    /// How often CronJob schedules are checked.
+    pub cronjob_sync_period: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_monitor_period: Duration::from_secs(5),
+            cronjob_sync_period: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    /// Events, reported as `kube-controller-manager` from this host; each controller
+    /// reports as itself through `events.reporting_as("deployment-controller")`.
+    pub events: Recorder,
+    pub timing: Timing,
+}
+
+impl Context {
+    /// The context, and the task writing its events (run it alongside the controllers).
+    pub fn new(client: Client, host: String, timing: Timing) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
+        let (events, writer) = Recorder::new(client.clone(), "kube-controller-manager".into(), host);
+        (Arc::new(Context { client, events, timing }), writer)
+    }
+}

@@ -1,0 +1,83 @@
+//! A cluster for controller tests: the in-process API server, the scheduler, simulated
+//! nodes (skiff-agent's simulated runtime: bound pods go Running and Ready), and the
+//! controller manager — each a real client of the API, as in `skiff server`.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use skiff_agent::config::{self, NodeTemplate, Timing as AgentTiming};
+use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
+use skiff_agent::{Agent, NodeHandle};
+use skiff_controllers::Timing;
+use skiff_testkit::TestServer;
+use tokio::task::JoinHandle;
+
+pub use skiff_testkit::{eventually, json};
+
+pub struct Cluster {
+    pub server: TestServer,
+    pub client: Client,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Cluster {
+    /// A cluster of `nodes` simulated nodes named `node-0`, `node-1`, ...
+    pub async fn start(nodes: usize) -> Self {
+        Self::start_with(nodes, Timing::default()).await
+    }
+
+    pub async fn start_with(nodes: usize, timing: Timing) -> Self {
+        let server = TestServer::start().await;
+        let client = skiff_client::connect(server.kubeconfig(), None).await.expect("client");
+        let mut cluster = Cluster { server, client, tasks: Vec::new() };
+        if nodes > 0 {
+            cluster.add_nodes("node", nodes, NodeTemplate::simulated());
+        }
+        let scheduler = skiff_scheduler::Config { leader_election: None, ..Default::default() };
+        let client = cluster.client.clone();
+        cluster.tasks.push(tokio::spawn(async move {
+            let _ = skiff_scheduler::run(client, scheduler).await;
+        }));
+        let controllers = skiff_controllers::Config { leader_election: None, timing, ..Default::default() };
+        cluster.tasks.push(tokio::spawn(skiff_controllers::run(cluster.client.clone(), controllers)));
+        cluster
+    }
+
+    /// Adds `count` simulated nodes named `prefix-i`.
+    pub fn add_nodes(&mut self, prefix: &str, count: usize, template: NodeTemplate) {
+        // Each group of nodes takes its own part of the pod address space.
+        let base = prefix.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 200;
+        let cidr = format!("10.{}.0.0/16", 10 + base).parse().expect("cidr");
+        let ids = config::simulated_identities(prefix, count, cidr, 24).expect("identities");
+        let handles = ids
+            .into_iter()
+            .map(|id| NodeHandle::new(id.clone(), Arc::new(SimulatedRuntime::new(id.pod_cidr, Behaviour::default()))))
+            .collect();
+        let agent = Agent::new(self.client.clone(), template, AgentTiming::default(), handles, 16);
+        self.tasks.push(tokio::spawn(async move {
+            let _ = agent.run().await;
+        }));
+    }
+
+    pub fn api<K>(&self, namespace: &str) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        kube::Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+/// Generous: controllers, scheduler and agent share a loaded 2-core machine with the test.
+pub const PATIENCE: Duration = Duration::from_secs(30);
