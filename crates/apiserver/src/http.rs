@@ -131,6 +131,9 @@ async fn serve(
     let _permit = if is_watch { None } else { Some(app.in_flight.admit(request.method())?) };
     let registry = &app.api.registry;
     let not_found = || ApiError::NotFoundPath("the server could not find the requested resource".into());
+    if path == "/openapi/v2" {
+        return Ok(value_response(200, &crate::openapi::v2(registry)));
+    }
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
         let doc = match rest.trim_matches('/') {
             "" => Some(crate::openapi::root(registry)),

@@ -51,7 +51,7 @@ mod tests;
 use serde_json::Value;
 
 pub use error::{PatchError, PatchErrorKind, CUSTOM_RESOURCE_UNSUPPORTED};
-pub use schema::{schema_for, FieldMeta, ListStrategy, Schema};
+pub use schema::{patch_tags, schema_for, FieldMeta, ListStrategy, Schema};
 
 /// The media type of strategic merge patches.
 pub const CONTENT_TYPE: &str = "application/strategic-merge-patch+json";

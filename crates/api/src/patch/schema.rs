@@ -103,3 +103,28 @@ impl Schema {
         found
     }
 }
+
+/// The fields of an API struct that carry patch tags, as (JSON name, patchStrategy,
+/// patchMergeKey), for the OpenAPI extensions `x-kubernetes-patch-strategy` and
+/// `x-kubernetes-patch-merge-key`. `openapi_name` is the OpenAPI definition's name
+/// (`io.k8s.api.core.v1.PodSpec`); unknown types have none.
+pub fn patch_tags(openapi_name: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let Some(rest) = openapi_name.strip_prefix("io.k8s.") else { return Vec::new() };
+    let Some(index) = Type::by_name(&format!("k8s.io.{rest}")) else { return Vec::new() };
+    let Some(ty) = Type::by_index(index) else { return Vec::new() };
+    ty.fields.iter().filter(|f| !f.strategy.is_empty()).map(|f| (f.json, f.strategy, f.merge_key)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_definitions_find_their_patch_tags() {
+        let tags = patch_tags("io.k8s.api.core.v1.PodSpec");
+        assert!(tags.contains(&("containers", "merge", "name")), "{tags:?}");
+        assert!(tags.contains(&("volumes", "merge,retainKeys", "name")), "{tags:?}");
+        assert!(patch_tags("io.k8s.api.core.v1.ConfigMap").is_empty());
+        assert!(patch_tags("com.example.Widget").is_empty());
+    }
+}

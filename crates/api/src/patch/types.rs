@@ -95,7 +95,7 @@ impl Type {
         TYPES.get(usize::from(index))
     }
 
-    fn by_name(name: &str) -> Option<u16> {
+    pub fn by_name(name: &str) -> Option<u16> {
         let index = TYPES.binary_search_by(|t| t.name.cmp(name)).ok()?;
         u16::try_from(index).ok()
     }
