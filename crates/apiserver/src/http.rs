@@ -17,7 +17,7 @@ use crate::patch::{self, PatchType};
 use crate::pki::UserInfo;
 use crate::representation::{Representation, WatchConverter};
 use crate::request::{route, Query, ResourcePath, Route};
-use crate::rest::{Addr, Api, DeleteOptions, Reply, WriteKind, WriteOptions};
+use crate::rest::{Addr, Api, DeleteOptions, FieldValidation, Reply, WriteKind, WriteOptions};
 
 /// Requests larger than this are refused (Kubernetes' limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -228,6 +228,37 @@ fn decode_body(parts: &http::request::Parts, body: &[u8]) -> Result<Value, ApiEr
     }
 }
 
+/// A create or update body, and the warnings about keys it repeats (JSON bodies; a
+/// repeated key keeps its last value). Under fieldValidation=Strict a repeat is a 400,
+/// as in Kubernetes' strict decoding.
+fn decode_object(
+    parts: &http::request::Parts,
+    body: &[u8],
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let object = decode_body(parts, body)?;
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| matches!(t.split(';').next().unwrap_or("").trim(), "application/json" | "" | "*/*"));
+    if validation == FieldValidation::Ignore || !json {
+        return Ok((object, Vec::new()));
+    }
+    let duplicates: Vec<String> =
+        skiff_api::validation::duplicate_fields(body).iter().map(|f| format!("duplicate field {f:?}")).collect();
+    if validation == FieldValidation::Strict && !duplicates.is_empty() {
+        return Err(ApiError::BadRequest(format!("strict decoding error: {}", duplicates.join(", "))));
+    }
+    Ok((object, duplicates))
+}
+
+fn with_warnings(mut warnings: Vec<String>, mut reply: Reply) -> Reply {
+    warnings.append(&mut reply.warnings);
+    reply.warnings = warnings;
+    reply
+}
+
 /// DeleteOptions from the query string and an optional body in any accepted format.
 fn delete_options(query: &Query, parts: &http::request::Parts, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { decode_body(parts, body)? };
@@ -250,7 +281,7 @@ async fn resource(
     }
     if def.ephemeral {
         let (parts, body) = read_body(request).await?;
-        let review = crate::rest::decode_as(def, decode_body(&parts, &body)?, crate::rest::FieldValidation::Ignore)?.0;
+        let review = crate::rest::decode_as(def, decode_body(&parts, &body)?, FieldValidation::Ignore)?.0;
         return Ok(reply_response(Reply::created(answer_review(review, user))));
     }
     if target.namespace.is_some() && !def.namespaced {
@@ -300,8 +331,8 @@ async fn resource(
             }
             Method::POST => {
                 let (parts, body) = read_body(request).await?;
-                let object = decode_body(&parts, &body)?;
-                Ok(shown(api.create(def, namespace, object, &write).await?))
+                let (object, duplicates) = decode_object(&parts, &body, write.validation)?;
+                Ok(shown(with_warnings(duplicates, api.create(def, namespace, object, &write).await?)))
             }
             Method::DELETE => {
                 let (parts, body) = read_body(request).await?;
@@ -331,8 +362,8 @@ async fn resource(
         (Method::PUT, sub) => {
             let kind = WriteKind::for_subresource(sub)?;
             let (parts, body) = read_body(request).await?;
-            let object = decode_body(&parts, &body)?;
-            Ok(shown(api.update(&addr, kind, object, &write).await?))
+            let (object, duplicates) = decode_object(&parts, &body, write.validation)?;
+            Ok(shown(with_warnings(duplicates, api.update(&addr, kind, object, &write).await?)))
         }
         (Method::PATCH, sub) => {
             let content_type =

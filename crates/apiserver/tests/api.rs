@@ -140,6 +140,22 @@ async fn bad_input_gets_clear_status_errors() {
         s.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}})).await;
     assert_eq!(warned.code(), 201);
     assert!(warned.headers["warning"].to_str().unwrap().contains("unknown field"));
+    // Repeated keys: a warning by default, a 400 under Strict (only valid JSON can say this).
+    let repeated = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup"},"data":{"a":"1","a":"2"}}"#;
+    let strict = s
+        .request(
+            reqwest::Method::POST,
+            &format!("{CM}?fieldValidation=Strict"),
+            "application/json",
+            Some(repeated.to_vec()),
+        )
+        .await;
+    assert_eq!(strict.code(), 400);
+    assert_eq!(strict.body["message"], r#"strict decoding error: duplicate field "data.a""#);
+    let warned = s.request(reqwest::Method::POST, CM, "application/json", Some(repeated.to_vec())).await;
+    assert_eq!(warned.code(), 201, "{}", warned.body);
+    assert_eq!(warned.headers["warning"].to_str().unwrap(), r#"299 - "duplicate field \"data.a\"""#);
+    assert_eq!(warned.body["data"]["a"], "2", "the last value wins");
     // Nothing half-written: the rejected names do not exist.
     assert_eq!(s.get(&format!("{CM}/Bad_Name")).await.code(), 404);
 }
