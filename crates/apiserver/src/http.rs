@@ -125,6 +125,12 @@ async fn serve(
     if user.is_none() {
         return Err(ApiError::Unauthorized);
     }
+    // OpenAPI v2 is served as JSON only. kubectl asks for it in protobuf alone, and only
+    // to validate kinds missing from OpenAPI v3; it treats 404 as "no schema" and goes on,
+    // where a 406 would fail the whole command.
+    if path == "/openapi/v2" && check_accept(request.headers()).is_err() {
+        return Err(ApiError::NotFoundPath("OpenAPI v2 is served as application/json only".into()));
+    }
     check_accept(request.headers())?;
     let is_watch =
         request.uri().query().is_some_and(|q| Query::parse(Some(q)).flag("watch")) || path.contains("/watch/");

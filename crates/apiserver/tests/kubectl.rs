@@ -608,3 +608,202 @@ async fn kustomize_directories_generators_set_wait_proxy() {
     drop(proxy);
     assert_eq!(answer.expect("kubectl proxy answered")["data"]["settings.conf"], "mode=fast\n");
 }
+
+/// One object of each built-in kind kubectl has a describer for.
+const EVERY_KIND: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: zoo}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot, namespace: zoo}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: zoo}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec, namespace: zoo}
+stringData: {token: abc}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: zoo}
+spec: {selector: {app: a}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: manual, namespace: zoo}
+subsets: [{addresses: [{ip: 10.0.0.1}], ports: [{port: 80}]}]
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv1}
+spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /tmp/pv1}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim, namespace: zoo}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits, namespace: zoo}
+spec: {limits: [{type: Container, default: {cpu: 500m}}]}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: quota, namespace: zoo}
+spec: {hard: {pods: "10"}}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs, namespace: zoo}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: rs}}
+  template: {metadata: {labels: {app: rs}}, spec: {containers: [{name: c, image: busybox}]}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: sts, namespace: zoo}
+spec:
+  replicas: 0
+  serviceName: svc
+  selector: {matchLabels: {app: sts}}
+  template: {metadata: {labels: {app: sts}}, spec: {containers: [{name: c, image: busybox}]}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds, namespace: zoo}
+spec:
+  selector: {matchLabels: {app: ds}}
+  template: {metadata: {labels: {app: ds}}, spec: {containers: [{name: c, image: busybox}]}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: job, namespace: zoo}
+spec:
+  suspend: true
+  template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cron, namespace: zoo}
+spec:
+  schedule: "*/5 * * * *"
+  suspend: true
+  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pdb, namespace: zoo}
+spec: {minAvailable: 1, selector: {matchLabels: {app: rs}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: zoo}
+spec:
+  rules: [{host: zoo.example, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: example.com/ingress}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: zoo}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: zoo}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read, namespace: zoo}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: robot, namespace: zoo}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: viewer}
+rules: [{apiGroups: [""], resources: [nodes], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: viewer}
+subjects: [{kind: ServiceAccount, name: robot, namespace: zoo}]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: lock, namespace: zoo}
+spec: {holderIdentity: me}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_every_kind() {
+    let s = TestServer::start().await;
+    ok(&s.kubectl_stdin(&["apply", "-f", "-"], EVERY_KIND));
+    let cases: &[(&str, &str, bool, &str)] = &[
+        ("namespace", "zoo", false, "Status:"),
+        ("node", "n1", false, "Labels:"),
+        ("serviceaccount", "robot", true, "Mountable secrets:"),
+        ("configmap", "cfg", true, "Data"),
+        ("secret", "sec", true, "token:  3 bytes"),
+        ("service", "svc", true, "Selector:"),
+        ("endpoints", "manual", true, "Subsets:"),
+        ("persistentvolume", "pv1", false, "Capacity:"),
+        ("persistentvolumeclaim", "claim", true, "Access Modes:"),
+        ("limitrange", "limits", true, "Container"),
+        ("resourcequota", "quota", true, "Resource    Used  Hard"),
+        ("replicaset", "rs", true, "Replicas:"),
+        ("statefulset", "sts", true, "Update Strategy:"),
+        ("daemonset", "ds", true, "Desired Number of Nodes Scheduled:"),
+        ("job", "job", true, "Completions:"),
+        ("cronjob", "cron", true, "Schedule:"),
+        ("poddisruptionbudget", "pdb", true, "Min available:"),
+        ("ingress", "ing", true, "Rules:"),
+        ("ingressclass", "nginx", false, "Controller:"),
+        ("networkpolicy", "deny", true, "PodSelector:"),
+        ("role", "reader", true, "PolicyRule:"),
+        ("rolebinding", "read", true, "Subjects:"),
+        ("clusterrole", "viewer", false, "PolicyRule:"),
+        ("clusterrolebinding", "view", false, "Subjects:"),
+        ("storageclass", "local", false, "Provisioner:"),
+        ("priorityclass", "high", false, "Value:"),
+        ("lease", "lock", true, "Holder Identity:"),
+    ];
+    for (kind, name, namespaced, expected) in cases {
+        let mut args = vec!["describe", kind, name];
+        if *namespaced {
+            args.extend(["-n", "zoo"]);
+        }
+        let described = ok(&s.kubectl(&args));
+        assert!(
+            described.lines().next().is_some_and(|l| l.starts_with("Name:") && l.ends_with(name)),
+            "{kind}:\n{described}"
+        );
+        assert!(described.contains(expected), "{kind}: no {expected:?} in\n{described}");
+    }
+}
