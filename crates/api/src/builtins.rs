@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authentication, batch::v1 as batch, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authentication, autoscaling::v2 as autoscaling, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    storage::v1 as storage,
 };
 
 use crate::conversion;
@@ -120,6 +121,18 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         def::<apps::ControllerRevision>("apps", "ControllerRevision", "controllerrevisions", &[], true, NONE),
         workload(def::<batch::Job>("batch", "Job", "jobs", &[], true, STATUS)),
         workload(def::<batch::CronJob>("batch", "CronJob", "cronjobs", &["cj"], true, STATUS)),
+        {
+            let mut d = in_all(def::<autoscaling::HorizontalPodAutoscaler>(
+                "autoscaling",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                &["hpa"],
+                true,
+                STATUS,
+            ));
+            d.version = "v2";
+            d
+        },
         def::<coordination::Lease>("coordination.k8s.io", "Lease", "leases", &[], true, NONE),
         def::<discovery::EndpointSlice>("discovery.k8s.io", "EndpointSlice", "endpointslices", &[], true, NONE),
         stored_as_core_events(def::<events::Event>("events.k8s.io", "Event", "events", &["ev"], true, NONE)),

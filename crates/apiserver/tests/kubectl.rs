@@ -702,6 +702,14 @@ spec:
   suspend: true
   jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}}
 ---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa, namespace: zoo}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: ReplicaSet, name: rs}
+  maxReplicas: 3
+  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}]
+---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: pdb, namespace: zoo}
@@ -782,6 +790,7 @@ async fn describe_every_kind() {
         ("daemonset", "ds", true, "Desired Number of Nodes Scheduled:"),
         ("job", "job", true, "Completions:"),
         ("cronjob", "cron", true, "Schedule:"),
+        ("horizontalpodautoscaler", "hpa", true, "Min replicas:"),
         ("poddisruptionbudget", "pdb", true, "Min available:"),
         ("ingress", "ing", true, "Rules:"),
         ("ingressclass", "nginx", false, "Controller:"),
@@ -806,4 +815,12 @@ async fn describe_every_kind() {
         );
         assert!(described.contains(expected), "{kind}: no {expected:?} in\n{described}");
     }
+    let hpa = ok(&s.kubectl(&["get", "hpa", "-n", "zoo"]));
+    let row: Vec<&str> = hpa.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..7], ["hpa", "ReplicaSet/rs", "cpu:", "<unknown>/50%", "1", "3", "0"], "{hpa}");
+    let bad = fails(&s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "{apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, metadata: {name: bad, namespace: zoo}, spec: {scaleTargetRef: {kind: ReplicaSet, name: rs}, minReplicas: 4, maxReplicas: 2}}",
+    ));
+    assert!(bad.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"), "{bad}");
 }

@@ -1,16 +1,22 @@
 //! Kinds of the smaller API groups: leases, endpoint slices, events.k8s.io events,
-//! disruption budgets, priority classes and storage classes.
+//! disruption budgets, horizontal pod autoscalers, priority classes and storage classes.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::{
-    authentication::v1::SelfSubjectReview, coordination::v1::Lease, discovery::v1::EndpointSlice, events::v1::Event,
-    policy::v1::PodDisruptionBudget, scheduling::v1::PriorityClass, storage::v1::StorageClass,
+    authentication::v1::SelfSubjectReview,
+    autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec, MetricTarget, ResourceMetricSource},
+    coordination::v1::Lease,
+    discovery::v1::EndpointSlice,
+    events::v1::Event,
+    policy::v1::PodDisruptionBudget,
+    scheduling::v1::PriorityClass,
+    storage::v1::StorageClass,
 };
 
 use super::{
-    default_str, immutable, invalid_each, json, label_selector, not_more_than_100_percent, one_of, optional_one_of,
-    port_number, positive_int_or_percent, protocol, same, NEGATIVE,
+    default_nonzero, default_str, immutable, invalid_each, json, label_selector, not_more_than_100_percent, one_of,
+    optional_one_of, port_number, positive_int_or_percent, protocol, same, NEGATIVE,
 };
 use crate::error::FieldError;
 use crate::strategy::KindRules;
@@ -171,6 +177,69 @@ impl KindRules for PodDisruptionBudget {
             &["AlwaysAllow", "IfHealthyBudget"],
             "spec.unhealthyPodEvictionPolicy",
         ));
+        errors
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HorizontalPodAutoscaler (autoscaling/v2)
+// ---------------------------------------------------------------------------------------
+
+impl KindRules for HorizontalPodAutoscaler {
+    fn prepare_create(&mut self) {
+        self.status = Some(Default::default());
+    }
+
+    /// As Kubernetes: at least one replica, and 80% CPU utilisation when no metric is given.
+    fn default(&mut self) {
+        let Some(spec) = &mut self.spec else { return };
+        default_nonzero(&mut spec.min_replicas, 1);
+        if spec.metrics.as_ref().is_none_or(Vec::is_empty) {
+            spec.metrics = Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(80),
+                        ..Default::default()
+                    },
+                }),
+                ..Default::default()
+            }]);
+        }
+    }
+
+    fn validate(&self) -> Vec<FieldError> {
+        let Some(spec) = &self.spec else { return vec![FieldError::required("spec", "")] };
+        let mut errors = Vec::new();
+        let target = &spec.scale_target_ref;
+        if target.kind.is_empty() {
+            errors.push(FieldError::required("spec.scaleTargetRef.kind", ""));
+        }
+        if target.name.is_empty() {
+            errors.push(FieldError::required("spec.scaleTargetRef.name", ""));
+        }
+        let min = spec.min_replicas.unwrap_or(1);
+        if min < 1 {
+            errors.push(FieldError::invalid("spec.minReplicas", min, "must be greater than or equal to 1"));
+        }
+        if spec.max_replicas < 1 {
+            errors.push(FieldError::invalid("spec.maxReplicas", spec.max_replicas, "must be greater than 0"));
+        } else if spec.max_replicas < min {
+            errors.push(FieldError::invalid(
+                "spec.maxReplicas",
+                spec.max_replicas,
+                "must be greater than or equal to `minReplicas`",
+            ));
+        }
+        for (i, metric) in spec.metrics.iter().flatten().enumerate() {
+            errors.extend(one_of(
+                Some(metric.type_.as_str()),
+                &["ContainerResource", "External", "Object", "Pods", "Resource"],
+                &format!("spec.metrics[{i}].type"),
+            ));
+        }
         errors
     }
 }

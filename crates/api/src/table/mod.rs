@@ -181,6 +181,7 @@ fn builtin(group: &str, kind: &str) -> Option<&'static Builtin> {
         ("coordination.k8s.io", "Lease") => &other::LEASE,
         ("discovery.k8s.io", "EndpointSlice") => &other::ENDPOINT_SLICE,
         ("policy", "PodDisruptionBudget") => &other::POD_DISRUPTION_BUDGET,
+        ("autoscaling", "HorizontalPodAutoscaler") => &other::HORIZONTAL_POD_AUTOSCALER,
         ("rbac.authorization.k8s.io", "RoleBinding") => &other::ROLE_BINDING,
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => &other::CLUSTER_ROLE_BINDING,
         ("storage.k8s.io", "StorageClass") => &other::STORAGE_CLASS,

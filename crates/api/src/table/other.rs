@@ -1,6 +1,6 @@
 //! The smaller API groups: networking (ingresses, ingress classes, network policies),
-//! discovery (endpoint slices), policy (disruption budgets), RBAC bindings, storage
-//! classes, priority classes and leases.
+//! discovery (endpoint slices), policy (disruption budgets), autoscaling (horizontal pod
+//! autoscalers), RBAC bindings, storage classes, priority classes and leases.
 
 use jiff::Timestamp;
 use serde_json::Value;
@@ -159,6 +159,79 @@ fn pod_disruption_budget(pdb: &Value, now: Timestamp) -> Vec<Value> {
         int(pdb, &["status", "disruptionsAllowed"]).into(),
         age(pdb, now),
     ]
+}
+
+pub(super) static HORIZONTAL_POD_AUTOSCALER: Builtin = Builtin {
+    columns: &[
+        NAME,
+        col("Reference", "string", "Reference to target resource"),
+        col("Targets", "string", "Current and target metrics"),
+        col("MinPods", "string", "Minimum number of replicas"),
+        col("MaxPods", "integer", "Maximum number of replicas"),
+        col("Replicas", "integer", "Current replicas"),
+        AGE,
+    ],
+    cells: horizontal_pod_autoscaler,
+    conditions: no_conditions,
+};
+
+fn horizontal_pod_autoscaler(hpa: &Value, now: Timestamp) -> Vec<Value> {
+    let target = at(hpa, &["spec", "scaleTargetRef"]);
+    let reference = format!("{}/{}", text(target, &["kind"]), text(target, &["name"]));
+    let current = at(hpa, &["status", "currentMetrics"]).as_array().cloned().unwrap_or_default();
+    let metrics: Vec<String> = at(hpa, &["spec", "metrics"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, metric)| metric_target(metric, current.get(i)))
+        .collect();
+    let min = opt_int(hpa, &["spec", "minReplicas"]).map_or("<unset>".to_string(), |m| m.to_string());
+    vec![
+        name(hpa),
+        reference.into(),
+        if metrics.is_empty() { "<none>".to_string() } else { metrics.join(", ") }.into(),
+        min.into(),
+        int(hpa, &["spec", "maxReplicas"]).into(),
+        int(hpa, &["status", "currentReplicas"]).into(),
+        age(hpa, now),
+    ]
+}
+
+/// `cpu: 40%/80%` (or `<unknown>/80%` before the first measurement), as kubectl prints
+/// resource metrics; other metric types show their target value.
+fn metric_target(metric: &Value, current: Option<&Value>) -> String {
+    let kind = text(metric, &["type"]);
+    let source = match kind {
+        "Resource" => "resource",
+        "ContainerResource" => "containerResource",
+        "Pods" => "pods",
+        "Object" => "object",
+        "External" => "external",
+        _ => return "<unknown>".into(),
+    };
+    let target = at(metric, &[source, "target"]);
+    let (wanted, now) = match at(target, &["averageUtilization"]) {
+        Value::Null => {
+            let value = [&["averageValue"][..], &["value"][..]]
+                .iter()
+                .map(|path| at(target, path))
+                .find(|v| !v.is_null())
+                .map(int_or_string)
+                .unwrap_or_default();
+            let now = current.map(|c| at(c, &[source, "current", "averageValue"])).filter(|v| !v.is_null());
+            (value, now.map(int_or_string))
+        }
+        percent => {
+            let now = current.map(|c| at(c, &[source, "current", "averageUtilization"])).filter(|v| !v.is_null());
+            (format!("{percent}%"), now.map(|v| format!("{v}%")))
+        }
+    };
+    let now = now.unwrap_or_else(|| "<unknown>".into());
+    match kind {
+        "Resource" | "ContainerResource" => format!("{}: {now}/{wanted}", text(metric, &[source, "name"])),
+        _ => format!("{now}/{wanted}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
