@@ -74,7 +74,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let cidr = args.cluster_cidr.parse().map_err(anyhow::Error::msg)?;
     let ids = config::simulated_identities(&args.node_name, count, cidr, args.node_cidr_mask_size)
         .map_err(anyhow::Error::msg)?;
-    let behaviour = Behaviour { stop_delay: Duration::from_secs_f64(args.stop_delay.max(0.0)) };
+    let behaviour = Behaviour { stop_delay: Duration::from_secs_f64(args.stop_delay.max(0.0)), ..Behaviour::default() };
     let nodes = ids
         .into_iter()
         .map(|id| {
