@@ -55,11 +55,26 @@ pub struct PodTiming {
     /// How often volumes from ConfigMaps, Secrets and the downward API are rewritten from
     /// the current objects (the kubelet's sync period is 1 min).
     pub volume_resync: Duration,
+    /// How often a pod's containers are looked at without a reason (the kubelet's PLEG
+    /// relists every second): how soon an exit is noticed and the container restarted.
+    pub relist: Duration,
 }
 
 impl Default for PodTiming {
     fn default() -> Self {
-        PodTiming { backoff: BackoffPolicy::default(), volume_resync: Duration::from_secs(60) }
+        PodTiming {
+            backoff: BackoffPolicy::default(),
+            volume_resync: Duration::from_secs(60),
+            relist: Duration::from_secs(1),
+        }
+    }
+}
+
+impl PodTiming {
+    /// For thousands of simulated nodes in one process: containers there exit only when
+    /// told to, so a relist every 30 s keeps the cost of idle pods low.
+    pub fn simulated() -> Self {
+        PodTiming { relist: Duration::from_secs(30), ..PodTiming::default() }
     }
 }
 
@@ -460,7 +475,16 @@ impl PodWorker {
                 self.drive(&ctx, container, index, false, &mut requeue).await?;
             }
         }
-        Ok(SyncResult { observed: self.observe().await?, requeue })
+        let observed = self.observe().await?;
+        // Something may still exit (and be restarted): look again.
+        let all_done = observed
+            .containers
+            .iter()
+            .all(|c| c.current.as_ref().is_some_and(|s| s.state == ContainerState::Exited) && c.waiting.is_none());
+        if !all_done {
+            sooner(&mut requeue, self.node.timing.relist);
+        }
+        Ok(SyncResult { observed, requeue })
     }
 
     /// Moves one container towards what its pod wants. For an init container, returns
@@ -881,7 +905,7 @@ mod tests {
                 "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]
         }));
         let result = worker.sync(&pod).await.unwrap();
-        assert!(result.requeue.is_none());
+        assert_eq!(result.requeue, Some(Duration::from_secs(1)), "running containers are relisted");
         let observed = result.observed;
         assert!(observed.sandbox_ready);
         assert_eq!(observed.pod_ips.len(), 1);
@@ -935,7 +959,9 @@ mod tests {
     async fn crash_loops_back_off_exponentially() {
         let runtime = sim(Duration::ZERO);
         runtime.crash_on_start("app", Some(2));
-        let mut worker = worker(&runtime);
+        // No relisting in between: the requeue is the back-off's.
+        let timing = PodTiming { relist: Duration::from_secs(3600), ..PodTiming::default() };
+        let mut worker = PodWorker::new(runtime.clone(), node(timing));
         let pod = pod(json!({"containers": [{"name": "app", "image": "nginx"}]}));
         let first = worker.sync(&pod).await.unwrap();
         assert_eq!(first.observed.containers[0].restarts, 0);
