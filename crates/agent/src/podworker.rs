@@ -149,6 +149,12 @@ pub struct PodWorker {
     wake: Arc<Notify>,
     /// The last volume failure reported, so that the event is not repeated every sync.
     mount_error: Option<String>,
+    /// The objects the pod references, and when they were read: read again after
+    /// `volume_resync`, or at once while something waits for them.
+    sources: Option<(Instant, Arc<Sources>)>,
+    /// The volumes as last prepared, for which sources and which pod version: prepared
+    /// again only when either changes.
+    prepared: Option<(Arc<Sources>, Option<String>, Arc<BTreeMap<String, Prepared>>)>,
 }
 
 /// What a sync found.
@@ -329,6 +335,8 @@ impl PodWorker {
             containers: Vec::new(),
             wake: Arc::new(Notify::new()),
             mount_error: None,
+            sources: None,
+            prepared: None,
         }
     }
 
@@ -409,11 +417,26 @@ impl PodWorker {
         Ok((id, config))
     }
 
-    async fn fetch_sources(&self, pod: &Pod) -> Result<Sources> {
-        match &self.node.client {
-            Some(client) => Ok(sources::fetch(client, self.node.services.as_ref(), pod).await?),
-            None => Ok(Sources::default()),
+    /// The pod's sources, from the cache while it is fresh and nothing waits for a
+    /// missing object (a config error, a failed mount).
+    async fn fetch_sources(&mut self, pod: &Pod) -> Result<Arc<Sources>> {
+        let waiting = self.mount_error.is_some()
+            || self
+                .init
+                .iter()
+                .chain(&self.containers)
+                .any(|slot| matches!(slot.waiting, Some(("CreateContainerConfigError", _))));
+        if let Some((at, cached)) = &self.sources {
+            if !waiting && at.elapsed() < self.node.timing.volume_resync {
+                return Ok(cached.clone());
+            }
         }
+        let fresh = match &self.node.client {
+            Some(client) => Arc::new(sources::fetch(client, self.node.services.as_ref(), pod).await?),
+            None => Arc::new(Sources::default()),
+        };
+        self.sources = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
     }
 
     /// Brings the pod towards running and returns what it observed.
@@ -434,9 +457,16 @@ impl PodWorker {
                 if has_projected_volumes(pod) {
                     sooner(&mut requeue, self.node.timing.volume_resync);
                 }
-                match host.prepare(pod, &sources, &facts) {
+                let version = pod.metadata.resource_version.clone();
+                let current = self.prepared.as_ref().filter(|(s, v, _)| Arc::ptr_eq(s, &sources) && *v == version);
+                let result = match current {
+                    Some((_, _, prepared)) => Ok(prepared.clone()),
+                    None => host.prepare(pod, &sources, &facts).map(Arc::new),
+                };
+                match result {
                     Ok(prepared) => {
                         self.mount_error = None;
+                        self.prepared = Some((sources.clone(), version, prepared.clone()));
                         prepared
                     }
                     Err(e) => {
@@ -450,7 +480,7 @@ impl PodWorker {
                     }
                 }
             }
-            None => BTreeMap::new(),
+            None => Arc::new(BTreeMap::new()),
         };
         let ctx = SyncContext {
             pod,
@@ -1016,6 +1046,20 @@ mod tests {
         let started = tokio::time::Instant::now();
         worker.terminate(Some(&pod), Duration::from_secs(8)).await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(8), "5 s of hook, then the 3 s left");
+    }
+
+    #[tokio::test]
+    async fn oom_kills_show_in_the_last_state() {
+        let runtime = sim(Duration::ZERO);
+        let mut worker = worker(&runtime);
+        let pod =
+            pod(json!({"containers": [{"name": "app", "image": "i", "resources": {"limits": {"memory": "16Mi"}}}]}));
+        let first = worker.sync(&pod).await.unwrap().observed;
+        runtime.oom_kill(&first.containers[0].current.as_ref().unwrap().id).unwrap();
+        let after = worker.sync(&pod).await.unwrap().observed;
+        let last = after.containers[0].last.as_ref().unwrap();
+        assert_eq!((last.exit_code, last.reason.as_str()), (137, "OOMKilled"));
+        assert_eq!(after.containers[0].restarts, 1);
     }
 
     #[tokio::test]

@@ -134,6 +134,18 @@ impl SimulatedRuntime {
         Ok(())
     }
 
+    /// Makes a running container exit as the kernel's OOM killer ends it (exit code 137,
+    /// reason OOMKilled), as a container over its memory limit does.
+    pub fn oom_kill(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        let container = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        if container.state == ContainerState::Running {
+            Self::exit(container, 137);
+            container.reason = "OOMKilled";
+        }
+        Ok(())
+    }
+
     /// Makes every later start of containers named `name` exit at once with `exit_code`
     /// (a crash loop); `None` lets them run again.
     pub fn crash_on_start(&self, name: &str, exit_code: Option<i32>) {

@@ -451,6 +451,23 @@ mod tests {
         assert!(!host.pod_dir("u-1").exists());
     }
 
+    /// Needs the right to mount (root, as on the project's machines).
+    #[test]
+    fn memory_empty_dirs_are_tmpfs_and_unmounted_on_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = VolumeHost { pods_dir: dir.path().join("pods"), tmpfs: true };
+        let pod = pod(json!([{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]));
+        let prepared = host.prepare(&pod, &Sources::default(), &PodFacts::default()).unwrap();
+        let path = &prepared["scratch"].host_path;
+        assert!(is_mount_point(path), "a tmpfs is mounted on {}", path.display());
+        // Preparing again does not stack a second mount.
+        host.prepare(&pod, &Sources::default(), &PodFacts::default()).unwrap();
+        assert_eq!(mounts_below(path).len(), 1);
+        host.cleanup("u-1").unwrap();
+        assert!(!is_mount_point(path));
+        assert!(!host.pod_dir("u-1").exists());
+    }
+
     #[test]
     fn failures_name_the_volume_and_cause() {
         let dir = tempfile::tempdir().unwrap();
