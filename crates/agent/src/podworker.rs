@@ -152,9 +152,15 @@ pub struct PodWorker {
     /// The objects the pod references, and when they were read: read again after
     /// `volume_resync`, or at once while something waits for them.
     sources: Option<(Instant, Arc<Sources>)>,
-    /// The volumes as last prepared, for which sources and which pod version: prepared
-    /// again only when either changes.
-    prepared: Option<(Arc<Sources>, Option<String>, Arc<BTreeMap<String, Prepared>>)>,
+    prepared: Option<PreparedVolumes>,
+}
+
+/// The volumes as last prepared, for which sources and which pod version: they are
+/// prepared again only when either changes.
+struct PreparedVolumes {
+    sources: Arc<Sources>,
+    pod_version: Option<String>,
+    volumes: Arc<BTreeMap<String, Prepared>>,
 }
 
 /// What a sync found.
@@ -458,15 +464,20 @@ impl PodWorker {
                     sooner(&mut requeue, self.node.timing.volume_resync);
                 }
                 let version = pod.metadata.resource_version.clone();
-                let current = self.prepared.as_ref().filter(|(s, v, _)| Arc::ptr_eq(s, &sources) && *v == version);
+                let current =
+                    self.prepared.as_ref().filter(|p| Arc::ptr_eq(&p.sources, &sources) && p.pod_version == version);
                 let result = match current {
-                    Some((_, _, prepared)) => Ok(prepared.clone()),
+                    Some(current) => Ok(current.volumes.clone()),
                     None => host.prepare(pod, &sources, &facts).map(Arc::new),
                 };
                 match result {
                     Ok(prepared) => {
                         self.mount_error = None;
-                        self.prepared = Some((sources.clone(), version, prepared.clone()));
+                        self.prepared = Some(PreparedVolumes {
+                            sources: sources.clone(),
+                            pod_version: version,
+                            volumes: prepared.clone(),
+                        });
                         prepared
                     }
                     Err(e) => {
