@@ -132,6 +132,11 @@ struct Slot {
     /// The host file behind the container's terminationMessagePath.
     termination_log: Option<PathBuf>,
     termination_message: Option<String>,
+    /// Image pulls back off as crashes do (ImagePullBackOff).
+    pull_backoff: CrashBackoff,
+    pull_failed_at: Option<Instant>,
+    /// When to try again after a failed start (a pull's back-off), if sooner than usual.
+    retry_in: Option<Duration>,
 }
 
 /// A pod's runtime state as the agent tracks it between syncs.
@@ -555,8 +560,10 @@ impl PodWorker {
         match status {
             None => {
                 self.start(ctx, spec, index, init).await?;
-                if self.slot_ref(init, index).waiting.is_some() {
-                    sooner(requeue, self.node.timing.backoff.initial.min(REQUEUE * 10));
+                let usual = self.node.timing.backoff.initial.min(REQUEUE * 10);
+                let slot = self.slot(init, index);
+                if slot.waiting.is_some() {
+                    sooner(requeue, slot.retry_in.take().unwrap_or(usual));
                 }
             }
             Some(s) if s.state == ContainerState::Exited => {
@@ -666,10 +673,25 @@ impl PodWorker {
             self.slot(init, index).waiting = Some(("ErrImageNeverPull", message));
             return Ok(false);
         }
+        let now = Instant::now();
+        let backoff = self.node.timing.backoff;
+        let slot = self.slot(init, index);
+        if let Some(wait) = slot.pull_failed_at.and_then(|failed| slot.pull_backoff.remaining(backoff, failed, now)) {
+            let message = format!("Back-off pulling image \"{image}\"");
+            let first = slot.waiting.is_none() || matches!(slot.waiting, Some(("ErrImagePull", _)));
+            slot.waiting = Some(("ImagePullBackOff", message.clone()));
+            slot.retry_in = Some(wait);
+            if first {
+                self.event(pod, container, false, "Pull", "BackOff", message);
+                self.event(pod, container, true, "Pull", "Failed", "Error: ImagePullBackOff".into());
+            }
+            return Ok(false);
+        }
         self.event(pod, container, false, "Pull", "Pulling", format!("Pulling image \"{image}\""));
         let started = Instant::now();
         match self.runtime.pull_image(&image, None).await {
             Ok(_) => {
+                self.slot(init, index).pull_failed_at = None;
                 let took = go_duration(started.elapsed());
                 let size = self.runtime.image_status(&image).await.ok().flatten().map(|i| i.size).unwrap_or(0);
                 let note = format!(
@@ -681,7 +703,12 @@ impl PodWorker {
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
                 self.event(pod, container, true, "Pull", "Failed", message.clone());
-                self.wait_for(pod, spec, index, init, "ErrImagePull", e.to_string());
+                self.event(pod, container, true, "Pull", "Failed", "Error: ErrImagePull".into());
+                let slot = self.slot(init, index);
+                slot.waiting = Some(("ErrImagePull", e.to_string()));
+                slot.pull_backoff.restarted(backoff, now);
+                slot.pull_failed_at = Some(now);
+                slot.retry_in = slot.pull_backoff.current();
                 Ok(false)
             }
         }
@@ -1071,6 +1098,28 @@ mod tests {
         let last = after.containers[0].last.as_ref().unwrap();
         assert_eq!((last.exit_code, last.reason.as_str()), (137, "OOMKilled"));
         assert_eq!(after.containers[0].restarts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_pulls_back_off() {
+        let runtime = sim(Duration::ZERO);
+        runtime.set_image_missing("ghost:1", true);
+        let timing = PodTiming { relist: Duration::from_secs(3600), ..PodTiming::default() };
+        let mut worker = PodWorker::new(runtime.clone(), node(timing));
+        let pod = pod(json!({"containers": [{"name": "app", "image": "ghost:1"}]}));
+        let first = worker.sync(&pod).await.unwrap();
+        let (reason, _) = first.observed.containers[0].waiting.clone().unwrap();
+        assert_eq!(reason, "ErrImagePull");
+        assert_eq!(first.requeue, Some(Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let second = worker.sync(&pod).await.unwrap();
+        let waiting = second.observed.containers[0].waiting.clone().unwrap();
+        assert_eq!(waiting, ("ImagePullBackOff", "Back-off pulling image \"ghost:1\"".to_string()));
+        assert_eq!(second.requeue, Some(Duration::from_secs(7)));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        runtime.set_image_missing("ghost:1", false);
+        let third = worker.sync(&pod).await.unwrap().observed;
+        assert_eq!(third.containers[0].current.as_ref().unwrap().state, ContainerState::Running);
     }
 
     #[tokio::test]

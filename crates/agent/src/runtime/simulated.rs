@@ -7,7 +7,7 @@
 //! State is one small mutex-guarded map per node: thousands of simulated nodes share a
 //! process, so nothing here spawns tasks or holds more than a few words per node when idle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,6 +65,8 @@ struct State {
     containers: HashMap<String, ContainerRecord>,
     /// Container names whose every start ends at once with this exit code (crash loops).
     crashing: HashMap<String, i32>,
+    /// Images that no registry has: pulls fail.
+    missing_images: HashSet<String>,
 }
 
 /// The simulated runtime of one node.
@@ -105,6 +107,7 @@ impl SimulatedRuntime {
                 sandboxes: HashMap::new(),
                 containers: HashMap::new(),
                 crashing: HashMap::new(),
+                missing_images: HashSet::new(),
             }),
             behaviour,
         }
@@ -144,6 +147,16 @@ impl SimulatedRuntime {
             container.reason = "OOMKilled";
         }
         Ok(())
+    }
+
+    /// Makes pulls of `image` fail (and the image absent), or work again.
+    pub fn set_image_missing(&self, image: &str, missing: bool) {
+        let mut state = self.lock();
+        if missing {
+            state.missing_images.insert(image.to_string());
+        } else {
+            state.missing_images.remove(image);
+        }
     }
 
     /// Makes every later start of containers named `name` exit at once with `exit_code`
@@ -442,10 +455,18 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<String> {
+        if self.lock().missing_images.contains(image) {
+            let message =
+                format!("rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found");
+            return Err(RuntimeError::ImagePull { image: image.to_string(), message });
+        }
         Ok(image_ref(image))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        if self.lock().missing_images.contains(image) {
+            return Ok(None);
+        }
         Ok(Some(Image { id: image_ref(image), repo_tags: vec![image.to_string()], size: 0 }))
     }
 
