@@ -553,7 +553,13 @@ impl PodWorker {
         let failure = self.slot_ref(init, index).probes.as_ref().and_then(|p| p.results.failure());
         if let (true, Some(why)) = (running, failure) {
             self.event(ctx.pod, Some((&spec.name, init)), false, "Kill", "Killing", why);
-            self.kill(ctx.pod, spec, index, init).await?;
+            // A probe may set its own grace period for the kills it causes.
+            let probe_grace = [&spec.liveness_probe, &spec.startup_probe]
+                .into_iter()
+                .flatten()
+                .find_map(|p| p.termination_grace_period_seconds)
+                .map(|s| Duration::from_secs(s.max(0) as u64).max(MIN_GRACE));
+            self.kill(ctx.pod, spec, index, init, probe_grace).await?;
             status = self.status_of(self.slot_ref(init, index)).await?;
         }
 
@@ -633,12 +639,20 @@ impl PodWorker {
 
     /// Kills the current instance of a container (preStop, then stop within the pod's
     /// terminationGracePeriodSeconds).
-    async fn kill(&mut self, pod: &Pod, spec: &ApiContainer, index: usize, init: bool) -> Result<()> {
+    async fn kill(
+        &mut self,
+        pod: &Pod,
+        spec: &ApiContainer,
+        index: usize,
+        init: bool,
+        grace: Option<Duration>,
+    ) -> Result<()> {
         let events = self.event_sink(pod, Some((&spec.name, init)));
         let slot = self.slot(init, index);
         slot.probes = None;
         let Some(id) = slot.id.clone() else { return Ok(()) };
-        stop_container(&self.runtime, &self.node.prober, Some(spec), &id, termination_grace(pod), events.as_ref()).await
+        let grace = grace.unwrap_or_else(|| termination_grace(pod));
+        stop_container(&self.runtime, &self.node.prober, Some(spec), &id, grace, events.as_ref()).await
     }
 
     /// Marks a container as waiting for `reason` and records the kubelet's Failed event.
@@ -821,7 +835,7 @@ impl PodWorker {
         if let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             if run_hook(hook, &target, termination_grace(pod)).await.is_err() {
                 self.event(pod, container, true, "Start", "FailedPostStartHook", "PostStartHook failed".into());
-                self.kill(pod, spec, index, init).await?;
+                self.kill(pod, spec, index, init, None).await?;
                 return Ok(());
             }
         }
@@ -1120,6 +1134,23 @@ mod tests {
         runtime.set_image_missing("ghost:1", false);
         let third = worker.sync(&pod).await.unwrap().observed;
         assert_eq!(third.containers[0].current.as_ref().unwrap().state, ContainerState::Running);
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_start_hook_kills_the_container() {
+        let runtime = sim(Duration::ZERO);
+        let mut worker = worker(&runtime);
+        let pod = pod(json!({"restartPolicy": "Never", "containers": [{"name": "app", "image": "i",
+            "lifecycle": {"postStart": {"exec": {"command": ["false"]}}}}]}));
+        let observed = worker.sync(&pod).await.unwrap().observed;
+        let app = observed.containers[0].current.as_ref().unwrap();
+        assert_eq!((app.state, app.exit_code), (ContainerState::Exited, 143), "stopped after the hook failed");
+
+        let fine = super::tests::pod(json!({"containers": [{"name": "app", "image": "i",
+            "lifecycle": {"postStart": {"exec": {"command": ["true"]}}}}]}));
+        let mut worker = super::tests::worker(&runtime);
+        let observed = worker.sync(&fine).await.unwrap().observed;
+        assert_eq!(observed.containers[0].current.as_ref().unwrap().state, ContainerState::Running);
     }
 
     #[tokio::test]

@@ -426,10 +426,12 @@ impl Runtime for SimulatedRuntime {
             .collect())
     }
 
-    /// Commands succeed in healthy containers and fail in unhealthy ones.
-    async fn exec_sync(&self, container_id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecSyncResult> {
+    /// Commands succeed in healthy containers and fail in unhealthy ones; `false` fails
+    /// everywhere, as it would in a real container.
+    async fn exec_sync(&self, container_id: &str, cmd: &[String], _timeout: Duration) -> Result<ExecSyncResult> {
+        let fails = cmd.first().is_some_and(|c| c == "false");
         match self.lock().containers.get(container_id) {
-            Some(c) if c.state == ContainerState::Running && c.healthy => Ok(ExecSyncResult::default()),
+            Some(c) if c.state == ContainerState::Running && c.healthy && !fails => Ok(ExecSyncResult::default()),
             Some(c) if c.state == ContainerState::Running => {
                 Ok(ExecSyncResult { exit_code: 1, stderr: b"unhealthy".to_vec(), ..Default::default() })
             }

@@ -21,6 +21,7 @@ mod hostpath;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume, VolumeProjection};
@@ -103,9 +104,19 @@ impl VolumeHost {
     ) -> Result<Option<Prepared>, String> {
         let io = |e: io::Error| e.to_string();
         let name = &volume.name;
+        let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.fs_group);
+        let fs_group = fs_group.and_then(|g| u32::try_from(g).ok());
         let written = |plugin: &str, payload: Option<Payload>| -> Result<Option<Prepared>, String> {
             let dir = self.volume_dir(uid, plugin, name);
-            atomic::write(&dir, &payload.unwrap_or_default()).map_err(io)?;
+            let mut payload = payload.unwrap_or_default();
+            if fs_group.is_some() {
+                // Group-readable from the start, so that an unchanged payload compares equal.
+                payload.values_mut().for_each(|file| file.mode |= 0o040);
+            }
+            let changed = atomic::write(&dir, &payload).map_err(io)?;
+            if let (true, Some(gid)) = (changed, fs_group) {
+                give_to_group(&dir, gid, false).map_err(io)?;
+            }
             Ok(Some(Prepared { host_path: dir, read_only: true }))
         };
         if let Some(empty) = &volume.empty_dir {
@@ -113,6 +124,11 @@ impl VolumeHost {
             fs::create_dir_all(&dir).map_err(io)?;
             if empty.medium.as_deref() == Some("Memory") && self.tmpfs && !is_mount_point(&dir) {
                 mount_tmpfs(&dir, empty.size_limit.as_ref().map(|q| q.0.as_str()))?;
+            }
+            // Writable by whatever user the containers run as, as the kubelet makes it.
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(io)?;
+            if let Some(gid) = fs_group {
+                give_to_group(&dir, gid, true).map_err(io)?;
             }
             return Ok(Some(Prepared { host_path: dir, read_only: false }));
         }
@@ -339,6 +355,27 @@ fn mount_tmpfs(dir: &Path, size: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// Hands a volume to the pod's fsGroup, as the kubelet's volume ownership does: group
+/// ownership of everything in it, group read (and write, for writable volumes) on files,
+/// and setgid directories so that new files join the group.
+fn give_to_group(dir: &Path, gid: u32, writable: bool) -> io::Result<()> {
+    std::os::unix::fs::chown(dir, None, Some(gid))?;
+    let meta = fs::symlink_metadata(dir)?;
+    let mode = meta.permissions().mode();
+    if meta.is_dir() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o2000 | 0o050 | if writable { 0o020 } else { 0 }))?;
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if !fs::symlink_metadata(&path)?.file_type().is_symlink() {
+                give_to_group(&path, gid, writable)?;
+            }
+        }
+    } else {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o040 | if writable { 0o020 } else { 0 }))?;
+    }
+    Ok(())
+}
+
 /// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo).
 fn mounts_below(dir: &Path) -> Vec<PathBuf> {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
@@ -361,7 +398,6 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
     use serde_json::json;
-    use std::os::unix::fs::PermissionsExt;
 
     fn pod(volumes: serde_json::Value) -> Pod {
         serde_json::from_value(json!({
@@ -466,6 +502,27 @@ mod tests {
         host.cleanup("u-1").unwrap();
         assert!(!is_mount_point(path));
         assert!(!host.pod_dir("u-1").exists());
+    }
+
+    #[test]
+    fn fs_group_owns_the_volumes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path());
+        let mut pod = pod(json!([{"name": "scratch", "emptyDir": {}},
+            {"name": "config", "configMap": {"name": "cfg", "defaultMode": 0o400}}]));
+        pod.spec.as_mut().unwrap().security_context = serde_json::from_value(json!({"fsGroup": 2000})).unwrap();
+        let prepared = host.prepare(&pod, &sources("v1"), &PodFacts::default()).unwrap();
+        let scratch = fs::metadata(&prepared["scratch"].host_path).unwrap();
+        assert_eq!(scratch.gid(), 2000);
+        assert_eq!(scratch.permissions().mode() & 0o7777, 0o2777, "world-writable, setgid");
+        let file = fs::metadata(prepared["config"].host_path.join("app.conf")).unwrap();
+        assert_eq!(file.gid(), 2000);
+        assert_eq!(file.permissions().mode() & 0o777, 0o440, "the group may read");
+        let version = fs::read_link(prepared["config"].host_path.join("..data")).unwrap();
+        host.prepare(&pod, &sources("v1"), &PodFacts::default()).unwrap();
+        let again = fs::read_link(prepared["config"].host_path.join("..data")).unwrap();
+        assert_eq!(version, again, "nothing changed, nothing rewritten");
     }
 
     #[test]
