@@ -262,7 +262,7 @@ pub fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, 
                 .iter()
                 .find(|p| p.name.as_deref() == Some(name.as_str()))
                 .and_then(|p| u16::try_from(p.container_port).ok())
-                .ok_or_else(|| format!("couldn't find port: {name} in {}", "container")),
+                .ok_or_else(|| format!("couldn't find port: {name} in the container's ports")),
         },
     }
 }
@@ -329,9 +329,19 @@ pub async fn run_handler(handler: &Handler<'_>, target: &Target, timeout: Durati
             Err(e) => Err(e.to_string()),
         };
     }
-    // Pods without a real network: the runtime says how the endpoint would answer.
+    // Pods without a real network: the runtime says how the endpoint would answer, and
+    // a failure reads as that handler's would.
     if let Some(healthy) = target.runtime.simulated_probe(&target.container_id) {
-        return if healthy { Ok(()) } else { Err("HTTP probe failed with statuscode: 503".into()) };
+        return match (healthy, handler.http_get, handler.tcp_socket) {
+            (true, _, _) => Ok(()),
+            (false, Some(_), _) => Err("HTTP probe failed with statuscode: 503".into()),
+            (false, None, Some(tcp)) => {
+                let ip = target.pod_ip.map(|ip| ip.to_string()).unwrap_or_default();
+                let port = resolve_port(&tcp.port, &target.ports)?;
+                Err(format!("dial tcp {ip}:{port}: connect: connection refused"))
+            }
+            (false, None, None) => Err("service unhealthy (responded with \"NOT_SERVING\")".into()),
+        };
     }
     let Some(pod_ip) = target.pod_ip else { return Err("pod has no IP address".into()) };
     if let Some(http) = handler.http_get {
@@ -580,6 +590,46 @@ mod tests {
         let refused = prober.tcp(closed, timeout).await.unwrap_err();
         assert_eq!(refused, format!("dial tcp {closed}: connect: connection refused"));
         assert!(prober.grpc(closed, "", timeout).await.is_err());
+    }
+
+    /// A gRPC health server over h2c answering `status` (1 SERVING, 2 NOT_SERVING).
+    async fn grpc_health(status: u8) -> SocketAddr {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let service =
+                    hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| async move {
+                        assert_eq!(request.uri().path(), "/grpc.health.v1.Health/Check");
+                        // A gRPC frame holding HealthCheckResponse{status}.
+                        let body = bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]);
+                        let response = hyper::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("grpc-status", "0")
+                            .body(http_body_util::Full::new(body))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                tokio::spawn(async move {
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn grpc_health_checks_over_h2c() {
+        let prober = Prober::new().unwrap();
+        let timeout = Duration::from_secs(5);
+        assert_eq!(prober.grpc(grpc_health(1).await, "", timeout).await, Ok(()));
+        assert_eq!(
+            prober.grpc(grpc_health(2).await, "db", timeout).await,
+            Err("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
     }
 
     async fn running_container(runtime: &SimulatedRuntime) -> String {
