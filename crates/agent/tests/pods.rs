@@ -276,3 +276,38 @@ async fn crash_loops_back_off_longer_each_time() {
     assert!(backoff.iter().any(|e| e.note.as_deref()
         == Some(&format!("Back-off restarting failed container app in pod crashy_default({uid})"))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termination_messages_and_downward_api_files() {
+    let c = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let spec = json!({"restartPolicy": "Never", "containers": [{"name": "job", "image": "busybox:1.36",
+        "terminationMessagePath": "/tmp/result",
+        "volumeMounts": [{"name": "info", "mountPath": "/etc/podinfo"}]}],
+        "volumes": [{"name": "info", "downwardAPI": {"items": [
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]});
+    let mut job = pod("job", spec);
+    job.metadata.labels = Some([("app".to_string(), "batch".to_string())].into());
+    pods.create(&PostParams::default(), &job).await.unwrap();
+    let running = running(&pods, "job").await;
+    let id = runtime_id(container_status(&running, "job").unwrap());
+    let config = c.runtime.config_of(&id).unwrap();
+    let info = config.mounts.iter().find(|m| m.container_path == "/etc/podinfo").unwrap();
+    let info = std::path::Path::new(&info.host_path);
+    assert_eq!(std::fs::read_to_string(info.join("name")).unwrap(), "job");
+    assert_eq!(std::fs::read_to_string(info.join("labels")).unwrap(), "app=\"batch\"");
+
+    // The container writes its message to the host file behind /tmp/result, and fails.
+    let log = config.mounts.iter().find(|m| m.container_path == "/tmp/result").unwrap();
+    std::fs::write(&log.host_path, "3 records rejected").unwrap();
+    c.runtime.exit_container(&id, 2).unwrap();
+    let terminated = eventually("a failed pod", || async {
+        let pod = pods.get("job").await.ok()?;
+        (pod.status.as_ref()?.phase.as_deref() == Some("Failed")).then_some(pod)
+    })
+    .await;
+    let state = container_status(&terminated, "job").unwrap().state.clone().unwrap().terminated.unwrap();
+    assert_eq!((state.exit_code, state.reason.as_deref()), (2, Some("Error")));
+    assert_eq!(state.message.as_deref(), Some("3 records rejected"));
+}
