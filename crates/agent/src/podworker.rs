@@ -623,6 +623,17 @@ impl PodWorker {
                     }
                 }
             }
+            // Created but never started (the start failed): a new instance, a little later.
+            Some(s) if s.state == ContainerState::Created => {
+                let usual = self.node.timing.backoff.initial.min(REQUEUE * 10);
+                let waited = self.slot_ref(init, index).exited_at.is_some_and(|at| at.elapsed() >= usual);
+                if waited {
+                    self.start(ctx, spec, index, init).await?;
+                } else {
+                    self.slot(init, index).exited_at.get_or_insert_with(Instant::now);
+                    sooner(requeue, usual);
+                }
+            }
             Some(_) => {}
         }
         let done = self.status_of(self.slot_ref(init, index)).await?;
@@ -820,8 +831,8 @@ impl PodWorker {
         self.event(pod, container, false, "Create", "Created", format!("Created container: {}", spec.name));
         self.slot(init, index).id = Some(id.clone());
         if let Err(e) = runtime.start_container(&id).await {
-            self.event(pod, container, true, "Start", "Failed", format!("Error: {e}"));
-            return Err(e.into());
+            self.wait_for(pod, spec, index, init, "RunContainerError", e.to_string());
+            return Ok(());
         }
         self.event(pod, container, false, "Start", "Started", format!("Started container {}", spec.name));
 
