@@ -458,7 +458,11 @@ impl PodWorker {
         self.init.resize_with(init_count, Slot::default);
         self.containers.resize_with(spec.containers.len(), Slot::default);
         let (sandbox_id, sandbox) = self.ensure_sandbox(pod).await?;
-        let pod_ips = self.runtime.pod_sandbox_status(&sandbox_id).await.map(|s| s.network.ips).unwrap_or_default();
+        let mut pod_ips = self.runtime.pod_sandbox_status(&sandbox_id).await.map(|s| s.network.ips).unwrap_or_default();
+        // Host-network pods have the node's address (for probes and the downward API).
+        if sandbox.host_network && pod_ips.is_empty() {
+            pod_ips.push(self.node.host_ip);
+        }
         let facts = PodFacts { host_ip: Some(self.node.host_ip), pod_ips, allocatable: self.node.allocatable.clone() };
         let sources = self.fetch_sources(pod).await?;
         let mut requeue = None;
