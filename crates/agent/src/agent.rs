@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{self, reflector};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::json;
+use skiff_client::events::Recorder;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -29,8 +32,10 @@ use crate::config::{NodeIdentity, NodeTemplate, Timing};
 use crate::error::{status_code, Error, Result};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
-use crate::podworker::{grace_period, PodWorker};
+use crate::podworker::{grace_period, NodeServices, PodTiming, PodWorker};
+use crate::probes::Prober;
 use crate::runtime::Runtime;
+use crate::volumes::VolumeHost;
 
 /// Batches per renewal interval: Lease renewals of many nodes are spread over this many
 /// slots instead of arriving at the API server all at once.
@@ -42,11 +47,13 @@ pub struct NodeHandle {
     pub runtime: Arc<dyn Runtime>,
     uid: OnceLock<String>,
     runtime_name: OnceLock<String>,
+    /// What its pod workers share, set when the agent runs.
+    services: OnceLock<Arc<NodeServices>>,
 }
 
 impl NodeHandle {
     pub fn new(identity: NodeIdentity, runtime: Arc<dyn Runtime>) -> Self {
-        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new() }
+        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new(), services: OnceLock::new() }
     }
 
     fn name(&self) -> &str {
@@ -65,6 +72,9 @@ struct Shared {
     concurrency: usize,
     /// When the nodes became ready (their conditions' lastTransitionTime).
     since: Timestamp,
+    /// Where pods' volumes live (None: pods run without volumes, as mass-simulated nodes do).
+    volumes: Option<VolumeHost>,
+    pod_timing: PodTiming,
 }
 
 pub struct Agent {
@@ -95,9 +105,27 @@ impl Agent {
                 writes: Semaphore::new(concurrency),
                 concurrency,
                 since: Timestamp::now(),
+                volumes: None,
+                pod_timing: PodTiming::default(),
             }),
             nodes: Arc::new(nodes.into_iter().map(Arc::new).collect()),
         }
+    }
+
+    /// Prepares pods' volumes (and termination-message files) under `volumes`.
+    pub fn with_volumes(mut self, volumes: VolumeHost) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.volumes = Some(volumes);
+        }
+        self
+    }
+
+    /// Back-off and resync durations of the pod workers (tests shorten them).
+    pub fn with_pod_timing(mut self, timing: PodTiming) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.pod_timing = timing;
+        }
+        self
     }
 
     /// Registers every node and its Lease (retrying each until it succeeds).
@@ -120,11 +148,48 @@ impl Agent {
     /// unrecoverable error. Dropping the future stops every task of the agent.
     pub async fn run(self) -> Result<()> {
         self.register().await;
+        let shared = &self.shared;
+        // Events are reported as the kubelet's, from the node (or the agent, for many).
+        let instance = match self.nodes.as_slice() {
+            [only] => only.name().to_string(),
+            _ => "skiff-agent".to_string(),
+        };
+        let (recorder, recording) = Recorder::new(shared.client.clone(), "kubelet".into(), instance);
+        // One Service cache for every pod's service-link variables.
+        let (services, writer) = reflector::store();
+        let service_watch = reflector(writer, watcher(Api::<Service>::all(shared.client.clone()), Default::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(|_| futures::future::ready(()));
+        let prober = Arc::new(Prober::new().map_err(Error::Config)?);
+        let memory = shared.template.capacity.get("memory").map(|q| q.0.as_str()).unwrap_or("0");
+        let memory_capacity = skiff_api::Quantity::parse(memory)
+            .ok()
+            .and_then(|q| q.ceil_div(skiff_api::Quantity::parse("1").ok()?))
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0);
+        let allocatable = shared.template.allocatable.clone().unwrap_or_else(|| shared.template.capacity.clone());
+        for node in self.nodes.iter() {
+            let _ = node.services.set(Arc::new(NodeServices {
+                node_name: node.name().to_string(),
+                host_ip: node.identity.address,
+                client: Some(shared.client.clone()),
+                services: Some(services.clone()),
+                recorder: Some(recorder.clone()),
+                volumes: shared.volumes.clone(),
+                prober: prober.clone(),
+                allocatable: allocatable.clone(),
+                memory_capacity,
+                timing: shared.pod_timing.clone(),
+            }));
+        }
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
         let pods = follow_pods(self.shared.clone(), self.nodes.clone());
         tokio::select! {
             () = heartbeats => Ok(()),
             result = pods => result,
+            () = recording => Ok(()),
+            () = service_watch => Err(Error::Config("the service watch ended".into())),
         }
     }
 }
@@ -258,7 +323,12 @@ enum Next {
 /// The life of one pod on one node: sync on every update, terminate and delete when it
 /// is being deleted, clean up when it disappears.
 async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: watch::Receiver<Arc<Pod>>) {
-    let mut worker = PodWorker::new(node.runtime.clone());
+    let Some(services) = node.services.get().cloned() else {
+        warn!(node = node.name(), "pod worker started before the agent ran");
+        return;
+    };
+    let mut worker = PodWorker::new(node.runtime.clone(), services);
+    let wake = worker.waker();
     // A hash of the status last written: a whole PodStatus per pod would cost kilobytes.
     let mut reported: Option<u64> = None;
     let start_time = podstatus::whole_seconds(Timestamp::now());
@@ -284,12 +354,13 @@ async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: wat
         tokio::select! {
             changed = updates.changed() => if changed.is_err() {
                 // Removed from the API (e.g. force-deleted): stop whatever still runs.
-                if let Err(e) = worker.terminate(Duration::ZERO).await {
+                if let Err(e) = worker.terminate(None, Duration::ZERO).await {
                     warn!(node = node.name(), error = %e, "cleaning up a deleted pod failed");
                 }
                 return;
             },
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+            () = wake.notified() => {}
         }
     }
 }
@@ -307,7 +378,7 @@ async fn handle(
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let api = Api::<Pod>::namespaced(shared.client.clone(), namespace);
     if pod.metadata.deletion_timestamp.is_some() {
-        worker.terminate(grace_period(pod)).await?;
+        worker.terminate(Some(pod), grace_period(pod)).await?;
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
@@ -323,7 +394,7 @@ async fn handle(
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {
-        worker.terminate(Duration::ZERO).await?;
+        worker.terminate(Some(pod), Duration::ZERO).await?;
         return Ok(Next::Wait(None));
     }
     let result = worker.sync(pod).await?;

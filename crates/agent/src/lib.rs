@@ -8,16 +8,28 @@
 //! Layout: [`config`] (what a node looks like), [`node`] (Node and Lease objects),
 //! [`podworker`] (one pod against the runtime), [`podstatus`] (the status the kubelet
 //! would report), [`agent`] (registration, heartbeats, the pod watch and the workers),
-//! [`ipam`] (pod addresses from the node's CIDR).
+//! [`ipam`] (pod addresses from the node's CIDR). What a pod worker builds on, one
+//! concern each: [`sources`] (the ConfigMaps, Secrets, claims and Services a pod reads),
+//! [`env`] (environment and `$(VAR)` expansion), [`downward`] (pod fields and resources),
+//! [`volumes`] (volumes on the host, atomic writes), [`resources`] (cgroup settings,
+//! QoS, security context), [`probes`], [`lifecycle`] (hooks), [`backoff`] (crash loops).
 
 pub mod agent;
+pub mod backoff;
 pub mod config;
+pub mod downward;
+pub mod env;
 pub mod error;
 pub mod ipam;
+pub mod lifecycle;
 pub mod node;
 pub mod podstatus;
 pub mod podworker;
+pub mod probes;
+pub mod resources;
 pub mod runtime;
+pub mod sources;
+pub mod volumes;
 
 pub use agent::{Agent, NodeHandle};
 pub use error::{Error, Result};

@@ -13,19 +13,40 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::runtime::{ContainerState, ContainerStatus};
 
+/// What the pod worker knows of one container of the spec.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerView {
+    /// The latest instance (None: not created yet).
+    pub current: Option<ContainerStatus>,
+    /// The instance before it, terminated (lastState).
+    pub last: Option<ContainerStatus>,
+    pub restarts: i32,
+    /// Why it is not running, when the worker knows better than "not created yet":
+    /// (reason, message), e.g. CrashLoopBackOff, CreateContainerConfigError.
+    pub waiting: Option<(&'static str, String)>,
+    /// The readiness probe's verdict (true without a readiness probe).
+    pub ready: bool,
+    /// The startup probe's verdict (true without a startup probe).
+    pub started: bool,
+}
+
+impl From<Option<ContainerStatus>> for ContainerView {
+    /// A container without probes or history.
+    fn from(current: Option<ContainerStatus>) -> Self {
+        ContainerView { current, ready: true, started: true, ..Default::default() }
+    }
+}
+
 /// What the pod worker observed in the runtime for one pod.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     /// Whether the pod's sandbox exists and is ready.
     pub sandbox_ready: bool,
     pub pod_ips: Vec<IpAddr>,
-    /// The latest container of each init container, in spec order (None: not created yet).
-    pub init: Vec<Option<ContainerStatus>>,
-    /// The latest container of each regular container, in spec order.
-    pub containers: Vec<Option<ContainerStatus>>,
-    /// Restart counts, in the same orders.
-    pub init_restarts: Vec<i32>,
-    pub restarts: Vec<i32>,
+    /// Each init container, in spec order.
+    pub init: Vec<ContainerView>,
+    /// Each regular container, in spec order.
+    pub containers: Vec<ContainerView>,
 }
 
 /// The node-side inputs that are not about containers.
@@ -50,48 +71,53 @@ fn time(nanos: i64) -> Option<Time> {
         .then(|| Time(whole_seconds(Timestamp::from_nanosecond(i128::from(nanos)).unwrap_or(Timestamp::UNIX_EPOCH))))
 }
 
+fn terminated(c: &ContainerStatus, runtime_name: &str) -> ApiContainerState {
+    ApiContainerState {
+        terminated: Some(ContainerStateTerminated {
+            container_id: Some(format!("{runtime_name}://{}", c.id)),
+            exit_code: c.exit_code,
+            reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
+            message: (!c.message.is_empty()).then(|| c.message.clone()),
+            started_at: time(c.started_at),
+            finished_at: time(c.finished_at),
+            signal: None,
+        }),
+        ..Default::default()
+    }
+}
+
 fn api_status(
     name: &str,
     image: &str,
-    observed: Option<&ContainerStatus>,
-    restarts: i32,
+    view: &ContainerView,
     ctx: &Context<'_>,
     waiting_reason: &str,
 ) -> ApiContainerStatus {
+    let observed = view.current.as_ref();
     let container_id = observed.map(|c| format!("{}://{}", ctx.runtime_name, c.id));
-    let (state, ready, started) = match observed {
-        Some(c) if c.state == ContainerState::Running => (
+    let waiting = |reason: &str, message: Option<String>| ApiContainerState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message }),
+        ..Default::default()
+    };
+    let mut last = view.last.as_ref().map(|c| terminated(c, ctx.runtime_name));
+    let (state, ready, started) = match (observed, &view.waiting) {
+        // A worker's reason (back-off, config error) wins over the exited instance, which
+        // then shows as the last state.
+        (Some(c), Some((reason, message))) if c.state == ContainerState::Exited => {
+            last = Some(terminated(c, ctx.runtime_name));
+            (waiting(reason, Some(message.clone())), false, false)
+        }
+        (Some(c), _) if c.state == ContainerState::Running => (
             ApiContainerState {
                 running: Some(ContainerStateRunning { started_at: time(c.started_at) }),
                 ..Default::default()
             },
-            true,
-            Some(true),
+            view.ready && view.started,
+            view.started,
         ),
-        Some(c) if c.state == ContainerState::Exited => (
-            ApiContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    container_id: container_id.clone(),
-                    exit_code: c.exit_code,
-                    reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
-                    message: (!c.message.is_empty()).then(|| c.message.clone()),
-                    started_at: time(c.started_at),
-                    finished_at: time(c.finished_at),
-                    signal: None,
-                }),
-                ..Default::default()
-            },
-            false,
-            Some(false),
-        ),
-        _ => (
-            ApiContainerState {
-                waiting: Some(ContainerStateWaiting { reason: Some(waiting_reason.into()), message: None }),
-                ..Default::default()
-            },
-            false,
-            Some(false),
-        ),
+        (Some(c), _) if c.state == ContainerState::Exited => (terminated(c, ctx.runtime_name), false, false),
+        (_, Some((reason, message))) => (waiting(reason, Some(message.clone())), false, false),
+        _ => (waiting(waiting_reason, None), false, false),
     };
     ApiContainerStatus {
         name: name.to_string(),
@@ -99,24 +125,25 @@ fn api_status(
         image_id: observed.map(|c| c.image_ref.clone()).unwrap_or_default(),
         container_id,
         state: Some(state),
+        last_state: last,
         ready,
-        started,
-        restart_count: restarts,
+        started: Some(started),
+        restart_count: view.restarts,
         ..Default::default()
     }
 }
 
-fn is_running(c: &Option<ContainerStatus>) -> bool {
-    c.as_ref().is_some_and(|c| c.state == ContainerState::Running)
+fn is_running(c: &ContainerView) -> bool {
+    c.current.as_ref().is_some_and(|c| c.state == ContainerState::Running)
 }
 
-fn exited(c: &Option<ContainerStatus>) -> Option<i32> {
-    c.as_ref().filter(|c| c.state == ContainerState::Exited).map(|c| c.exit_code)
+fn exited(c: &ContainerView) -> Option<i32> {
+    c.current.as_ref().filter(|c| c.state == ContainerState::Exited).map(|c| c.exit_code)
 }
 
 /// Whether every init container has completed successfully.
 pub fn initialized(observed: &Observed, init_count: usize) -> bool {
-    (0..init_count).all(|i| exited(observed.init.get(i).unwrap_or(&None)) == Some(0))
+    (0..init_count).all(|i| observed.init.get(i).and_then(exited) == Some(0))
 }
 
 /// The pod phase, by the kubelet's rules.
@@ -197,17 +224,10 @@ pub fn pod_status(pod: &Pod, observed: &Observed, ctx: &Context<'_>) -> PodStatu
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let seen = observed.init.get(i).and_then(Option::as_ref);
-            let mut status = api_status(
-                &c.name,
-                c.image.as_deref().unwrap_or_default(),
-                seen,
-                observed.init_restarts.get(i).copied().unwrap_or(0),
-                ctx,
-                "PodInitializing",
-            );
-            // A completed init container is not "ready" in the kubelet's sense, but started.
-            if seen.is_some_and(|s| s.state == ContainerState::Exited && s.exit_code == 0) {
+            let view = observed.init.get(i).cloned().unwrap_or_default();
+            let mut status = api_status(&c.name, c.image.as_deref().unwrap_or_default(), &view, ctx, "PodInitializing");
+            // A completed init container counts as ready (the Initialized condition's view).
+            if exited(&view) == Some(0) {
                 status.ready = true;
             }
             status
@@ -219,14 +239,8 @@ pub fn pod_status(pod: &Pod, observed: &Observed, ctx: &Context<'_>) -> PodStatu
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            api_status(
-                &c.name,
-                c.image.as_deref().unwrap_or_default(),
-                observed.containers.get(i).and_then(Option::as_ref),
-                observed.restarts.get(i).copied().unwrap_or(0),
-                ctx,
-                waiting_reason,
-            )
+            let view = observed.containers.get(i).cloned().unwrap_or_default();
+            api_status(&c.name, c.image.as_deref().unwrap_or_default(), &view, ctx, waiting_reason)
         })
         .collect();
 
@@ -304,7 +318,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, ctx: &Context<'_>) -> PodStatu
         start_time: current.start_time.or(Some(Time(ctx.start_time))),
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
-        qos_class: current.qos_class,
+        qos_class: Some(crate::resources::qos_class(pod).as_str().to_string()),
         ..PodStatus::default()
     }
 }
@@ -326,8 +340,8 @@ mod tests {
         .unwrap()
     }
 
-    fn container(name: &str, state: ContainerState, exit_code: i32) -> Option<ContainerStatus> {
-        Some(ContainerStatus {
+    fn container(name: &str, state: ContainerState, exit_code: i32) -> ContainerView {
+        ContainerView::from(Some(ContainerStatus {
             id: format!("id-{name}"),
             metadata: ContainerMetadata { name: name.into(), attempt: 0 },
             state,
@@ -340,7 +354,7 @@ mod tests {
             reason: if state == ContainerState::Exited { "Completed".into() } else { String::new() },
             message: String::new(),
             labels: Default::default(),
-        })
+        }))
     }
 
     fn ctx() -> Context<'static> {
@@ -362,15 +376,17 @@ mod tests {
         let observed = Observed {
             sandbox_ready: true,
             pod_ips: vec!["10.42.0.2".parse().unwrap()],
-            containers: vec![container("a", ContainerState::Running, 0), container("b", ContainerState::Running, 0)],
-            restarts: vec![0, 2],
+            containers: vec![
+                container("a", ContainerState::Running, 0),
+                ContainerView { restarts: 2, ..container("b", ContainerState::Running, 0) },
+            ],
             ..Default::default()
         };
         let status = pod_status(&pod, &observed, &ctx());
         assert_eq!(status.phase.as_deref(), Some("Running"));
         assert_eq!(status.pod_ip.as_deref(), Some("10.42.0.2"));
         assert_eq!(status.host_ip.as_deref(), Some("198.18.0.1"));
-        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"), "kept from the API server's");
+        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
         for kind in ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"] {
             assert_eq!(condition_of(&status, kind).status, "True", "{kind}");
         }
@@ -389,7 +405,7 @@ mod tests {
         let pod = pod(json!({"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}]}));
         let observed = Observed {
             sandbox_ready: true,
-            containers: vec![container("a", ContainerState::Running, 0), None],
+            containers: vec![container("a", ContainerState::Running, 0), ContainerView::default()],
             ..Default::default()
         };
         let status = pod_status(&pod, &observed, &ctx());
@@ -407,7 +423,12 @@ mod tests {
         let pod = pod(
             json!({"initContainers": [{"name": "setup", "image": "busybox"}], "containers": [{"name": "a", "image": "busybox"}]}),
         );
-        let pending = Observed { sandbox_ready: true, init: vec![None], containers: vec![None], ..Default::default() };
+        let pending = Observed {
+            sandbox_ready: true,
+            init: vec![ContainerView::default()],
+            containers: vec![ContainerView::default()],
+            ..Default::default()
+        };
         let status = pod_status(&pod, &pending, &ctx());
         assert_eq!(status.phase.as_deref(), Some("Pending"));
         let initialized = condition_of(&status, "Initialized");

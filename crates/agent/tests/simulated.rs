@@ -133,7 +133,7 @@ async fn deletion_waits_for_the_grace_period() {
     let s = TestServer::start().await;
     let client = client(&s).await;
     // Containers take 1 s to exit after SIGTERM.
-    let behaviour = Behaviour { stop_delay: Duration::from_secs(1) };
+    let behaviour = Behaviour { stop_delay: Duration::from_secs(1), ..Behaviour::default() };
     let running = tokio::spawn(agent(client.clone(), 1, Timing::default(), behaviour).run());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &pod("slow")).await.unwrap();

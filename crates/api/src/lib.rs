@@ -16,4 +16,5 @@ pub mod table;
 pub mod validation;
 
 pub use error::{ApiError, ApiResult, FieldError, Target};
+pub use kinds::Quantity;
 pub use registry::{NameRule, Registry, ResourceDef, Subresources};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Parser;
 use skiff_agent::config::{self, NodeTemplate, Timing};
+use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
 use skiff_agent::{Agent, NodeHandle};
 
@@ -74,7 +75,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let cidr = args.cluster_cidr.parse().map_err(anyhow::Error::msg)?;
     let ids = config::simulated_identities(&args.node_name, count, cidr, args.node_cidr_mask_size)
         .map_err(anyhow::Error::msg)?;
-    let behaviour = Behaviour { stop_delay: Duration::from_secs_f64(args.stop_delay.max(0.0)) };
+    let behaviour = Behaviour { stop_delay: Duration::from_secs_f64(args.stop_delay.max(0.0)), ..Behaviour::default() };
     let nodes = ids
         .into_iter()
         .map(|id| {
@@ -84,7 +85,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         .collect();
     let client = skiff_client::connect(&args.kubeconfig, args.server.as_deref()).await?;
     let timing = Timing { renew_interval: Duration::from_secs(args.lease_renew_seconds.max(1)), ..Timing::default() };
-    let agent = Agent::new(client, template, timing, nodes, args.max_in_flight);
+    let agent = Agent::new(client, template, timing, nodes, args.max_in_flight).with_pod_timing(PodTiming::simulated());
     eprintln!("skiff agent: {count} simulated nodes ({}-0 …)", args.node_name);
     tokio::select! {
         result = agent.run() => result?,

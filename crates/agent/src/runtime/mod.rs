@@ -305,6 +305,13 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Runs a command in a running container to completion, killing it after `timeout`.
     async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResult>;
+    /// For a runtime whose pods have no real network (the simulated one): whether a
+    /// network probe (httpGet, tcpSocket, grpc) of the container would pass, answered
+    /// without connecting. `None` (the default, and containerd's): connect to the pod.
+    fn simulated_probe(&self, _container_id: &str) -> Option<bool> {
+        None
+    }
+
     /// The URL of a streaming exec session (the caller proxies the client's upgraded connection to it).
     async fn exec(&self, request: &StreamRequest) -> Result<String>;
     /// The URL of a streaming attach session.

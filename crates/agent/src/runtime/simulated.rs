@@ -7,7 +7,7 @@
 //! State is one small mutex-guarded map per node: thousands of simulated nodes share a
 //! process, so nothing here spawns tasks or holds more than a few words per node when idle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +28,10 @@ pub struct Behaviour {
     /// How long a container takes to exit after SIGTERM (never more than the grace
     /// period it is given: then it is killed, exit code 137).
     pub stop_delay: Duration,
+    /// Keep the ContainerConfig of every container created, for tests to inspect
+    /// ([`SimulatedRuntime::config_of`]). Off by default: thousands of simulated pods
+    /// should not each hold a copy.
+    pub record_configs: bool,
 }
 
 struct SandboxRecord {
@@ -50,12 +54,19 @@ struct ContainerRecord {
     exit_code: i32,
     reason: &'static str,
     labels: BTreeMap<String, String>,
+    /// Whether probes of this container pass (exec and network ones alike).
+    healthy: bool,
+    config: Option<Box<ContainerConfig>>,
 }
 
 struct State {
     ipam: Allocator,
     sandboxes: HashMap<String, SandboxRecord>,
     containers: HashMap<String, ContainerRecord>,
+    /// Container names whose every start ends at once with this exit code (crash loops).
+    crashing: HashMap<String, i32>,
+    /// Images that no registry has: pulls fail.
+    missing_images: HashSet<String>,
 }
 
 /// The simulated runtime of one node.
@@ -95,6 +106,8 @@ impl SimulatedRuntime {
                 ipam: Allocator::new(pod_cidr),
                 sandboxes: HashMap::new(),
                 containers: HashMap::new(),
+                crashing: HashMap::new(),
+                missing_images: HashSet::new(),
             }),
             behaviour,
         }
@@ -122,6 +135,64 @@ impl SimulatedRuntime {
             container.reason = if exit_code == 0 { "Completed" } else { "Error" };
         }
         Ok(())
+    }
+
+    /// Makes a running container exit as the kernel's OOM killer ends it (exit code 137,
+    /// reason OOMKilled), as a container over its memory limit does.
+    pub fn oom_kill(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        let container = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        if container.state == ContainerState::Running {
+            Self::exit(container, 137);
+            container.reason = "OOMKilled";
+        }
+        Ok(())
+    }
+
+    /// Makes pulls of `image` fail (and the image absent), or work again.
+    pub fn set_image_missing(&self, image: &str, missing: bool) {
+        let mut state = self.lock();
+        if missing {
+            state.missing_images.insert(image.to_string());
+        } else {
+            state.missing_images.remove(image);
+        }
+    }
+
+    /// Makes every later start of containers named `name` exit at once with `exit_code`
+    /// (a crash loop); `None` lets them run again.
+    pub fn crash_on_start(&self, name: &str, exit_code: Option<i32>) {
+        let mut state = self.lock();
+        match exit_code {
+            Some(code) => state.crashing.insert(name.to_string(), code),
+            None => state.crashing.remove(name),
+        };
+    }
+
+    /// Makes the probes of a container pass or fail (exec commands exit 1, network
+    /// probes answer 503).
+    pub fn set_healthy(&self, id: &str, healthy: bool) {
+        if let Some(container) = self.lock().containers.get_mut(id) {
+            container.healthy = healthy;
+        }
+    }
+
+    /// The config a container was created with (with `record_configs`).
+    pub fn config_of(&self, id: &str) -> Option<ContainerConfig> {
+        self.lock().containers.get(id).and_then(|c| c.config.as_deref().cloned())
+    }
+
+    /// The IDs of the containers named `name`, oldest first.
+    pub fn containers_named(&self, name: &str) -> Vec<String> {
+        let state = self.lock();
+        let mut found: Vec<(&String, i64)> = state
+            .containers
+            .iter()
+            .filter(|(_, c)| c.metadata.name == name)
+            .map(|(id, c)| (id, c.created_at))
+            .collect();
+        found.sort_by_key(|(_, created)| *created);
+        found.into_iter().map(|(id, _)| id.clone()).collect()
     }
 
     fn exit(container: &mut ContainerRecord, code: i32) {
@@ -167,7 +238,7 @@ impl Runtime for SimulatedRuntime {
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
-        let State { ipam, sandboxes, containers } = &mut *state;
+        let State { ipam, sandboxes, containers, .. } = &mut *state;
         let Some(sandbox) = sandboxes.get_mut(id) else { return Ok(()) };
         for container in containers.values_mut().filter(|c| c.sandbox_id == id) {
             if container.state == ContainerState::Running {
@@ -251,6 +322,8 @@ impl Runtime for SimulatedRuntime {
                 exit_code: 0,
                 reason: "",
                 labels: config.labels.clone(),
+                healthy: true,
+                config: self.behaviour.record_configs.then(|| Box::new(config.clone())),
             },
         );
         Ok(id)
@@ -258,14 +331,17 @@ impl Runtime for SimulatedRuntime {
 
     async fn start_container(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
-        let container = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        let State { containers, crashing, .. } = &mut *state;
+        let container = containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
         if container.state != ContainerState::Created {
             return Err(RuntimeError::InvalidState(format!("container {id} is not in created state")));
         }
         container.state = ContainerState::Running;
         container.started_at = now_nanos();
         // Init containers do their work and exit at once.
-        if container.labels.get(labels::CONTAINER_KIND).map(String::as_str) == Some("init") {
+        if let Some(code) = crashing.get(&container.metadata.name) {
+            Self::exit(container, *code);
+        } else if container.labels.get(labels::CONTAINER_KIND).map(String::as_str) == Some("init") {
             Self::exit(container, 0);
         }
         Ok(())
@@ -350,13 +426,22 @@ impl Runtime for SimulatedRuntime {
             .collect())
     }
 
-    /// Simulated containers are healthy: every command succeeds (exec probes pass).
-    async fn exec_sync(&self, container_id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecSyncResult> {
+    /// Commands succeed in healthy containers and fail in unhealthy ones; `false` fails
+    /// everywhere, as it would in a real container.
+    async fn exec_sync(&self, container_id: &str, cmd: &[String], _timeout: Duration) -> Result<ExecSyncResult> {
+        let fails = cmd.first().is_some_and(|c| c == "false");
         match self.lock().containers.get(container_id) {
-            Some(c) if c.state == ContainerState::Running => Ok(ExecSyncResult::default()),
+            Some(c) if c.state == ContainerState::Running && c.healthy && !fails => Ok(ExecSyncResult::default()),
+            Some(c) if c.state == ContainerState::Running => {
+                Ok(ExecSyncResult { exit_code: 1, stderr: b"unhealthy".to_vec(), ..Default::default() })
+            }
             Some(_) => Err(RuntimeError::InvalidState(format!("container {container_id} is not running"))),
             None => Err(not_found("container", container_id)),
         }
+    }
+
+    fn simulated_probe(&self, container_id: &str) -> Option<bool> {
+        Some(self.lock().containers.get(container_id).is_some_and(|c| c.state == ContainerState::Running && c.healthy))
     }
 
     async fn exec(&self, _request: &StreamRequest) -> Result<String> {
@@ -372,10 +457,18 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<String> {
+        if self.lock().missing_images.contains(image) {
+            let message =
+                format!("rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found");
+            return Err(RuntimeError::ImagePull { image: image.to_string(), message });
+        }
         Ok(image_ref(image))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        if self.lock().missing_images.contains(image) {
+            return Ok(None);
+        }
         Ok(Some(Image { id: image_ref(image), repo_tags: vec![image.to_string()], size: 0 }))
     }
 
@@ -389,7 +482,7 @@ mod tests {
     use super::*;
 
     fn runtime(stop_delay: Duration) -> SimulatedRuntime {
-        SimulatedRuntime::new("10.42.0.0/24".parse().unwrap(), Behaviour { stop_delay })
+        SimulatedRuntime::new("10.42.0.0/24".parse().unwrap(), Behaviour { stop_delay, ..Behaviour::default() })
     }
 
     fn sandbox_config(name: &str) -> PodSandboxConfig {

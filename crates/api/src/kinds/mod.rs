@@ -16,6 +16,8 @@ mod quantity;
 mod rbac;
 mod service;
 
+pub use quantity::Quantity;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

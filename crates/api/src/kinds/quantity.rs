@@ -18,7 +18,7 @@ const MAX_DIGITS: usize = 30;
 
 /// An exact decimal: `mantissa × 10^exponent`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Quantity {
+pub struct Quantity {
     mantissa: i128,
     exponent: i32,
 }
@@ -27,7 +27,7 @@ impl Quantity {
     pub(super) const ZERO: Self = Self { mantissa: 0, exponent: 0 };
 
     /// Parses a quantity as Kubernetes' `resource.ParseQuantity` accepts it.
-    pub(super) fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         let (negative, rest) = match text.as_bytes().first() {
             Some(b'-') => (true, &text[1..]),
             Some(b'+') => (false, &text[1..]),
@@ -85,6 +85,18 @@ impl Quantity {
     pub(super) fn compare(self, other: Self) -> Option<Ordering> {
         let exponent = self.exponent.min(other.exponent);
         Some(self.aligned_to(exponent)?.cmp(&other.aligned_to(exponent)?))
+    }
+
+    /// `⌈self / divisor⌉` as a whole number, the rounding the kubelet applies to resource
+    /// values (cpu in millicores, memory in bytes, downward API divisors). `None` when the
+    /// divisor is not positive or the values are too far apart to align.
+    pub fn ceil_div(self, divisor: Self) -> Option<i128> {
+        if !divisor.is_positive() {
+            return None;
+        }
+        let exponent = self.exponent.min(divisor.exponent);
+        let (value, divisor) = (self.aligned_to(exponent)?, divisor.aligned_to(exponent)?);
+        Some(value.div_euclid(divisor) + i128::from(value.rem_euclid(divisor) != 0))
     }
 
     /// Exact sum, `None` on overflow.
@@ -178,6 +190,15 @@ mod tests {
         assert_eq!(Quantity::parse("1KK").unwrap_err(), SUFFIX_ERROR);
         assert_eq!(Quantity::parse("1 Gi").unwrap_err(), FORMAT_ERROR);
         assert!(Quantity::parse(&"9".repeat(40)).is_err());
+    }
+
+    #[test]
+    fn divides_rounding_up() {
+        assert_eq!(q("250m").ceil_div(q("1m")), Some(250));
+        assert_eq!(q("0.5").ceil_div(q("1")), Some(1));
+        assert_eq!(q("1Gi").ceil_div(q("1Mi")), Some(1024));
+        assert_eq!(q("1500").ceil_div(q("1k")), Some(2));
+        assert_eq!(q("1").ceil_div(Quantity::ZERO), None);
     }
 
     #[test]
