@@ -28,6 +28,10 @@ pub struct SchedPodStatus {
     pub phase: Option<String>,
     #[serde(default)]
     pub conditions: Option<Vec<PodCondition>>,
+    #[serde(default, rename = "nominatedNodeName")]
+    pub nominated_node_name: Option<String>,
+    #[serde(default, rename = "startTime")]
+    pub start_time: Option<Time>,
 }
 
 #[derive(Deserialize)]

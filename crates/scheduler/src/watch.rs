@@ -1,5 +1,5 @@
 //! Watches that feed the scheduler: nodes, pods (all but finished ones, as
-//! kube-scheduler's informer does) and namespaces. Each runs kube-rs' watcher (list, then
+//! kube-scheduler's informer does), namespaces and PodDisruptionBudgets (for preemption). Each runs kube-rs' watcher (list, then
 //! watch, relist on expiry, retry with backoff) in its own task, converts objects to the
 //! scheduler's compact form there — JSON decoding and parsing stay off the scheduling
 //! task — and sends the results down one channel.
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -17,7 +18,7 @@ use kube::Client;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use crate::model::{NodeInfo, PodInfo};
+use crate::model::{Budget, NodeInfo, PodInfo};
 use crate::objects::SchedPod;
 use crate::selector::Labels;
 
@@ -34,6 +35,10 @@ pub enum Input {
     Namespace(String, Labels),
     NamespaceGone(String),
     NamespacesListed(HashSet<String>),
+    /// A PodDisruptionBudget, by uid.
+    Budget(String, Budget),
+    BudgetGone(String),
+    BudgetsListed(HashSet<String>),
     /// A binding succeeded.
     Bound(String),
     /// A binding failed; `retry` is false when the pod is gone or bound elsewhere.
@@ -132,6 +137,18 @@ pub async fn namespaces(client: Client, tx: UnboundedSender<Input>) {
         },
         |ns| Input::NamespaceGone(ns.metadata.name.clone().unwrap_or_default()),
         Input::NamespacesListed,
+    )
+    .await
+}
+
+pub async fn budgets(client: Client, tx: UnboundedSender<Input>) {
+    follow(
+        Api::<PodDisruptionBudget>::all(client),
+        watcher::Config::default(),
+        tx,
+        |pdb| Input::Budget(pdb.metadata.uid.clone().unwrap_or_default(), Budget::from_pdb(pdb)),
+        |pdb| Input::BudgetGone(pdb.metadata.uid.clone().unwrap_or_default()),
+        Input::BudgetsListed,
     )
     .await
 }
