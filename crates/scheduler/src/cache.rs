@@ -74,6 +74,8 @@ pub struct Cache {
     anti: AntiIndex,
     /// How many nodes hold each image (ImageLocality spreads its score by it).
     image_nodes: HashMap<String, u32>,
+    /// What selects pods (Services, controllers), for default spreading.
+    pub selectors: crate::plugins::default_spread::Selectors,
     /// PodDisruptionBudgets by uid.
     pub budgets: HashMap<String, Budget>,
     /// Pending pods nominated to a node by a preemption, per node name: their resources

@@ -182,6 +182,9 @@ pub struct PodInfo {
     pub preempt_never: bool,
     /// status.nominatedNodeName: where a preemption made room for it.
     pub nominated_node: String,
+    /// The uid of its controller (ownerReference with controller: true), for the
+    /// default spreading constraints.
+    pub controller_uid: Option<String>,
     /// status.startTime in seconds (preemption spares longer-running pods first).
     pub start_time: Option<i64>,
     pub terminating: bool,
@@ -372,6 +375,12 @@ impl PodInfo {
             priority: spec.priority.unwrap_or(0),
             preempt_never: spec.preemption_policy.as_deref() == Some("Never"),
             nominated_node: String::new(),
+            controller_uid: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| r.uid.clone()),
             start_time: None,
             terminating: meta.deletion_timestamp.is_some(),
             gated: spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()),

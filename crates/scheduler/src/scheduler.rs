@@ -87,6 +87,7 @@ async fn run_leading(client: Client, config: Config) -> Result<(), Error> {
     tasks.spawn(watch::pods(client.clone(), tx.clone()));
     tasks.spawn(watch::namespaces(client.clone(), tx.clone()));
     tasks.spawn(watch::budgets(client.clone(), tx.clone()));
+    tasks.spawn(watch::selectors(client.clone(), tx.clone()));
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let identity = Identity {
         scheduler_name: config.scheduler_name.clone(),
@@ -249,6 +250,9 @@ impl Loop {
                 self.cache.budgets.remove(&uid);
             }
             Input::BudgetsListed(uids) => self.cache.budgets.retain(|uid, _| uids.contains(uid)),
+            Input::Selector(uid, kind, selector) => self.cache.selectors.set(uid, kind, selector),
+            Input::SelectorGone(uid) => self.cache.selectors.remove(&uid),
+            Input::SelectorsListed(kind, uids) => self.cache.selectors.retain(kind, &uids),
             Input::Bound(uid) => {
                 self.cache.unnominate(&uid);
                 self.binding.remove(&uid);
@@ -346,8 +350,10 @@ impl Loop {
 
     async fn schedule_one(&mut self, mut pod: QueuedPod) {
         let info = pod.info.clone();
-        self.algorithm.prepare(&info, &mut self.cache);
-        let decision = self.algorithm.schedule(&info, &self.cache);
+        // Decided with the default spreading constraints when they apply.
+        let deciding = self.cache.selectors.with_defaults(&info).map_or_else(|| info.clone(), Arc::new);
+        self.algorithm.prepare(&deciding, &mut self.cache);
+        let decision = self.algorithm.schedule(&deciding, &self.cache);
         self.cache.next_cycle();
         match decision {
             Ok(placement) => {
