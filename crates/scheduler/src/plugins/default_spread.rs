@@ -131,4 +131,27 @@ mod tests {
         let only_rs = selectors.default_selector(&web(Some("rs"))).unwrap();
         assert!(only_rs.matches(&[("tier".into(), "front".into())].into()));
     }
+
+    #[test]
+    fn the_defaults_spread_a_services_pods() {
+        use crate::algorithm::Algorithm;
+        use crate::plugins::testing::{cache, id, node};
+        let zone = json!({"topology.kubernetes.io/zone": "z1"});
+        let mut c = cache(
+            vec![node("big", "40", "64Gi", zone.clone(), json!({})), node("small", "4", "64Gi", zone, json!({}))],
+            vec![(web(None), "big"), (pod("web-2", json!({"app": "web"}), json!({})), "big")],
+        );
+        let incoming = pod("web-3", json!({"app": "web"}), json!({}));
+        // Without defaults the roomier node wins.
+        assert_eq!(Algorithm::with_seed(1).schedule(&incoming, &c).unwrap().node, id(&c, "big"));
+        c.selectors.set(
+            "svc".into(),
+            SelectorKind::Service,
+            PodSelector::Service { namespace: "default".into(), labels: [("app".into(), "web".into())].into() },
+        );
+        let defaulted = c.selectors.with_defaults(&incoming).unwrap();
+        let mut algorithm = Algorithm::with_seed(1);
+        algorithm.prepare(&defaulted, &mut c);
+        assert_eq!(algorithm.schedule(&defaulted, &c).unwrap().node, id(&c, "small"), "spread over hostnames");
+    }
 }
