@@ -3,7 +3,8 @@
 //!
 //! Layout: [`model`] (what is kept of pods and nodes), [`cache`] (nodes and the pods on
 //! them), [`plugins`] (one module per kube-scheduler plugin), [`algorithm`] (one
-//! decision), [`preemption`] (when it finds no node), [`queue`] (active, backoff, unschedulable), and the I/O around them.
+//! decision), [`preemption`] (what to evict when a pod fits nowhere), [`queue`] (active,
+//! backoff, unschedulable), and the I/O around them.
 
 pub mod algorithm;
 pub mod cache;

@@ -1,8 +1,8 @@
 //! The Pod as the scheduler decodes it from watch events: metadata without
 //! managedFields and annotations (of owner references, only the controller's), and of the
-//! status only the phase, conditions, nominatedNodeName and startTime. Those skipped parts are most of a pod's JSON once server-side apply has
-//! recorded its field managers, and the scheduler decodes every pod at least twice
-//! (created, bound).
+//! status only the phase, conditions, nominatedNodeName and startTime. The skipped parts
+//! are most of a pod's JSON once server-side apply has recorded its field managers, and
+//! the scheduler decodes every pod at least twice (created, bound).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

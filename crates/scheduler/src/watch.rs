@@ -1,7 +1,7 @@
 //! Watches that feed the scheduler: nodes, pods (all but finished ones, as
-//! kube-scheduler's informer does), namespaces, PodDisruptionBudgets (for preemption), and
-//! the selectors of Services and controllers (for default spreading). Each runs kube-rs' watcher (list, then
-//! watch, relist on expiry, retry with backoff) in its own task, converts objects to the
+//! kube-scheduler's informer does), namespaces, PodDisruptionBudgets (for preemption),
+//! and the selectors of Services and controllers (for default spreading). Each runs
+//! kube-rs' watcher (list, then watch, relist on expiry, retry with backoff) in its own task, converts objects to the
 //! scheduler's compact form there — JSON decoding and parsing stay off the scheduling
 //! task — and sends the results down one channel.
 
