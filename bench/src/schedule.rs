@@ -38,6 +38,10 @@ pub enum Workload {
     AntiAffinity,
     /// Every pod spreads over 3 zones (maxSkew 5, DoNotSchedule).
     Spread,
+    /// scheduler_perf's Preemption workloads: the nodes are first filled with
+    /// low-priority pods (4 of 900m CPU per node), then high-priority pods of 3 CPUs are
+    /// measured, each of which fits only by preempting 3 of them.
+    Preemption,
 }
 
 impl Workload {
@@ -46,6 +50,7 @@ impl Workload {
             Workload::Basic => "basic",
             Workload::AntiAffinity => "anti-affinity",
             Workload::Spread => "spread",
+            Workload::Preemption => "preemption",
         }
     }
 
@@ -54,6 +59,8 @@ impl Workload {
         match self {
             Workload::Basic => 3000.0,
             Workload::AntiAffinity | Workload::Spread => 1000.0,
+            // No target in the issue: kube-scheduler's own PreemptionAsync threshold.
+            Workload::Preemption => 160.0,
         }
     }
 }
@@ -64,10 +71,10 @@ pub struct ScheduleArgs {
     #[arg(long, default_value_t = 5000)]
     pub nodes: usize,
     /// Pods created and scheduled (anti-affinity: at most one per node fits, so it uses
-    /// min(pods, nodes - 1000)).
+    /// min(pods, nodes - 1000); preemption: min(pods, nodes), one preemptor per node).
     #[arg(long, default_value_t = 10_000)]
     pub pods: usize,
-    /// Which workloads to run (repeatable) [default: all three].
+    /// Which workloads to run (repeatable) [default: basic, anti-affinity, spread].
     #[arg(long = "workload", value_enum)]
     pub workloads: Vec<Workload>,
     /// Simulated nodes from `skiff agent --simulate N` (pods then also run) instead of
@@ -194,8 +201,10 @@ pub async fn run(env: &Env, args: &ScheduleArgs) -> Result<Vec<Check>> {
 async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Result<Outcome> {
     let pods = match workload {
         Workload::AntiAffinity => args.pods.min(args.nodes.saturating_sub(1000).max(1)),
+        Workload::Preemption => args.pods.min(args.nodes),
         _ => args.pods,
     };
+    ensure!(workload != Workload::Preemption || !args.precreate, "the preemption workload does not pre-create");
     let server = Server::start(env, &args.store).await?;
     let http = server.client()?;
     create(&http, &server.url, "/api/v1/namespaces", &json!({"metadata": {"name": NAMESPACE}})).await?;
@@ -217,9 +226,12 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
     if early.is_some() {
         wait_until_scheduling(&server, &http).await?;
     }
+    if workload == Workload::Preemption {
+        fill_with_low_priority_pods(env, &server, &http, args.nodes).await?;
+    }
 
     eprintln!("schedule {}: creating {pods} pods with {} clients…", workload.name(), env.clients);
-    let watch = Watch::open(&server, pods, args.agent).await?;
+    let watch = Watch::open(&server, "pod-", pods, args.agent).await?;
     let (scheduler, started, created, creating, cpu_before) = match early {
         Some(scheduler) => {
             let cpu_before = (scheduler.cpu_time()?, server.child.cpu_time()?);
@@ -396,6 +408,10 @@ fn pod(workload: Workload, i: usize) -> Value {
                 {"labelSelector": {"matchLabels": {"color": "green"}}, "topologyKey": "kubernetes.io/hostname"}
             ]}});
         }
+        Workload::Preemption => {
+            pod["spec"]["priorityClassName"] = json!("bench-high");
+            pod["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "3", "memory": "500Mi"}});
+        }
         Workload::Spread => {
             pod["metadata"]["labels"] = json!({"color": "blue"});
             pod["spec"]["topologySpreadConstraints"] = json!([{
@@ -405,6 +421,35 @@ fn pod(workload: Workload, i: usize) -> Value {
         }
     }
     pod
+}
+
+/// The preemption workload's setup: PriorityClasses `bench-low` and `bench-high`, and 4
+/// low-priority pods of 900m CPU per node, all bound before the measured pods come. They
+/// have terminationGracePeriodSeconds 0 because the nodes run no agent: a preempted pod
+/// is then removed at once instead of waiting for a kubelet.
+async fn fill_with_low_priority_pods(env: &Env, server: &Server, http: &reqwest::Client, nodes: usize) -> Result<()> {
+    for (name, value) in [("bench-low", 1), ("bench-high", 1000)] {
+        let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value});
+        create(http, &server.url, "/apis/scheduling.k8s.io/v1/priorityclasses", &class).await?;
+    }
+    let count = nodes * 4;
+    eprintln!("schedule preemption: filling the nodes with {count} low-priority pods…");
+    let watch = Watch::open(server, "low-", count, false).await?;
+    let url = server.url.clone();
+    fan_out(env, server, count, move |http, i| {
+        let url = url.clone();
+        async move {
+            let pod = json!({"metadata": {"name": format!("low-{i}")}, "spec": {
+                "priorityClassName": "bench-low", "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "900m", "memory": "500Mi"}}}]}});
+            create(&http, &url, &format!("/api/v1/namespaces/{NAMESPACE}/pods"), &pod).await
+        }
+    })
+    .await?;
+    watch.wait(Instant::now() + RUN_TIMEOUT, &mut []).await?;
+    Ok(())
 }
 
 /// Creates the pods; returns when each create was sent, by name.
@@ -443,7 +488,8 @@ struct Watch {
 
 impl Watch {
     /// Opens the watch before any pod exists.
-    async fn open(server: &Server, pods: usize, running: bool) -> Result<Self> {
+    /// Counts pods whose names start with `prefix`.
+    async fn open(server: &Server, prefix: &'static str, pods: usize, running: bool) -> Result<Self> {
         let http = server.client()?;
         // Only bound pods match: a pod's first event is its binding.
         let url =
@@ -465,7 +511,9 @@ impl Watch {
                     let line: Vec<u8> = buffer.drain(..=end).collect();
                     let event: Value = serde_json::from_slice(&line)?;
                     let object = &event["object"];
-                    let Some(name) = object["metadata"]["name"].as_str() else { continue };
+                    let Some(name) = object["metadata"]["name"].as_str().filter(|n| n.starts_with(prefix)) else {
+                        continue;
+                    };
                     if event["type"] != "DELETED" && !seen.bound.contains_key(name) {
                         seen.bound.insert(name.to_string(), now);
                         counter.fetch_add(1, Ordering::Relaxed);

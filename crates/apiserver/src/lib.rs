@@ -1,6 +1,7 @@
 //! The skiff Kubernetes API server: HTTPS with client-certificate authentication, the
 //! generic REST storage over the registry, the watch cache, and discovery.
 
+pub mod admission;
 pub mod discovery;
 pub mod http;
 pub mod listwatch;

@@ -448,6 +448,9 @@ impl Api {
         }
         let name = meta::name(&object).unwrap_or_default().to_string();
         def.strategy.prepare_create(&mut object);
+        if is_core_pod(def) {
+            crate::admission::priority::admit_pod_create(self, &mut object).await?;
+        }
 
         let mut errors = self.validate_meta(def, &object);
         errors.extend(def.strategy.validate_create(&object));

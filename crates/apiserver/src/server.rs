@@ -94,7 +94,11 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
 
 /// Creates an object unless it exists already.
 async fn ensure(api: &Api, plural: &str, namespace: Option<&str>, body: serde_json::Value) -> Result<()> {
-    let def = api.registry.get("", "v1", plural).with_context(|| format!("{plural} resource"))?;
+    let (group, version) = match body["apiVersion"].as_str().and_then(|v| v.split_once('/')) {
+        Some((group, version)) => (group.to_string(), version.to_string()),
+        None => (String::new(), "v1".to_string()),
+    };
+    let def = api.registry.get(&group, &version, plural).with_context(|| format!("{plural} resource"))?;
     let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let addr = crate::rest::Addr { def: &def, namespace, name: &name };
     if api.get(&addr, &Query::default()).await.is_ok() {
@@ -106,8 +110,20 @@ async fn ensure(api: &Api, plural: &str, namespace: Option<&str>, body: serde_js
     }
 }
 
-/// Objects every cluster has: the system namespaces and the `kubernetes` Service.
+/// Objects every cluster has: the system namespaces, the system PriorityClasses and the
+/// `kubernetes` Service.
 async fn bootstrap(api: &Api, config: &Config, advertise: SocketAddr) -> Result<()> {
+    let system_classes = [
+        ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+        ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+    ];
+    for (name, value, description) in system_classes {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": name }, "value": value, "description": description,
+        });
+        ensure(api, "priorityclasses", None, class).await?;
+    }
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure(
             api,

@@ -46,6 +46,15 @@ impl Algorithm {
         Algorithm { next_start: 0, rng: seed.max(1) }
     }
 
+    /// A random index below `n` (where preemption's dry runs start).
+    pub fn offset(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.random() % n as u64) as usize
+        }
+    }
+
     fn random(&mut self) -> u64 {
         // xorshift64: ties only need to be broken fairly, not securely.
         self.rng ^= self.rng << 13;
@@ -139,6 +148,43 @@ impl Algorithm {
     }
 }
 
+/// What `pod` finds used on a node: its pods, and the pods nominated there by a
+/// preemption that have at least `pod`'s priority (kube-scheduler's
+/// RunFilterPluginsWithNominatedPods; only resources and the pod count are reserved).
+fn usage<'a>(pod: &PodInfo, cache: &'a Cache, id: NodeId) -> resources_fit::Usage<'a> {
+    let slot = cache.node(id);
+    let mut usage = resources_fit::Usage::of(slot);
+    if cache.has_nominations() {
+        for other in cache.nominated_on(&slot.name) {
+            if other.uid != pod.uid && other.priority >= pod.priority {
+                usage.reserve(other);
+            }
+        }
+    }
+    usage
+}
+
+/// The pre-filter state for `pod` on the cache as it is (preemption rebuilds it after
+/// taking pods out).
+pub struct Prepared<'a>(State<'a>);
+
+impl<'a> Prepared<'a> {
+    pub fn new(pod: &'a PodInfo, cache: &'a Cache) -> Self {
+        Prepared(State {
+            spread: topology_spread::pre_filter(pod, cache),
+            affinity: inter_pod_affinity::pre_filter(pod, cache),
+        })
+    }
+
+    pub fn fits(&self, pod: &PodInfo, cache: &Cache, id: NodeId) -> bool {
+        fits(pod, cache, id, &self.0)
+    }
+
+    pub fn filter(&self, pod: &PodInfo, cache: &Cache, id: NodeId) -> Result<(), Vec<Reason>> {
+        filter(pod, cache, id, &self.0)
+    }
+}
+
 /// Whether every filter accepts the node (the same checks as [`filter`], without
 /// building reasons).
 fn fits(pod: &PodInfo, cache: &Cache, id: NodeId, state: &State<'_>) -> bool {
@@ -149,7 +195,7 @@ fn fits(pod: &PodInfo, cache: &Cache, id: NodeId, state: &State<'_>) -> bool {
         && taint_toleration::tolerates(pod, node)
         && node_affinity::filter(pod, node).is_none()
         && node_ports::filter(pod, slot).is_none()
-        && resources_fit::fits(pod, slot, node)
+        && resources_fit::fits_usage(pod, &usage(pod, cache, id), node)
         && state.spread.as_ref().is_none_or(|s| s.filter(node).is_none())
         && state.affinity.as_ref().is_none_or(|a| a.filter(node, cache).is_none())
 }
@@ -164,7 +210,7 @@ fn filter(pod: &PodInfo, cache: &Cache, id: NodeId, state: &State<'_>) -> Result
     single(taint_toleration::filter(pod, node))?;
     single(node_affinity::filter(pod, node))?;
     single(node_ports::filter(pod, slot))?;
-    let reasons = resources_fit::filter(pod, slot, node);
+    let reasons = resources_fit::filter_usage(pod, &usage(pod, cache, id), node);
     if !reasons.is_empty() {
         return Err(reasons);
     }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::groups::{AntiIndex, DomainCounts, Groups, PodSet};
-use crate::model::{HostPort, NodeInfo, PodInfo};
+use crate::model::{Budget, HostPort, NodeInfo, PodInfo};
 use crate::resources::Resources;
 use crate::selector::Labels;
 
@@ -74,6 +74,15 @@ pub struct Cache {
     anti: AntiIndex,
     /// How many nodes hold each image (ImageLocality spreads its score by it).
     image_nodes: HashMap<String, u32>,
+    /// What selects pods (Services, controllers), for default spreading.
+    pub selectors: crate::plugins::default_spread::Selectors,
+    /// PodDisruptionBudgets by uid.
+    pub budgets: HashMap<String, Budget>,
+    /// Pending pods nominated to a node by a preemption, per node name: their resources
+    /// are kept free there for them (and for pods of lower priority, they count as placed).
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// uid → the node it is nominated to.
+    nominated_to: HashMap<String, String>,
 }
 
 impl Cache {
@@ -351,6 +360,44 @@ impl Cache {
         let name = self.nodes[node as usize].name.clone();
         self.remove_pod(&info.uid);
         self.insert(info, &name, true);
+    }
+
+    /// Puts back a pod taken out with [`remove_pod`](Self::remove_pod) (preemption's dry runs).
+    pub fn restore(&mut self, slot: PodSlot) {
+        let name = self.nodes[slot.node as usize].name.clone();
+        self.insert(slot.info, &name, slot.assumed);
+    }
+
+    /// Records that `pod` waits for room on `node` (status.nominatedNodeName).
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
+        self.unnominate(&pod.uid);
+        self.nominated_to.insert(pod.uid.clone(), node.to_string());
+        self.nominated.entry(node.to_string()).or_default().push(pod);
+    }
+
+    /// Forgets a pod's nomination (it was placed, deleted, or lost it).
+    pub fn unnominate(&mut self, uid: &str) {
+        let Some(node) = self.nominated_to.remove(uid) else { return };
+        if let Some(pods) = self.nominated.get_mut(&node) {
+            pods.retain(|p| p.uid != uid);
+            if pods.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+    }
+
+    /// Pods nominated to the node named `node`.
+    pub fn nominated_on(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The node `uid` is nominated to.
+    pub fn nomination(&self, uid: &str) -> Option<&str> {
+        self.nominated_to.get(uid).map(String::as_str)
+    }
+
+    pub fn has_nominations(&self) -> bool {
+        !self.nominated.is_empty()
     }
 
     /// Undoes [`assume`](Self::assume) after a failed binding. A pod the watch has

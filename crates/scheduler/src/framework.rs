@@ -21,6 +21,8 @@ pub enum Plugin {
     NodeResourcesFit = 32,
     PodTopologySpread = 64,
     InterPodAffinity = 128,
+    /// The PostFilter: only in preemption's own message.
+    DefaultPreemption = 256,
 }
 
 impl Plugin {
@@ -34,6 +36,7 @@ impl Plugin {
             Plugin::NodeResourcesFit => "NodeResourcesFit",
             Plugin::PodTopologySpread => "PodTopologySpread",
             Plugin::InterPodAffinity => "InterPodAffinity",
+            Plugin::DefaultPreemption => "DefaultPreemption",
         }
     }
 }
@@ -82,6 +85,10 @@ pub enum Reason {
     Affinity,
     AntiAffinity,
     ExistingAntiAffinity,
+    /// Preemption: a node rejected for something evicting pods does not change.
+    PreemptionNotHelpful,
+    /// Preemption: no pod of lower priority on the node.
+    NoVictims,
 }
 
 impl Reason {
@@ -95,6 +102,7 @@ impl Reason {
             Reason::TooManyPods | Reason::Insufficient(_) => Plugin::NodeResourcesFit,
             Reason::SpreadMissingLabel | Reason::Spread => Plugin::PodTopologySpread,
             Reason::Affinity | Reason::AntiAffinity | Reason::ExistingAntiAffinity => Plugin::InterPodAffinity,
+            Reason::PreemptionNotHelpful | Reason::NoVictims => Plugin::DefaultPreemption,
         }
     }
 }
@@ -117,6 +125,8 @@ impl fmt::Display for Reason {
             Reason::Affinity => f.write_str("node(s) didn't match pod affinity rules"),
             Reason::AntiAffinity => f.write_str("node(s) didn't match pod anti-affinity rules"),
             Reason::ExistingAntiAffinity => f.write_str("node(s) didn't satisfy existing pods anti-affinity rules"),
+            Reason::PreemptionNotHelpful => f.write_str("Preemption is not helpful for scheduling"),
+            Reason::NoVictims => f.write_str("No preemption victims found for incoming pod"),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Layout: [`model`] (what is kept of pods and nodes), [`cache`] (nodes and the pods on
 //! them), [`plugins`] (one module per kube-scheduler plugin), [`algorithm`] (one
-//! decision), [`queue`] (active, backoff, unschedulable), and the I/O around them.
+//! decision), [`preemption`] (what to evict when a pod fits nowhere), [`queue`] (active,
+//! backoff, unschedulable), and the I/O around them.
 
 pub mod algorithm;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod groups;
 pub mod model;
 pub mod objects;
 pub mod plugins;
+pub mod preemption;
 pub mod quantity;
 pub mod queue;
 pub mod resources;

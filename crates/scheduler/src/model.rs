@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, PodCondition, PodSpec, WeightedPodAffinityTerm};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::objects::SchedPod;
@@ -177,6 +178,15 @@ pub struct PodInfo {
     pub node_name: String,
     pub scheduler_name: String,
     pub priority: i32,
+    /// preemptionPolicy Never: the pod waits rather than evict others.
+    pub preempt_never: bool,
+    /// status.nominatedNodeName: where a preemption made room for it.
+    pub nominated_node: String,
+    /// The uid of its controller (ownerReference with controller: true), for the
+    /// default spreading constraints.
+    pub controller_uid: Option<String>,
+    /// status.startTime in seconds (preemption spares longer-running pods first).
+    pub start_time: Option<i64>,
     pub terminating: bool,
     /// Pods with scheduling gates wait.
     pub gated: bool,
@@ -229,13 +239,19 @@ impl PodInfo {
     }
     pub fn from_pod(pod: &Pod) -> Self {
         let status = pod.status.as_ref();
-        Self::from_parts(&pod.metadata, pod.spec.as_ref(), status.and_then(|s| s.conditions.as_deref()))
+        let mut info = Self::from_parts(&pod.metadata, pod.spec.as_ref(), status.and_then(|s| s.conditions.as_deref()));
+        info.nominated_node = status.and_then(|s| s.nominated_node_name.clone()).unwrap_or_default();
+        info.start_time = status.and_then(|s| s.start_time.as_ref()).map(|t| t.0.as_second());
+        info
     }
 
     /// From a pod decoded for the scheduler's watch.
     pub fn from_sched_pod(pod: &SchedPod) -> Self {
         let status = pod.status.as_ref();
-        Self::from_parts(&pod.metadata, pod.spec.as_ref(), status.and_then(|s| s.conditions.as_deref()))
+        let mut info = Self::from_parts(&pod.metadata, pod.spec.as_ref(), status.and_then(|s| s.conditions.as_deref()));
+        info.nominated_node = status.and_then(|s| s.nominated_node_name.clone()).unwrap_or_default();
+        info.start_time = status.and_then(|s| s.start_time.as_ref()).map(|t| t.0.as_second());
+        info
     }
 
     pub fn from_parts(meta: &ObjectMeta, spec: Option<&PodSpec>, conditions: Option<&[PodCondition]>) -> Self {
@@ -357,6 +373,15 @@ impl PodInfo {
             node_name: spec.node_name.clone().unwrap_or_default(),
             scheduler_name: spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into()),
             priority: spec.priority.unwrap_or(0),
+            preempt_never: spec.preemption_policy.as_deref() == Some("Never"),
+            nominated_node: String::new(),
+            controller_uid: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| r.uid.clone()),
+            start_time: None,
             terminating: meta.deletion_timestamp.is_some(),
             gated: spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()),
             requests: pod_requests(spec),
@@ -385,6 +410,34 @@ impl PodInfo {
     pub fn node_affinity_matches(&self, node: &NodeInfo) -> bool {
         self.node_selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
             && self.required_node_affinity.as_ref().is_none_or(|terms| terms.matches(&node.labels, &node.name))
+    }
+}
+
+/// A PodDisruptionBudget as preemption reads it: which pods it guards and how many of
+/// them may still go (status.disruptionsAllowed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    pub namespace: String,
+    /// None: the budget selects no pod (no selector, or an empty one).
+    pub selector: Option<LabelSelector>,
+    pub disruptions_allowed: i32,
+}
+
+impl Budget {
+    pub fn from_pdb(pdb: &PodDisruptionBudget) -> Self {
+        let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| {
+            s.match_labels.as_ref().is_some_and(|m| !m.is_empty())
+                || s.match_expressions.as_ref().is_some_and(|e| !e.is_empty())
+        });
+        Budget {
+            namespace: pdb.metadata.namespace.clone().unwrap_or_default(),
+            selector: selector.map(|s| LabelSelector::from_api_lossy(Some(s))),
+            disruptions_allowed: pdb.status.as_ref().map_or(0, |s| s.disruptions_allowed),
+        }
+    }
+
+    pub fn guards(&self, pod: &PodInfo) -> bool {
+        self.namespace == pod.namespace && self.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))
     }
 }
 

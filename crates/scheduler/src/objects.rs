@@ -1,14 +1,14 @@
 //! The Pod as the scheduler decodes it from watch events: metadata without
-//! managedFields, annotations and owner references, and of the status only the phase and
-//! conditions. Those skipped parts are most of a pod's JSON once server-side apply has
-//! recorded its field managers, and the scheduler decodes every pod at least twice
-//! (created, bound).
+//! managedFields and annotations (of owner references, only the controller's), and of the
+//! status only the phase, conditions, nominatedNodeName and startTime. The skipped parts
+//! are most of a pod's JSON once server-side apply has recorded its field managers, and
+//! the scheduler decodes every pod at least twice (created, bound).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{PodCondition, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::NamespaceResourceScope;
 use serde::{Deserialize, Deserializer};
 
@@ -28,6 +28,10 @@ pub struct SchedPodStatus {
     pub phase: Option<String>,
     #[serde(default)]
     pub conditions: Option<Vec<PodCondition>>,
+    #[serde(default, rename = "nominatedNodeName")]
+    pub nominated_node_name: Option<String>,
+    #[serde(default, rename = "startTime")]
+    pub start_time: Option<Time>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +43,7 @@ struct LiteMeta {
     resource_version: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     deletion_timestamp: Option<Time>,
+    owner_references: Option<Vec<OwnerReference>>,
 }
 
 fn lite_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
@@ -50,6 +55,9 @@ fn lite_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
         resource_version: meta.resource_version,
         labels: meta.labels,
         deletion_timestamp: meta.deletion_timestamp,
+        owner_references: meta
+            .owner_references
+            .map(|refs| refs.into_iter().filter(|r| r.controller == Some(true)).collect()),
         ..ObjectMeta::default()
     })
 }
@@ -93,13 +101,18 @@ mod tests {
         let pod: SchedPod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"},
-                         "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}], "annotations": {"x": "y"}},
+                         "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}], "annotations": {"x": "y"},
+                         "ownerReferences": [
+                             {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs-uid", "controller": true},
+                             {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm", "uid": "cm-uid"}]},
             "spec": {"containers": [{"name": "c", "image": "i"}], "nodeName": "n1"},
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "podIP": "10.0.0.1"}
         }))
         .unwrap();
         assert_eq!(pod.metadata.name.as_deref(), Some("p"));
         assert!(pod.metadata.managed_fields.is_none() && pod.metadata.annotations.is_none());
+        assert_eq!(pod.metadata.owner_references.as_ref().unwrap()[0].uid, "rs-uid", "only the controller is kept");
+        assert_eq!(pod.metadata.owner_references.as_ref().unwrap().len(), 1);
         assert_eq!(pod.metadata.labels.unwrap()["a"], "b");
         assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("n1"));
         assert_eq!(pod.status.unwrap().conditions.unwrap()[0].type_, "PodScheduled");

@@ -2,7 +2,9 @@
 //! cycles, and schedules one pod per cycle. A placed pod is assumed in the cache at once
 //! and bound by a separate task, so the next cycle starts while the binding is in flight
 //! (kube-scheduler's binding cycle). Pods that fit nowhere get their condition and event
-//! written, also off the loop, and wait in the queue for a change that may help.
+//! written, also off the loop, and wait in the queue for a change that may help; when
+//! evicting pods of lower priority would make room, the scheduler preempts them first
+//! and nominates the node for the pod.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +19,9 @@ use tracing::{debug, info, warn};
 
 use crate::algorithm::Algorithm;
 use crate::cache::{Cache, NodeChange};
-use crate::framework::{Plugin, Plugins};
+use crate::framework::{FitError, Plugin, Plugins};
 use crate::model::PodInfo;
+use crate::preemption;
 use crate::queue::{Backoff, Queue, QueuedPod};
 use crate::watch::{self, Input};
 use crate::writer::{Identity, Writer};
@@ -83,6 +86,8 @@ async fn run_leading(client: Client, config: Config) -> Result<(), Error> {
     tasks.spawn(watch::nodes(client.clone(), tx.clone()));
     tasks.spawn(watch::pods(client.clone(), tx.clone()));
     tasks.spawn(watch::namespaces(client.clone(), tx.clone()));
+    tasks.spawn(watch::budgets(client.clone(), tx.clone()));
+    tasks.spawn(watch::selectors(client.clone(), tx.clone()));
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let identity = Identity {
         scheduler_name: config.scheduler_name.clone(),
@@ -100,6 +105,7 @@ struct Stats {
     bound: u64,
     unschedulable: u64,
     bind_failures: u64,
+    preemptions: u64,
 }
 
 struct Loop {
@@ -176,7 +182,7 @@ impl Loop {
     }
 
     fn report(&self) {
-        let Stats { bound, unschedulable, bind_failures } = self.stats;
+        let Stats { bound, unschedulable, bind_failures, preemptions } = self.stats;
         debug!(
             nodes = self.cache.node_count(),
             pods = self.cache.pod_count(),
@@ -186,6 +192,7 @@ impl Loop {
             bound,
             unschedulable,
             bind_failures,
+            preemptions,
             "scheduler"
         );
     }
@@ -215,6 +222,7 @@ impl Loop {
             Input::Pod(info) => self.pod(info),
             Input::PodGone(uid) => {
                 self.queue.remove(&uid);
+                self.cache.unnominate(&uid);
                 if self.cache.remove_pod(&uid).is_some() {
                     self.changed(ASSIGNED_POD_GONE);
                 }
@@ -235,7 +243,18 @@ impl Loop {
                 self.cache.namespaces.remove(&name);
             }
             Input::NamespacesListed(names) => self.cache.namespaces.retain(|name, _| names.contains(name)),
+            Input::Budget(uid, budget) => {
+                self.cache.budgets.insert(uid, budget);
+            }
+            Input::BudgetGone(uid) => {
+                self.cache.budgets.remove(&uid);
+            }
+            Input::BudgetsListed(uids) => self.cache.budgets.retain(|uid, _| uids.contains(uid)),
+            Input::Selector(uid, kind, selector) => self.cache.selectors.set(uid, kind, selector),
+            Input::SelectorGone(uid) => self.cache.selectors.remove(&uid),
+            Input::SelectorsListed(kind, uids) => self.cache.selectors.retain(kind, &uids),
             Input::Bound(uid) => {
+                self.cache.unnominate(&uid);
                 self.binding.remove(&uid);
                 self.stats.bound += 1;
             }
@@ -258,6 +277,7 @@ impl Loop {
     fn pod(&mut self, info: Arc<PodInfo>) {
         if !info.node_name.is_empty() {
             self.queue.remove(&info.uid);
+            self.cache.unnominate(&info.uid);
             let previous = self.cache.pod_by_uid(&info.uid).map(|p| (p.assumed, p.info.labels.clone()));
             let relabelled = previous.as_ref().is_none_or(|(assumed, labels)| *assumed || *labels != info.labels);
             self.cache.set_pod(info);
@@ -268,7 +288,12 @@ impl Loop {
         }
         if info.scheduler_name != self.scheduler_name || info.terminating {
             self.queue.remove(&info.uid);
+            self.cache.unnominate(&info.uid);
             return;
+        }
+        // A nomination (ours, or a previous leader's) keeps room on its node.
+        if !info.nominated_node.is_empty() {
+            self.cache.nominate(info.clone(), &info.nominated_node.clone());
         }
         // Its binding is in flight: the watch has not caught up yet.
         if self.binding.contains_key(&info.uid) {
@@ -277,10 +302,58 @@ impl Loop {
         self.queue.update(info, Instant::now());
     }
 
+    /// PostFilter: evicts pods to make room for `pod` when it may and something helps
+    /// (the victims' deletion then retries it); otherwise says why not, for the message.
+    fn preempt(&mut self, pod: &Arc<PodInfo>, fit: &FitError) -> Option<String> {
+        if fit.nodes == 0 {
+            return None;
+        }
+        let offset = self.algorithm.offset(self.cache.node_count());
+        let candidate = match preemption::find(pod, &mut self.cache, offset) {
+            Ok(candidate) => candidate,
+            Err(why) => return Some(why.to_string()),
+        };
+        let node = self.cache.node(candidate.node).name.clone();
+        info!(pod = pod.key(), node, victims = candidate.victims.len(), "preempting");
+        self.stats.preemptions += 1;
+        self.cache.nominate(pod.clone(), &node);
+        for victim in candidate.victims {
+            let writer = self.writer.clone();
+            let note = format!("Preempted by pod {} on node {node}", pod.uid);
+            let permits = self.writes.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else { return };
+                if let Err(e) = writer.preempt(&victim).await {
+                    warn!(pod = victim.key(), error = %e, "evicting a preemption victim failed");
+                    return;
+                }
+                writer.event(Event {
+                    regarding: victim.reference(),
+                    warning: false,
+                    action: "Preempting",
+                    reason: "Preempted",
+                    note,
+                    name: unique_name(&victim.name),
+                    count: 1,
+                });
+            });
+        }
+        let (writer, preemptor, permits) = (self.writer.clone(), pod.clone(), self.writes.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
+            if let Err(e) = writer.nominate(&preemptor, &node).await {
+                warn!(pod = preemptor.key(), error = %e, "setting nominatedNodeName failed");
+            }
+        });
+        None
+    }
+
     async fn schedule_one(&mut self, mut pod: QueuedPod) {
         let info = pod.info.clone();
-        self.algorithm.prepare(&info, &mut self.cache);
-        let decision = self.algorithm.schedule(&info, &self.cache);
+        // Decided with the default spreading constraints when they apply.
+        let deciding = self.cache.selectors.with_defaults(&info).map_or_else(|| info.clone(), Arc::new);
+        self.algorithm.prepare(&deciding, &mut self.cache);
+        let decision = self.algorithm.schedule(&deciding, &self.cache);
         self.cache.next_cycle();
         match decision {
             Ok(placement) => {
@@ -314,7 +387,10 @@ impl Loop {
             }
             Err(fit) => {
                 self.stats.unschedulable += 1;
-                let message = fit.to_string();
+                let message = match self.preempt(&info, &fit) {
+                    Some(suffix) => format!("{fit} preemption: {suffix}"),
+                    None => fit.to_string(),
+                };
                 let (name, count) = match &pod.last_event {
                     Some((name, count, last)) if *last == message => (name.clone(), count + 1),
                     _ => (unique_name(&info.name), 1),

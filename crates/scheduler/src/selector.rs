@@ -82,6 +82,23 @@ impl LabelSelector {
         LabelSelector { requirements: Vec::new(), nothing: false }
     }
 
+    /// A selector of exactly these labels (a Service's or ReplicationController's selector).
+    pub fn from_map(labels: &Labels) -> Self {
+        LabelSelector::everything().with_exact(labels.iter().map(|(k, v)| (k.clone(), v.clone())))
+    }
+
+    /// Requires both selectors (labels.Selector.Add).
+    pub fn and(mut self, other: &LabelSelector) -> Self {
+        self.requirements.extend(other.requirements.iter().cloned());
+        self.nothing |= other.nothing;
+        self
+    }
+
+    /// Whether it has no requirement at all (and so would select every pod).
+    pub fn is_everything(&self) -> bool {
+        !self.nothing && self.requirements.is_empty()
+    }
+
     /// `metav1.LabelSelectorAsSelector`: None selects nothing.
     pub fn from_api(selector: Option<&ApiLabelSelector>) -> Result<Self, String> {
         let Some(selector) = selector else { return Ok(Self::nothing()) };

@@ -1,6 +1,7 @@
 //! Watches that feed the scheduler: nodes, pods (all but finished ones, as
-//! kube-scheduler's informer does) and namespaces. Each runs kube-rs' watcher (list, then
-//! watch, relist on expiry, retry with backoff) in its own task, converts objects to the
+//! kube-scheduler's informer does), namespaces, PodDisruptionBudgets (for preemption),
+//! and the selectors of Services and controllers (for default spreading). Each runs
+//! kube-rs' watcher (list, then watch, relist on expiry, retry with backoff) in its own task, converts objects to the
 //! scheduler's compact form there — JSON decoding and parsing stay off the scheduling
 //! task — and sends the results down one channel.
 
@@ -9,7 +10,9 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, ReplicationController, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -17,8 +20,10 @@ use kube::Client;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use crate::model::{NodeInfo, PodInfo};
+use crate::model::{Budget, NodeInfo, PodInfo};
 use crate::objects::SchedPod;
+use crate::plugins::default_spread::{PodSelector, SelectorKind};
+use crate::selector::LabelSelector;
 use crate::selector::Labels;
 
 /// What the scheduling task learns from the watches and from its own binding tasks.
@@ -34,6 +39,14 @@ pub enum Input {
     Namespace(String, Labels),
     NamespaceGone(String),
     NamespacesListed(HashSet<String>),
+    /// A PodDisruptionBudget, by uid.
+    Budget(String, Budget),
+    BudgetGone(String),
+    BudgetsListed(HashSet<String>),
+    /// A Service or controller that selects pods, by uid (default spreading).
+    Selector(String, SelectorKind, PodSelector),
+    SelectorGone(String),
+    SelectorsListed(SelectorKind, HashSet<String>),
     /// A binding succeeded.
     Bound(String),
     /// A binding failed; `retry` is false when the pod is gone or bound elsewhere.
@@ -134,4 +147,73 @@ pub async fn namespaces(client: Client, tx: UnboundedSender<Input>) {
         Input::NamespacesListed,
     )
     .await
+}
+
+pub async fn budgets(client: Client, tx: UnboundedSender<Input>) {
+    follow(
+        Api::<PodDisruptionBudget>::all(client),
+        watcher::Config::default(),
+        tx,
+        |pdb| Input::Budget(pdb.metadata.uid.clone().unwrap_or_default(), Budget::from_pdb(pdb)),
+        |pdb| Input::BudgetGone(pdb.metadata.uid.clone().unwrap_or_default()),
+        Input::BudgetsListed,
+    )
+    .await
+}
+
+fn uid_of<K: kube::Resource>(object: &K) -> String {
+    object.meta().uid.clone().unwrap_or_default()
+}
+
+/// Services, ReplicaSets, StatefulSets and ReplicationControllers: what selects pods.
+pub async fn selectors(client: Client, tx: UnboundedSender<Input>) {
+    let services = follow(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+        |svc| {
+            let selector = PodSelector::Service {
+                namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+                labels: svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default(),
+            };
+            Input::Selector(uid_of(svc), SelectorKind::Service, selector)
+        },
+        |svc| Input::SelectorGone(uid_of(svc)),
+        |uids| Input::SelectorsListed(SelectorKind::Service, uids),
+    );
+    let replica_sets = follow(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+        |rs| {
+            let selector = LabelSelector::from_api_lossy(rs.spec.as_ref().map(|s| &s.selector));
+            Input::Selector(uid_of(rs), SelectorKind::ReplicaSet, PodSelector::Controller(selector))
+        },
+        |rs| Input::SelectorGone(uid_of(rs)),
+        |uids| Input::SelectorsListed(SelectorKind::ReplicaSet, uids),
+    );
+    let stateful_sets = follow(
+        Api::<StatefulSet>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+        |ss| {
+            let selector = LabelSelector::from_api_lossy(ss.spec.as_ref().map(|s| &s.selector));
+            Input::Selector(uid_of(ss), SelectorKind::StatefulSet, PodSelector::Controller(selector))
+        },
+        |ss| Input::SelectorGone(uid_of(ss)),
+        |uids| Input::SelectorsListed(SelectorKind::StatefulSet, uids),
+    );
+    let controllers = follow(
+        Api::<ReplicationController>::all(client),
+        watcher::Config::default(),
+        tx,
+        |rc| {
+            let labels = rc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            let selector = PodSelector::Controller(LabelSelector::from_map(&labels));
+            Input::Selector(uid_of(rc), SelectorKind::ReplicationController, selector)
+        },
+        |rc| Input::SelectorGone(uid_of(rc)),
+        |uids| Input::SelectorsListed(SelectorKind::ReplicationController, uids),
+    );
+    futures::join!(services, replica_sets, stateful_sets, controllers);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
 use serde_json::json;
 use skiff_client::events::{Event, Recorder};
@@ -114,6 +114,43 @@ impl Writer {
             Ok(_) => Ok(()),
             // Gone, or its conditions moved: the next attempt writes from fresh state.
             Err(e) if is_status(&e, &[404, 409, 422]) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records where a preemption made room for `pod` (status.nominatedNodeName).
+    pub async fn nominate(&self, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
+        let api = Api::<Pod>::namespaced(self.client.clone(), &pod.namespace);
+        let patch = json!({"status": {"nominatedNodeName": node}});
+        match api.patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, &[404]) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Evicts a preemption victim as kube-scheduler does: a DisruptionTarget condition
+    /// (reason PreemptionByScheduler) on it, then a graceful delete of that very pod.
+    pub async fn preempt(&self, victim: &PodInfo) -> Result<(), kube::Error> {
+        let api = Api::<Pod>::namespaced(self.client.clone(), &victim.namespace);
+        let condition = json!({
+            "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+            "message": format!("{}: preempting to accommodate a higher priority pod", self.identity.scheduler_name),
+            "lastTransitionTime": Time(Timestamp::now()),
+        });
+        let patch = json!({"status": {"conditions": [condition]}});
+        match api.patch_status(&victim.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, &[404]) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let options = DeleteParams {
+            preconditions: Some(Preconditions { uid: Some(victim.uid.clone()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&victim.name, &options).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, &[404, 409]) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
 use skiff_agent::config::{self, NodeTemplate, Timing};
@@ -156,7 +158,9 @@ async fn unschedulable_pods_say_why_as_kubernetes_does() {
     assert_eq!(reason, "Unschedulable");
     assert_eq!(
         message,
-        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}."
+        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}. \
+         preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, \
+         2 Preemption is not helpful for scheduling."
     );
 
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -174,7 +178,8 @@ async fn unschedulable_pods_say_why_as_kubernetes_does() {
     let (_, message) = unschedulable(&pods, "picky").await;
     assert_eq!(
         message,
-        "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 node(s) had untolerated taint {dedicated: gpu}."
+        "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 node(s) had untolerated taint {dedicated: gpu}. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
     pods.create(&PostParams::default(), &pod("other", json!({"schedulerName": "someone-else"}))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -216,7 +221,11 @@ async fn a_deleted_pod_makes_room() {
     }
     pods.create(&PostParams::default(), &pod("three", json!({}))).await.unwrap();
     let (_, message) = unschedulable(&pods, "three").await;
-    assert_eq!(message, "0/1 nodes are available: 1 Too many pods.");
+    assert_eq!(
+        message,
+        "0/1 nodes are available: 1 Too many pods. \
+         preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
     pods.delete("one", &DeleteParams::default()).await.unwrap();
     let placed = running(&pods, "three").await;
     assert_eq!(node_of(&placed), "tiny-0");
@@ -246,7 +255,11 @@ async fn anti_affinity_and_spread_through_the_api() {
     assert_eq!(placed.len(), 3, "one per node: {placed:?}");
     pods.create(&PostParams::default(), &replica(3)).await.unwrap();
     let (_, message) = unschedulable(&pods, "db-3").await;
-    assert_eq!(message, "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.");
+    assert_eq!(
+        message,
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,4 +304,118 @@ async fn one_leader_at_a_time() {
     running(&pods, "b").await;
     let spec = leases.get("kube-scheduler").await.unwrap().spec.unwrap();
     assert_eq!(spec.lease_transitions, Some(1));
+}
+
+/// PriorityClasses `low` (100), `mid` (500), `high` (1000) and `high-never` (1000, Never).
+async fn priority_classes(client: &Client) {
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    for (name, value, policy) in [
+        ("low", 100, "PreemptLowerPriority"),
+        ("mid", 500, "PreemptLowerPriority"),
+        ("high", 1000, "PreemptLowerPriority"),
+        ("high-never", 1000, "Never"),
+    ] {
+        let class =
+            serde_json::from_value(json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": policy}))
+                .unwrap();
+        classes.create(&PostParams::default(), &class).await.unwrap();
+    }
+}
+
+/// A pod of priority class `class` requesting `cpu`, pinned to `node` when given.
+fn prioritized(name: &str, class: &str, cpu: &str, node: Option<&str>) -> Pod {
+    let mut spec = json!({"priorityClassName": class,
+        "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}]});
+    if let Some(node) = node {
+        spec["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+    }
+    pod(name, spec)
+}
+
+async fn gone(pods: &Api<Pod>, name: &str) {
+    eventually(&format!("{name} gone"), 30, || async { pods.get_opt(name).await.ok()?.is_none().then_some(()) }).await;
+}
+
+fn cpus(count: &str) -> impl FnOnce(&mut NodeTemplate) + '_ {
+    move |t| {
+        t.capacity.insert("cpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity(count.into()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_pod_preempts_the_fewest_lower_priority_pods() {
+    let s = TestServer::start().await;
+    let client = client(&s).await;
+    priority_classes(&client).await;
+    let _nodes = nodes(&client, "pre", 1, cpus("4"));
+    let _scheduler = scheduler(&client);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (name, cpu) in [("small-1", "1"), ("small-2", "1"), ("big", "2")] {
+        pods.create(&PostParams::default(), &prioritized(name, "low", cpu, None)).await.unwrap();
+        running(&pods, name).await;
+    }
+    let preemptor = pods.create(&PostParams::default(), &prioritized("urgent", "high", "2", None)).await.unwrap();
+    let uid = preemptor.metadata.uid.clone().unwrap();
+    gone(&pods, "big").await;
+    let placed = running(&pods, "urgent").await;
+    assert_eq!(node_of(&placed), "pre-0");
+    assert_eq!(placed.status.as_ref().unwrap().nominated_node_name.as_deref(), Some("pre-0"));
+    for name in ["small-1", "small-2"] {
+        assert_eq!(node_of(&pods.get(name).await.unwrap()), "pre-0", "{name} is spared");
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let preempted = eventually("a Preempted event", 10, || async {
+        let list = events.list(&ListParams::default().fields("involvedObject.name=big")).await.ok()?;
+        list.items.into_iter().find(|e| e.reason.as_deref() == Some("Preempted"))
+    })
+    .await;
+    assert_eq!(preempted.type_.as_deref(), Some("Normal"));
+    assert_eq!(preempted.message.as_deref(), Some(format!("Preempted by pod {uid} on node pre-0").as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_policy_never_waits() {
+    let s = TestServer::start().await;
+    let client = client(&s).await;
+    priority_classes(&client).await;
+    let _nodes = nodes(&client, "never", 1, cpus("2"));
+    let _scheduler = scheduler(&client);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &prioritized("filler", "low", "2", None)).await.unwrap();
+    running(&pods, "filler").await;
+    pods.create(&PostParams::default(), &prioritized("polite", "high-never", "1", None)).await.unwrap();
+    let (_, message) = unschedulable(&pods, "polite").await;
+    assert_eq!(
+        message,
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+    );
+    let filler = pods.get("filler").await.unwrap();
+    assert!(filler.metadata.deletion_timestamp.is_none(), "nothing was evicted");
+    assert_eq!(pods.get("polite").await.unwrap().status.unwrap().nominated_node_name, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_guarded_by_a_budget_are_spared_when_another_choice_exists() {
+    let s = TestServer::start().await;
+    let client = client(&s).await;
+    priority_classes(&client).await;
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let budget = serde_json::from_value(json!({"metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}}))
+    .unwrap();
+    budgets.create(&PostParams::default(), &budget).await.unwrap();
+    let _nodes = nodes(&client, "pdb", 2, cpus("2"));
+    let _scheduler = scheduler(&client);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Without the budget, "db" (lower priority) would be the victim.
+    pods.create(&PostParams::default(), &prioritized("db", "low", "2", Some("pdb-0"))).await.unwrap();
+    pods.create(&PostParams::default(), &prioritized("web", "mid", "2", Some("pdb-1"))).await.unwrap();
+    running(&pods, "db").await;
+    running(&pods, "web").await;
+    pods.create(&PostParams::default(), &prioritized("urgent", "high", "2", None)).await.unwrap();
+    gone(&pods, "web").await;
+    let placed = running(&pods, "urgent").await;
+    assert_eq!(node_of(&placed), "pdb-1");
+    assert_eq!(placed.status.as_ref().unwrap().nominated_node_name.as_deref(), Some("pdb-1"));
+    assert!(pods.get("db").await.unwrap().metadata.deletion_timestamp.is_none(), "the guarded pod stays");
 }

@@ -117,7 +117,8 @@ pub(super) fn default_template(template: &mut PodTemplateSpec) {
 }
 
 /// What only pods (not templates) get: Kubernetes' `SetDefaults_Pod`, and what the
-/// default admission plugins (ServiceAccount, Priority, DefaultTolerationSeconds) set.
+/// default admission plugins ServiceAccount and DefaultTolerationSeconds set (Priority is
+/// the API server's: it reads PriorityClasses).
 fn default_pod_only(spec: &mut PodSpec) {
     for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
         if let Some(resources) = &mut container.resources {
@@ -136,24 +137,9 @@ fn default_pod_only(spec: &mut PodSpec) {
         spec.service_account_name = Some("default".into());
         spec.service_account = Some("default".into());
     }
-    if spec.priority.is_none() {
-        // Other classes are looked up in the store, which is the server's to do.
-        if let Some(priority) = builtin_priority(spec.priority_class_name.as_deref().unwrap_or("")) {
-            spec.priority = Some(priority);
-            default_str(&mut spec.preemption_policy, "PreemptLowerPriority");
-        }
-    }
+    // spec.priority and preemptionPolicy come from the PriorityClass, which the API
+    // server's Priority admission looks up (it needs the store).
     default_toleration_seconds(spec.tolerations.get_or_insert_with(Vec::new));
-}
-
-/// The priority of a pod naming no class or one of the two built-in classes.
-fn builtin_priority(class: &str) -> Option<i32> {
-    match class {
-        "" => Some(0),
-        "system-cluster-critical" => Some(2_000_000_000),
-        "system-node-critical" => Some(2_000_001_000),
-        _ => None,
-    }
 }
 
 /// Tolerates not-ready and unreachable nodes for 300s unless the pod already says how.
@@ -1120,6 +1106,18 @@ impl KindRules for Pod {
         self.status = Some(status);
     }
 
+    /// The Priority admission set spec.priority and preemptionPolicy at creation; an
+    /// update that leaves them out keeps them (as Kubernetes' admission does on update).
+    fn prepare_update(&mut self, old: &Self) {
+        let (Some(spec), Some(old)) = (self.spec.as_mut(), old.spec.as_ref()) else { return };
+        if spec.priority.is_none() {
+            spec.priority = old.priority;
+        }
+        if spec.preemption_policy.is_none() {
+            spec.preemption_policy.clone_from(&old.preemption_policy);
+        }
+    }
+
     fn validate(&self) -> Vec<FieldError> {
         let empty = PodSpec::default();
         validate_pod_spec(self.spec.as_ref().unwrap_or(&empty), "spec")
@@ -1195,8 +1193,7 @@ mod tests {
         let spec = spec(&pod);
         assert_eq!(spec.service_account_name.as_deref(), Some("default"));
         assert_eq!(spec.service_account.as_deref(), Some("default"));
-        assert_eq!(spec.priority, Some(0));
-        assert_eq!(spec.preemption_policy.as_deref(), Some("PreemptLowerPriority"));
+        assert_eq!(spec.priority, None, "the API server's Priority admission sets it");
         let tolerations = spec.tolerations.as_ref().unwrap();
         assert_eq!(tolerations.len(), 2);
         assert_eq!(tolerations[0].key.as_deref(), Some("node.kubernetes.io/not-ready"));
@@ -1226,17 +1223,13 @@ mod tests {
     }
 
     #[test]
-    fn builtin_priority_classes() {
-        let pod = defaulted(pod(
-            json!({"containers": [{"name": "c", "image": "i"}], "priorityClassName": "system-node-critical"}),
-        ));
-        assert_eq!(spec(&pod).priority, Some(2_000_001_000));
-        let other = defaulted(pod_named_class("high"));
-        assert_eq!(spec(&other).priority, None);
-    }
-
-    fn pod_named_class(class: &str) -> Pod {
-        pod(json!({"containers": [{"name": "c", "image": "i"}], "priorityClassName": class}))
+    fn updates_keep_the_admitted_priority() {
+        let old: Pod = serde_json::from_value(json!({"spec": {"containers": [{"name": "c", "image": "i"}],
+            "priority": 7, "preemptionPolicy": "Never"}}))
+        .unwrap();
+        let mut new = pod(json!({"containers": [{"name": "c", "image": "i"}]}));
+        new.prepare_update(&old);
+        assert_eq!((spec(&new).priority, spec(&new).preemption_policy.as_deref()), (Some(7), Some("Never")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! that rejects it, as kube-scheduler's framework does.
 
 pub mod balanced_allocation;
+pub mod default_spread;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;

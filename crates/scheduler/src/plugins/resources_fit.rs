@@ -7,12 +7,38 @@
 use crate::cache::NodeSlot;
 use crate::framework::{Reason, MAX_SCORE};
 use crate::model::{NodeInfo, PodInfo};
+use crate::resources::Resources;
 
 pub fn filter(pod: &PodInfo, slot: &NodeSlot, node: &NodeInfo) -> Vec<Reason> {
+    filter_usage(pod, &Usage::of(slot), node)
+}
+
+/// What a node's pods take, plus whatever else must be kept free there (the resources
+/// of pods nominated to it).
+#[derive(Clone, Debug)]
+pub struct Usage<'a> {
+    pub requested: std::borrow::Cow<'a, Resources>,
+    pub pods: i64,
+}
+
+impl<'a> Usage<'a> {
+    pub fn of(slot: &'a NodeSlot) -> Self {
+        Usage { requested: std::borrow::Cow::Borrowed(&slot.requested), pods: slot.pods.len() as i64 }
+    }
+
+    /// Adds a pod that is not on the node but must be counted as if it were.
+    pub fn reserve(&mut self, pod: &PodInfo) {
+        self.requested.to_mut().add(&pod.requests.requests);
+        self.pods += 1;
+    }
+}
+
+/// [`filter`] against a given usage.
+pub fn filter_usage(pod: &PodInfo, usage: &Usage<'_>, node: &NodeInfo) -> Vec<Reason> {
     let mut reasons = Vec::new();
     let allocatable = &node.allocatable;
-    let used = &slot.requested;
-    if slot.pods.len() as i64 + 1 > allocatable.pods {
+    let used = &*usage.requested;
+    if usage.pods + 1 > allocatable.pods {
         reasons.push(Reason::TooManyPods);
     }
     let wanted = &pod.requests.requests;
@@ -39,9 +65,14 @@ pub fn filter(pod: &PodInfo, slot: &NodeSlot, node: &NodeInfo) -> Vec<Reason> {
 
 /// Whether [`filter`] finds nothing missing (without listing what is).
 pub fn fits(pod: &PodInfo, slot: &NodeSlot, node: &NodeInfo) -> bool {
-    let (allocatable, used, wanted) = (&node.allocatable, &slot.requested, &pod.requests.requests);
+    fits_usage(pod, &Usage::of(slot), node)
+}
+
+/// [`fits`] against a given usage.
+pub fn fits_usage(pod: &PodInfo, usage: &Usage<'_>, node: &NodeInfo) -> bool {
+    let (allocatable, used, wanted) = (&node.allocatable, &*usage.requested, &pod.requests.requests);
     let room = |want: i64, total: i64, taken: i64| want <= 0 || want <= total - taken;
-    (slot.pods.len() as i64) < allocatable.pods
+    usage.pods < allocatable.pods
         && (wanted.is_zero()
             || room(wanted.milli_cpu, allocatable.milli_cpu, used.milli_cpu)
                 && room(wanted.memory, allocatable.memory, used.memory)
