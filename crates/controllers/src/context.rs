@@ -16,6 +16,11 @@ pub struct Timing {
     pub node_monitor_period: Duration,
     /// How often CronJob schedules are checked.
     pub cronjob_sync_period: Duration,
+    /// How often the garbage collector re-reads discovery to follow new resources
+    /// (kube-controller-manager re-reads it every 30 s).
+    pub discovery_resync_period: Duration,
+    /// How soon a terminating namespace whose content is still going away is looked at again.
+    pub namespace_recheck_period: Duration,
 }
 
 impl Default for Timing {
@@ -24,6 +29,8 @@ impl Default for Timing {
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
             cronjob_sync_period: Duration::from_secs(10),
+            discovery_resync_period: Duration::from_secs(30),
+            namespace_recheck_period: Duration::from_secs(1),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! timing), one module per controller, and [`run`] which starts them.
 
 pub mod context;
+pub mod discovery;
+pub mod gc;
+pub mod queue;
 pub mod serviceaccount;
 
 use std::sync::Arc;
@@ -28,8 +31,10 @@ pub struct Controller {
 }
 
 /// Every controller, in start order.
-pub const CONTROLLERS: &[Controller] =
-    &[Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) }];
+pub const CONTROLLERS: &[Controller] = &[
+    Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
+    Controller { name: gc::NAME, run: |c| Box::pin(gc::run(c)) },
+];
 
 #[derive(Clone, Debug)]
 pub struct Config {
