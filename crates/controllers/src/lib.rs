@@ -10,6 +10,7 @@
 pub mod context;
 pub mod discovery;
 pub mod gc;
+pub mod namespace;
 pub mod queue;
 pub mod serviceaccount;
 
@@ -34,6 +35,7 @@ pub struct Controller {
 pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: gc::NAME, run: |c| Box::pin(gc::run(c)) },
+    Controller { name: namespace::NAME, run: |c| Box::pin(namespace::run(c)) },
 ];
 
 #[derive(Clone, Debug)]
