@@ -9,10 +9,13 @@
 
 pub mod context;
 pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod namespace;
 pub mod queue;
 pub mod serviceaccount;
+pub mod servicepods;
 
 use std::sync::Arc;
 
@@ -36,6 +39,8 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: gc::NAME, run: |c| Box::pin(gc::run(c)) },
     Controller { name: namespace::NAME, run: |c| Box::pin(namespace::run(c)) },
+    Controller { name: endpoints::NAME, run: |c| Box::pin(endpoints::run(c)) },
+    Controller { name: endpointslice::NAME, run: |c| Box::pin(endpointslice::run(c)) },
 ];
 
 #[derive(Clone, Debug)]
