@@ -125,8 +125,7 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>, bo
     let publish_not_ready = servicepods::publishes_not_ready(service);
     let service_ports = servicepods::ports(service);
     // Pods with the same resolved ports share a subset (keyed by those ports).
-    let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in pods {
         let Some(ip) = servicepods::endpoint_ip(pod) else { continue };
         // Terminating pods are endpoints only of Services that publish everything.
@@ -214,14 +213,16 @@ mod tests {
     }
 
     fn service(extra: serde_json::Value) -> Service {
-        let mut spec = json!({"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]});
+        let mut spec =
+            json!({"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]});
         spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "n"}, "spec": spec})).unwrap()
     }
 
     #[test]
     fn pods_are_grouped_by_resolved_port_with_ready_and_not_ready_addresses() {
-        let pods = [pod("a", "10.0.0.2", true, 8080), pod("b", "10.0.0.1", false, 8080), pod("c", "10.0.0.3", true, 9090)];
+        let pods =
+            [pod("a", "10.0.0.2", true, 8080), pod("b", "10.0.0.1", false, 8080), pod("c", "10.0.0.3", true, 9090)];
         let (subsets, truncated) = subsets(&service(json!({})), &pods);
         assert!(!truncated);
         assert_eq!(subsets.len(), 2);
@@ -243,8 +244,9 @@ mod tests {
 
     #[test]
     fn more_than_a_thousand_addresses_are_truncated_keeping_ready_ones() {
-        let pods: Vec<_> =
-            (0..1100).map(|i| pod(&format!("p{i}"), &format!("10.1.{}.{}", i / 250, i % 250), i >= 100, 8080)).collect();
+        let pods: Vec<_> = (0..1100)
+            .map(|i| pod(&format!("p{i}"), &format!("10.1.{}.{}", i / 250, i % 250), i >= 100, 8080))
+            .collect();
         let (subsets, truncated) = subsets(&service(json!({})), &pods);
         assert!(truncated);
         assert_eq!(subsets[0].addresses.as_ref().unwrap().len(), 1000);

@@ -109,8 +109,12 @@ impl Cache {
     pub fn selected_pods(&self, service: &Service) -> Vec<Arc<Pod>> {
         let Some(selector) = selector(service) else { return Vec::new() };
         let namespace = service.namespace();
-        let mut pods: Vec<Arc<Pod>> =
-            self.pods.state().into_iter().filter(|p| p.namespace() == namespace && selects(selector, p.labels())).collect();
+        let mut pods: Vec<Arc<Pod>> = self
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace() == namespace && selects(selector, p.labels()))
+            .collect();
         pods.sort_by_key(|p| p.name_any());
         pods
     }
@@ -173,7 +177,9 @@ pub fn target_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
             spec.containers
                 .iter()
                 .flat_map(|c| c.ports.iter().flatten())
-                .find(|p| p.name.as_deref() == Some(name.as_str()) && p.protocol.as_deref().unwrap_or("TCP") == protocol)
+                .find(|p| {
+                    p.name.as_deref() == Some(name.as_str()) && p.protocol.as_deref().unwrap_or("TCP") == protocol
+                })
                 .map(|p| p.container_port)
         }
     }
