@@ -119,13 +119,21 @@ fn unchanged(current: &Endpoints, desired: &Endpoints) -> bool {
         && current.metadata.annotations == desired.metadata.annotations
 }
 
+/// Addresses sharing one set of ports.
+#[derive(Default)]
+struct Subset {
+    ports: Vec<EndpointPort>,
+    ready: Vec<EndpointAddress>,
+    not_ready: Vec<EndpointAddress>,
+}
+
 /// The Endpoints subsets for `service` from the pods it selects, and whether they were
 /// truncated to [`MAX_ADDRESSES`].
 pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>, bool) {
     let publish_not_ready = servicepods::publishes_not_ready(service);
     let service_ports = servicepods::ports(service);
     // Pods with the same resolved ports share a subset (keyed by those ports).
-    let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Subset> = BTreeMap::new();
     for pod in pods {
         let Some(ip) = servicepods::endpoint_ip(pod) else { continue };
         // Terminating pods are endpoints only of Services that publish everything.
@@ -155,11 +163,11 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>, bo
             target_ref: Some(servicepods::pod_reference(pod)),
         };
         let key = serde_json::to_string(&ports).unwrap_or_default();
-        let group = groups.entry(key).or_insert_with(|| (ports, Vec::new(), Vec::new()));
+        let group = groups.entry(key).or_insert_with(|| Subset { ports, ..Subset::default() });
         if publish_not_ready || servicepods::is_ready(pod) {
-            group.1.push(address);
+            group.ready.push(address);
         } else {
-            group.2.push(address);
+            group.not_ready.push(address);
         }
     }
     let mut budget = MAX_ADDRESSES;
@@ -167,11 +175,11 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>, bo
     let mut subsets = Vec::new();
     // Ready addresses are kept before not-ready ones when truncating.
     let mut groups: Vec<_> = groups.into_values().collect();
-    for (_, ready, _) in &mut groups {
-        ready.sort_by(|a, b| a.ip.cmp(&b.ip));
-        truncated |= take_within(ready, &mut budget);
+    for group in &mut groups {
+        group.ready.sort_by(|a, b| a.ip.cmp(&b.ip));
+        truncated |= take_within(&mut group.ready, &mut budget);
     }
-    for (ports, ready, mut not_ready) in groups {
+    for Subset { ports, ready, mut not_ready } in groups {
         not_ready.sort_by(|a, b| a.ip.cmp(&b.ip));
         truncated |= take_within(&mut not_ready, &mut budget);
         if ready.is_empty() && not_ready.is_empty() {
