@@ -45,8 +45,11 @@ async fn running_ip(pods: &Api<Pod>, name: &str) -> String {
     .await
 }
 
-/// (ready, not ready) addresses of an Endpoints object with the port they are on.
-fn addresses(endpoints: &Endpoints) -> (Vec<(String, i32)>, Vec<(String, i32)>) {
+/// An address and the port it is listed with.
+type Address = (String, i32);
+
+/// (ready, not ready) addresses of an Endpoints object.
+fn addresses(endpoints: &Endpoints) -> (Vec<Address>, Vec<Address>) {
     let (mut ready, mut not_ready) = (Vec::new(), Vec::new());
     for subset in endpoints.subsets.iter().flatten() {
         let port = subset.ports.as_ref().and_then(|p| p.first()).map(|p| p.port).unwrap_or(0);
