@@ -41,12 +41,19 @@ pub struct Context {
     /// reports as itself through `events.reporting_as("deployment-controller")`.
     pub events: Recorder,
     pub timing: Timing,
+    /// The cluster CA (PEM) published in every namespace; empty: not published.
+    pub root_ca: Arc<str>,
 }
 
 impl Context {
     /// The context, and the task writing its events (run it alongside the controllers).
-    pub fn new(client: Client, host: String, timing: Timing) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
+    pub fn new(
+        client: Client,
+        host: String,
+        timing: Timing,
+        root_ca: &str,
+    ) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
         let (events, writer) = Recorder::new(client.clone(), "kube-controller-manager".into(), host);
-        (Arc::new(Context { client, events, timing }), writer)
+        (Arc::new(Context { client, events, timing, root_ca: root_ca.into() }), writer)
     }
 }

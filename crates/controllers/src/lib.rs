@@ -14,6 +14,7 @@ pub mod endpointslice;
 pub mod gc;
 pub mod namespace;
 pub mod queue;
+pub mod rootca;
 pub mod serviceaccount;
 pub mod servicepods;
 
@@ -41,6 +42,7 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: namespace::NAME, run: |c| Box::pin(namespace::run(c)) },
     Controller { name: endpoints::NAME, run: |c| Box::pin(endpoints::run(c)) },
     Controller { name: endpointslice::NAME, run: |c| Box::pin(endpointslice::run(c)) },
+    Controller { name: rootca::NAME, run: |c| Box::pin(rootca::run(c)) },
 ];
 
 #[derive(Clone, Debug)]
@@ -50,6 +52,9 @@ pub struct Config {
     /// Controllers not to run, by name.
     pub disabled: Vec<String>,
     pub timing: Timing,
+    /// The cluster CA (PEM) to publish as `kube-root-ca.crt` in every namespace (the
+    /// API server's CA, e.g. [`rootca::ca_from_kubeconfig`]); empty turns that off.
+    pub root_ca: String,
 }
 
 impl Default for Config {
@@ -60,6 +65,7 @@ impl Default for Config {
             leader_election: Some(LeaderConfig::in_kube_system("kube-controller-manager", identity)),
             disabled: Vec::new(),
             timing: Timing::default(),
+            root_ca: String::new(),
         }
     }
 }
@@ -74,7 +80,7 @@ pub async fn run(client: Client, config: Config) {
 
 async fn run_all(client: Client, config: Config) {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let (context, recorder) = Context::new(client, host, config.timing.clone());
+    let (context, recorder) = Context::new(client, host, config.timing.clone(), &config.root_ca);
     let mut tasks = JoinSet::new();
     tasks.spawn(recorder);
     for controller in CONTROLLERS.iter().filter(|c| !config.disabled.iter().any(|d| d == c.name)) {
