@@ -96,7 +96,9 @@ impl Collector {
         self.schedule(tasks);
     }
 
+    /// An object was deleted (uids are never reused: it is absent for good).
     pub fn forget(&self, uid: &str) {
+        self.remember_absent(uid);
         let tasks = self.graph().remove(uid);
         self.schedule(tasks);
     }
@@ -108,6 +110,7 @@ impl Collector {
             graph.observed_from(resource).into_iter().filter(|uid| !seen.contains(uid)).collect();
         let tasks: Vec<Task> = missing.iter().flat_map(|uid| graph.remove(uid)).collect();
         drop(graph);
+        missing.iter().for_each(|uid| self.remember_absent(uid));
         self.schedule(tasks);
     }
 
@@ -176,7 +179,6 @@ impl Collector {
             // Referenced but never observed: does it exist?
             if self.live(&node.identity).await?.is_none() {
                 debug!(owner = ?node.identity, "owner does not exist");
-                self.remember_absent(uid);
                 self.forget(uid);
             }
             return Ok(());
