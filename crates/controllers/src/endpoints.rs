@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -28,6 +29,10 @@ pub const NAME: &str = "endpoints-controller";
 /// annotated (EndpointSlices have no such limit).
 pub const MAX_ADDRESSES: usize = 1000;
 pub const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
+/// When the change the Endpoints reflect happened.
+pub const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+pub const MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "endpoint-controller";
 const WORKERS: usize = 4;
 
 pub async fn run(context: Arc<Context>) {
@@ -73,7 +78,8 @@ async fn sync(cache: &Cache, context: &Context, key: &ServiceKey) -> Result<(), 
     }
     let pods = cache.selected_pods(&service);
     let (subsets, truncated) = subsets(&service, &pods);
-    let labels = servicepods::endpoint_labels(&service);
+    let mut labels = servicepods::endpoint_labels(&service);
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let current = api.get_opt(name).await?;
     let mut desired = current.clone().unwrap_or_else(|| Endpoints {
         metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..ObjectMeta::default() },
@@ -87,12 +93,20 @@ async fn sync(cache: &Cache, context: &Context, key: &ServiceKey) -> Result<(), 
     } else {
         annotations.remove(OVER_CAPACITY);
     }
-    if annotations.is_empty() {
+    if let Some(current) = &current {
+        if unchanged(current, &desired) {
+            return Ok(());
+        }
+    }
+    if let Some(time) = last_change(&service, &pods) {
+        let annotations = desired.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(TRIGGER_TIME.into(), time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    if desired.metadata.annotations.as_ref().is_some_and(BTreeMap::is_empty) {
         desired.metadata.annotations = None;
     }
     let events = context.events.reporting_as(NAME);
     let result = match &current {
-        Some(current) if unchanged(current, &desired) => return Ok(()),
         Some(_) => api.replace(name, &PostParams::default(), &desired).await.map_err(|e| ("FailedToUpdateEndpoint", e)),
         None => api.create(&PostParams::default(), &desired).await.map_err(|e| ("FailedToCreateEndpoint", e)),
     };
@@ -112,11 +126,28 @@ async fn sync(cache: &Cache, context: &Context, key: &ServiceKey) -> Result<(), 
     }
 }
 
+/// Whether `current` already says what `desired` says (the trigger time aside).
 fn unchanged(current: &Endpoints, desired: &Endpoints) -> bool {
     let json = |e: &Endpoints| serde_json::to_value(&e.subsets).ok();
+    let annotations = |e: &Endpoints| {
+        let mut a = e.metadata.annotations.clone().unwrap_or_default();
+        a.remove(TRIGGER_TIME);
+        a
+    };
     json(current) == json(desired)
         && current.metadata.labels == desired.metadata.labels
-        && current.metadata.annotations == desired.metadata.annotations
+        && annotations(current) == annotations(desired)
+}
+
+/// When what the Endpoints reflect last changed: the Service's creation or a selected
+/// pod's last readiness transition, whichever is latest.
+fn last_change(service: &Service, pods: &[Arc<Pod>]) -> Option<Timestamp> {
+    let ready_transitions = pods.iter().filter_map(|pod| {
+        let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+        Some(conditions.iter().find(|c| c.type_ == "Ready")?.last_transition_time.as_ref()?.0)
+    });
+    let created = service.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    created.into_iter().chain(ready_transitions).max()
 }
 
 /// Addresses sharing one set of ports.

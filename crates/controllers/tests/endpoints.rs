@@ -116,6 +116,8 @@ async fn endpoints_and_slices_follow_pod_readiness_named_ports_and_deletion() {
     .await;
     let ep = endpoints.get("web").await.unwrap();
     assert_eq!(ep.labels().get("tier").map(String::as_str), Some("front"));
+    assert_eq!(ep.labels()["endpoints.kubernetes.io/managed-by"], "endpoint-controller");
+    assert!(ep.annotations().contains_key("endpoints.kubernetes.io/last-change-trigger-time"));
     let address = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten()).find(|a| a.ip == ip0).unwrap();
     let target = address.target_ref.clone().unwrap();
     assert_eq!((target.kind.as_deref(), target.name.as_deref()), (Some("Pod"), Some("web-0")));
@@ -142,6 +144,14 @@ async fn endpoints_and_slices_follow_pod_readiness_named_ports_and_deletion() {
         assert!(slice.endpoints.iter().all(|e| e.node_name.is_some()));
     }
 
+    let slice_names = || async {
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await.unwrap();
+        let mut names: Vec<String> = list.items.iter().map(|s| s.name_any()).collect();
+        names.sort();
+        names
+    };
+    let names_before = slice_names().await;
+
     // web-1 becomes ready, then web-0 is deleted.
     set_gate(&pods, "web-1", true).await;
     let mut all_ready = vec![(ip0.clone(), 8080), (ip1.clone(), 8080), (ip2.clone(), 9090)];
@@ -160,6 +170,8 @@ async fn endpoints_and_slices_follow_pod_readiness_named_ports_and_deletion() {
         slice_endpoints(&slices, "web").await.contains(&(ip1.clone(), 8080, false, false, false)).then_some(())
     })
     .await;
+
+    assert_eq!(slice_names().await, names_before, "readiness changes rewrite slices in place");
 
     pods.delete("web-0", &DeleteParams::default()).await.unwrap();
     eventually("web-0 gone from endpoints and slices", PATIENCE, || async {
@@ -302,4 +314,16 @@ async fn kubectl_shows_the_endpoints() {
     let describe = stdout(&["describe", "service", "api"]);
     let line = describe.lines().find(|l| l.starts_with("Endpoints:")).unwrap_or_default();
     assert!(line.contains(&endpoint), "{describe}");
+
+    // Deleted by hand: written again.
+    let slice = row.split_whitespace().next().unwrap().to_string();
+    stdout(&["delete", "endpoints", "api"]);
+    stdout(&["delete", "endpointslice", &slice]);
+    eventually("api endpoints and slice recreated", PATIENCE, || async {
+        let ready = addresses(&endpoints.get_opt("api").await.ok()??).0;
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=api")).await.ok()?;
+        let recreated = list.items.iter().any(|s| s.name_any() != slice && s.endpoints.len() == 1);
+        (ready == vec![(ip.clone(), 8080)] && recreated).then_some(())
+    })
+    .await;
 }
