@@ -137,7 +137,9 @@ async fn delete_content(client: &kube::Client, namespace: &str) -> Progress {
         }
     }
     if !errors.is_empty() {
-        let message = format!("Failed to delete all resource types, {} remaining: {}", errors.len(), errors.join(", "));
+        // Several errors read as a list, as Kubernetes' aggregated errors do.
+        let listed = if errors.len() == 1 { errors[0].clone() } else { format!("[{}]", errors.join(", ")) };
+        let message = format!("Failed to delete all resource types, {} remaining: {listed}", errors.len());
         progress.failures.insert(CONDITIONS[2].0, ("ContentDeletionFailed", message));
     }
     if !remaining.is_empty() {

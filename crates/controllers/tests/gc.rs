@@ -5,6 +5,7 @@ mod support;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
@@ -166,4 +167,23 @@ async fn dangling_owner_references_are_collected() {
     })
     .await;
     assert!(cms.get_opt("reborn").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_cluster_scoped_owner_collects_namespaced_dependents() {
+    let cluster = Cluster::start(0).await;
+    let roles = Api::<ClusterRole>::all(cluster.client.clone());
+    let role: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "owner-role"}})).unwrap();
+    let role = roles.create(&PostParams::default(), &role).await.unwrap();
+    let cms: Api<ConfigMap> = cluster.api("kube-public");
+    config_map(&cms, "role-child", vec![reference(&role, false)], &[]).await;
+    // Give the collector the chance to (wrongly) collect it while the owner exists.
+    let witness_owner = config_map(&cms, "witness-owner", vec![], &[]).await;
+    config_map(&cms, "witness", vec![reference(&witness_owner, false)], &[]).await;
+    cms.delete("witness-owner", &DeleteParams::default()).await.unwrap();
+    gone(&cms, "witness").await;
+    assert!(cms.get_opt("role-child").await.unwrap().is_some(), "its owner exists");
+
+    roles.delete("owner-role", &DeleteParams::default()).await.unwrap();
+    gone(&cms, "role-child").await;
 }
