@@ -38,17 +38,18 @@ const WORKERS: usize = 4;
 pub async fn run(context: Arc<Context>) {
     let queue = WorkQueue::new();
     let (cache, follow) = Cache::start(context.client.clone(), queue.clone());
-    let follow = tokio::spawn(follow);
-    let recreate = tokio::spawn(requeue_deleted_endpoints(context.clone(), queue.clone()));
-    cache.ready().await;
-    queue
-        .run(WORKERS, move |key| {
-            let (cache, context) = (cache.clone(), context.clone());
-            async move { sync(&cache, &context, &key).await }
-        })
-        .await;
-    follow.abort();
-    recreate.abort();
+    let repair = requeue_deleted_endpoints(context.clone(), queue.clone());
+    let work = async move {
+        cache.ready().await;
+        queue
+            .run(WORKERS, move |key| {
+                let (cache, context) = (cache.clone(), context.clone());
+                async move { sync(&cache, &context, &key).await }
+            })
+            .await;
+    };
+    // One future: everything stops together when the manager drops it.
+    futures::join!(follow, repair, work);
 }
 
 /// An Endpoints object deleted by someone else is written again.

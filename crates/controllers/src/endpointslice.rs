@@ -42,17 +42,18 @@ const WORKERS: usize = 4;
 pub async fn run(context: Arc<Context>) {
     let queue = WorkQueue::new();
     let (cache, follow) = Cache::start(context.client.clone(), queue.clone());
-    let follow = tokio::spawn(follow);
-    let repair = tokio::spawn(requeue_changed_slices(context.clone(), queue.clone()));
-    cache.ready().await;
-    queue
-        .run(WORKERS, move |key| {
-            let (cache, context) = (cache.clone(), context.clone());
-            async move { sync(&cache, &context, &key).await }
-        })
-        .await;
-    follow.abort();
-    repair.abort();
+    let repair = requeue_changed_slices(context.clone(), queue.clone());
+    let work = async move {
+        cache.ready().await;
+        queue
+            .run(WORKERS, move |key| {
+                let (cache, context) = (cache.clone(), context.clone());
+                async move { sync(&cache, &context, &key).await }
+            })
+            .await;
+    };
+    // One future: everything stops together when the manager drops it.
+    futures::join!(follow, repair, work);
 }
 
 /// A managed slice changed or deleted by someone else is put right (our own writes come

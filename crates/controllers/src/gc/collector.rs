@@ -19,7 +19,6 @@ use kube::api::{
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_client::is_status;
-use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::graph::{Graph, Identity, Observed, Task, FOREGROUND, ORPHAN};
@@ -114,7 +113,8 @@ impl Collector {
         self.schedule(tasks);
     }
 
-    pub fn start_workers(self: Arc<Self>, deleters: usize, orphaners: usize) -> Vec<JoinHandle<()>> {
+    /// The workers: deciding deletions and orphaning, until dropped.
+    pub async fn work(self: Arc<Self>, deleters: usize, orphaners: usize) {
         let this = self.clone();
         let deleting = self.deletes.clone().run(deleters, move |uid: String| {
             let this = this.clone();
@@ -125,7 +125,7 @@ impl Collector {
             let this = this.clone();
             async move { this.orphan_dependents(&uid).await }
         });
-        vec![tokio::spawn(deleting), tokio::spawn(orphaning)]
+        futures::join!(deleting, orphaning);
     }
 
     fn remember_absent(&self, uid: &str) {

@@ -24,7 +24,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::discovery::{self, KindIndex, Served};
@@ -48,8 +48,11 @@ const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
 pub async fn run(context: Arc<Context>) {
     let collector = Collector::new(context.client.clone());
     let (synced_tx, mut synced_rx) = mpsc::unbounded_channel::<ResourceKey>();
-    let mut monitors: HashMap<ResourceKey, JoinHandle<()>> = HashMap::new();
-    let mut workers: Option<Vec<JoinHandle<()>>> = None;
+    // Every task runs in `tasks`, so that they all stop when this future is dropped
+    // (leadership lost).
+    let mut tasks = JoinSet::new();
+    let mut monitors: HashMap<ResourceKey, AbortHandle> = HashMap::new();
+    let mut working = false;
     loop {
         match discovery::served(&context.client).await {
             Ok(served) => {
@@ -71,17 +74,20 @@ pub async fn run(context: Arc<Context>) {
                         continue;
                     }
                     waiting.insert(key.clone());
-                    let task = tokio::spawn(monitor(collector.clone(), served, synced_tx.clone()));
+                    let task = tasks.spawn(monitor(collector.clone(), served, synced_tx.clone()));
                     monitors.insert(key, task);
                 }
-                if workers.is_none() {
+                if !working {
                     wait_for_sync(&mut synced_rx, waiting).await;
                     info!(nodes = collector.graph_len(), "garbage collector synced; starting workers");
-                    workers = Some(collector.clone().start_workers(DELETE_WORKERS, ORPHAN_WORKERS));
+                    tasks.spawn(collector.clone().work(DELETE_WORKERS, ORPHAN_WORKERS));
+                    working = true;
                 }
             }
             Err(error) => warn!(%error, "garbage collector: discovery failed"),
         }
+        // Collect stopped watches.
+        while tasks.try_join_next().is_some() {}
         tokio::time::sleep(context.timing.discovery_resync_period).await;
     }
 }
