@@ -5,7 +5,11 @@
 //! so that several servers run one active set.
 //!
 //! Layout: [`context`] (what every controller shares: the client, the event recorder,
-//! timing), one module per controller, and [`run`] which starts them.
+//! timing), one module per controller, and [`run`] which starts them. Helpers shared by
+//! several controllers: [`queue`] (a work queue for keys kube-runtime's `Controller`
+//! cannot reconcile, such as deleted objects), [`discovery`] (every served resource, for
+//! the garbage collector and the namespace controller) and [`servicepods`] (Service and
+//! Pod caches and endpoint rules, for the Endpoints and EndpointSlice controllers).
 
 pub mod context;
 pub mod discovery;

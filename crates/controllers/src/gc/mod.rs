@@ -2,7 +2,7 @@
 //! objects whose owners are gone, and carries out foreground and orphan deletion.
 //!
 //! - [`graph`]: the owner graph built from ownerReferences, and the work each change makes.
-//! - [`collector`]: that work, through the API (live lookups before anything is deleted).
+//! - `collector`: that work, through the API (live lookups before anything is deleted).
 //! - here: one metadata-only watch per served resource that can be deleted (found through
 //!   discovery, re-run periodically so new custom resources are followed), feeding the
 //!   graph; workers start once every watch has listed.
