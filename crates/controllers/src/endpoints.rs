@@ -283,6 +283,18 @@ mod tests {
     }
 
     #[test]
+    fn headless_services_without_ports_list_addresses_only() {
+        let pods = [pod("a", "10.0.0.1", true, 8080)];
+        let (headless, _) = subsets(&service(json!({"clusterIP": "None", "ports": null})), &pods);
+        assert_eq!(headless.len(), 1);
+        assert!(headless[0].ports.is_none());
+        assert_eq!(headless[0].addresses.as_ref().unwrap()[0].ip, "10.0.0.1");
+        // A Service with a cluster IP and no ports has no endpoints.
+        let (portless, _) = subsets(&service(json!({"ports": null})), &pods);
+        assert!(portless.is_empty());
+    }
+
+    #[test]
     fn more_than_a_thousand_addresses_are_truncated_keeping_ready_ones() {
         let pods: Vec<_> = (0..1100)
             .map(|i| pod(&format!("p{i}"), &format!("10.1.{}.{}", i / 250, i % 250), i >= 100, 8080))
