@@ -16,6 +16,11 @@ pub struct Timing {
     pub node_monitor_period: Duration,
     /// How often CronJob schedules are checked.
     pub cronjob_sync_period: Duration,
+    /// How often the garbage collector re-reads discovery to follow new resources
+    /// (kube-controller-manager re-reads it every 30 s).
+    pub discovery_resync_period: Duration,
+    /// How soon a terminating namespace whose content is still going away is looked at again.
+    pub namespace_recheck_period: Duration,
 }
 
 impl Default for Timing {
@@ -24,6 +29,8 @@ impl Default for Timing {
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
             cronjob_sync_period: Duration::from_secs(10),
+            discovery_resync_period: Duration::from_secs(30),
+            namespace_recheck_period: Duration::from_secs(1),
         }
     }
 }
@@ -34,12 +41,19 @@ pub struct Context {
     /// reports as itself through `events.reporting_as("deployment-controller")`.
     pub events: Recorder,
     pub timing: Timing,
+    /// The cluster CA (PEM) published in every namespace; empty: not published.
+    pub root_ca: Arc<str>,
 }
 
 impl Context {
     /// The context, and the task writing its events (run it alongside the controllers).
-    pub fn new(client: Client, host: String, timing: Timing) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
+    pub fn new(
+        client: Client,
+        host: String,
+        timing: Timing,
+        root_ca: &str,
+    ) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
         let (events, writer) = Recorder::new(client.clone(), "kube-controller-manager".into(), host);
-        (Arc::new(Context { client, events, timing }), writer)
+        (Arc::new(Context { client, events, timing, root_ca: root_ca.into() }), writer)
     }
 }

@@ -5,10 +5,22 @@
 //! so that several servers run one active set.
 //!
 //! Layout: [`context`] (what every controller shares: the client, the event recorder,
-//! timing), one module per controller, and [`run`] which starts them.
+//! timing), one module per controller, and [`run`] which starts them. Helpers shared by
+//! several controllers: [`queue`] (a work queue for keys kube-runtime's `Controller`
+//! cannot reconcile, such as deleted objects), [`discovery`] (every served resource, for
+//! the garbage collector and the namespace controller) and [`servicepods`] (Service and
+//! Pod caches and endpoint rules, for the Endpoints and EndpointSlice controllers).
 
 pub mod context;
+pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod gc;
+pub mod namespace;
+pub mod queue;
+pub mod rootca;
 pub mod serviceaccount;
+pub mod servicepods;
 
 use std::sync::Arc;
 
@@ -28,8 +40,14 @@ pub struct Controller {
 }
 
 /// Every controller, in start order.
-pub const CONTROLLERS: &[Controller] =
-    &[Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) }];
+pub const CONTROLLERS: &[Controller] = &[
+    Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
+    Controller { name: gc::NAME, run: |c| Box::pin(gc::run(c)) },
+    Controller { name: namespace::NAME, run: |c| Box::pin(namespace::run(c)) },
+    Controller { name: endpoints::NAME, run: |c| Box::pin(endpoints::run(c)) },
+    Controller { name: endpointslice::NAME, run: |c| Box::pin(endpointslice::run(c)) },
+    Controller { name: rootca::NAME, run: |c| Box::pin(rootca::run(c)) },
+];
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -38,6 +56,9 @@ pub struct Config {
     /// Controllers not to run, by name.
     pub disabled: Vec<String>,
     pub timing: Timing,
+    /// The cluster CA (PEM) to publish as `kube-root-ca.crt` in every namespace (the
+    /// API server's CA, e.g. [`rootca::ca_from_kubeconfig`]); empty turns that off.
+    pub root_ca: String,
 }
 
 impl Default for Config {
@@ -48,6 +69,7 @@ impl Default for Config {
             leader_election: Some(LeaderConfig::in_kube_system("kube-controller-manager", identity)),
             disabled: Vec::new(),
             timing: Timing::default(),
+            root_ca: String::new(),
         }
     }
 }
@@ -62,7 +84,7 @@ pub async fn run(client: Client, config: Config) {
 
 async fn run_all(client: Client, config: Config) {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let (context, recorder) = Context::new(client, host, config.timing.clone());
+    let (context, recorder) = Context::new(client, host, config.timing.clone(), &config.root_ca);
     let mut tasks = JoinSet::new();
     tasks.spawn(recorder);
     for controller in CONTROLLERS.iter().filter(|c| !config.disabled.iter().any(|d| d == c.name)) {

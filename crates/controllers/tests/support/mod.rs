@@ -49,7 +49,8 @@ impl Cluster {
         cluster.tasks.push(tokio::spawn(async move {
             let _ = skiff_scheduler::run(client, scheduler).await;
         }));
-        let controllers = skiff_controllers::Config { leader_election: None, timing, ..Default::default() };
+        let root_ca = cluster.server.server.pki.ca_cert_pem.clone();
+        let controllers = skiff_controllers::Config { leader_election: None, timing, root_ca, ..Default::default() };
         cluster.tasks.push(tokio::spawn(skiff_controllers::run(cluster.client.clone(), controllers)));
         cluster
     }
