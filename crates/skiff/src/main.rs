@@ -103,7 +103,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     }
     if !args.disable_controllers {
         let client = skiff_client::connect(&server.kubeconfig, None).await?;
-        tokio::spawn(skiff_controllers::run(client, skiff_controllers::Config::default()));
+        let config = skiff_controllers::Config { root_ca: server.pki.ca_cert_pem.clone(), ..Default::default() };
+        tokio::spawn(skiff_controllers::run(client, config));
     }
     eprintln!(
         "skiff server ready on https://{} in {} ms\n  export KUBECONFIG={}\n  kubectl get namespaces",
