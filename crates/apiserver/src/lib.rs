@@ -2,6 +2,7 @@
 //! generic REST storage over the registry, the watch cache, and discovery.
 
 pub mod discovery;
+pub mod eviction;
 pub mod http;
 pub mod listwatch;
 pub mod meta;
