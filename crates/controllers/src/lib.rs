@@ -8,6 +8,7 @@
 //! timing), one module per controller, and [`run`] which starts them.
 
 pub mod context;
+pub mod disruption;
 pub mod serviceaccount;
 
 use std::sync::Arc;
@@ -28,8 +29,10 @@ pub struct Controller {
 }
 
 /// Every controller, in start order.
-pub const CONTROLLERS: &[Controller] =
-    &[Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) }];
+pub const CONTROLLERS: &[Controller] = &[
+    Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
+    Controller { name: disruption::NAME, run: |c| Box::pin(disruption::run(c)) },
+];
 
 #[derive(Clone, Debug)]
 pub struct Config {

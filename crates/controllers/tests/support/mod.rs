@@ -70,6 +70,16 @@ impl Cluster {
         }));
     }
 
+    /// A client that does not retry 429 answers itself (kube-rs' default client retries
+    /// them for minutes), for tests that expect one.
+    pub async fn client_without_retries(&self) -> Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.server.kubeconfig()).expect("kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
+        config.default_retry = false;
+        Client::try_from(config).expect("client")
+    }
+
     pub fn api<K>(&self, namespace: &str) -> kube::Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
