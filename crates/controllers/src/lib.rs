@@ -9,7 +9,9 @@
 
 pub mod context;
 pub mod disruption;
+pub mod nodelifecycle;
 pub mod serviceaccount;
+pub mod tainteviction;
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ pub struct Controller {
 pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: disruption::NAME, run: |c| Box::pin(disruption::run(c)) },
+    Controller { name: nodelifecycle::NAME, run: |c| Box::pin(nodelifecycle::run(c)) },
+    Controller { name: tainteviction::NAME, run: |c| Box::pin(tainteviction::run(c)) },
 ];
 
 #[derive(Clone, Debug)]
