@@ -27,14 +27,18 @@ use crate::rest::{Addr, Api, DeleteOptions, Reply, WriteKind, WriteOptions};
 /// approved here have not been seen by the disruption controller yet.
 const MAX_DISRUPTED_PODS: usize = 2000;
 
+/// How often a pod that changed while being evicted is looked at again.
+const CONFLICT_RETRIES: usize = 20;
+
 const VIOLATES_BUDGET: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
 
 /// How the pod is to be deleted once the budget (if any) allowed it.
 enum Verdict {
     /// Delete as the client asked.
     Delete,
-    /// Delete only if the pod is unchanged since it was judged (it was not Ready).
-    DeleteIfUnchanged,
+    /// Delete only if the pod is unchanged since it was judged (it was not Ready and so
+    /// cost this budget nothing).
+    DeleteIfUnchanged(String),
 }
 
 impl Api {
@@ -45,26 +49,41 @@ impl Api {
         options.dry_run |= write.dry_run;
         let client_set_version = options.resource_version.is_some();
 
-        let current = self.get(pod, &Query::default()).await?.body;
-        if can_ignore_budget(&current) {
-            // A terminal or terminating pod is deleted as is; a Pending one only if it
-            // is still Pending (it must not have started running in between).
+        // Pods that skip budgets are deleted at once; a conflict (the pod changed) is
+        // judged again from the pod as it is now.
+        let mut attempts = 0;
+        let current = loop {
+            let current = self.get(pod, &Query::default()).await?.body;
+            if !can_ignore_budget(&current) {
+                break current;
+            }
+            let mut options = options.clone();
+            // A Pending pod is deleted only if it is still Pending (it must not have
+            // started running in between); a terminal or terminating one as it is.
             if !client_set_version && !is_terminal_or_terminating(&current) {
                 options.resource_version = meta_rv(&current);
             }
-            self.add_condition_and_delete(pod, options, write).await?;
-            return Ok(success());
-        }
+            match self.add_condition_and_delete(pod, options, write).await {
+                Ok(()) => return Ok(success()),
+                Err(ApiError::Conflict(..)) if !client_set_version && attempts < CONFLICT_RETRIES => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        };
 
         let verdict = self.judge_against_budget(pod, &current, options.dry_run).await?;
-        let unchanged_only = matches!(verdict, Verdict::DeleteIfUnchanged) && !client_set_version;
-        if unchanged_only {
+        let unchanged_only = match &verdict {
+            Verdict::DeleteIfUnchanged(budget) if !client_set_version => Some(budget.clone()),
+            _ => None,
+        };
+        if unchanged_only.is_some() {
             options.resource_version = meta_rv(&current);
         }
         match self.add_condition_and_delete(pod, options, write).await {
             Ok(()) => Ok(success()),
             // It changed (perhaps became Ready): the client should ask again.
-            Err(ApiError::Conflict(..)) if unchanged_only => Err(still_processing(&current)),
+            Err(ApiError::Conflict(..)) if unchanged_only.is_some() => {
+                Err(still_processing(unchanged_only.as_deref().unwrap_or_default()))
+            }
             Err(e) => Err(e),
         }
     }
@@ -92,7 +111,7 @@ impl Api {
         if !is_ready(current) {
             let always_allow = budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
             if always_allow || (current_healthy >= desired_healthy && desired_healthy > 0) {
-                return Ok(Verdict::DeleteIfUnchanged);
+                return Ok(Verdict::DeleteIfUnchanged(meta::name(budget).unwrap_or_default().to_string()));
             }
         }
         let def = self
@@ -211,10 +230,7 @@ fn take_disruption(budget: &Value, pod: &str) -> Result<Value, ApiError> {
     let status = &budget["status"];
     let generation = budget["metadata"]["generation"].as_i64().unwrap_or(0);
     if status["observedGeneration"].as_i64().unwrap_or(0) < generation {
-        return Err(too_many_requests(
-            &format!("The disruption budget {name} is still being processed by the server."),
-            10,
-        ));
+        return Err(still_processing(name));
     }
     let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
     let forbidden = |why: &str| ApiError::Forbidden(format!("poddisruptionbudget.policy {name:?} is forbidden: {why}"));
@@ -285,9 +301,8 @@ fn too_many_requests(cause: &str, retry_after_seconds: u32) -> ApiError {
 }
 
 /// The answer when an unready pod changed between judging and deleting it.
-fn still_processing(pod: &Value) -> ApiError {
-    let name = meta::name(pod).unwrap_or_default();
-    too_many_requests(&format!("The disruption budget for pod {name} is still being processed by the server."), 10)
+fn still_processing(budget: &str) -> ApiError {
+    too_many_requests(&format!("The disruption budget {budget} is still being processed by the server."), 10)
 }
 
 fn check_preconditions(pod: &Value, uid: Option<&str>, rv: Option<&str>, target: &Target) -> Result<(), ApiError> {
