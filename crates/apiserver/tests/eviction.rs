@@ -206,3 +206,20 @@ async fn dry_run_and_mismatched_names_change_nothing() {
     assert_eq!(s.post(&format!("{PODS}/web-1/eviction"), &beta).await.code(), 201);
     assert!(!exists(&s, "web-1").await);
 }
+
+#[tokio::test]
+async fn unhealthy_pods_may_always_go_when_the_budget_says_so() {
+    let s = TestServer::start().await;
+    running_pod(&s, "sick-1", None, false).await;
+    running_pod(&s, "sick-2", None, false).await;
+    // One healthy of two desired: by default an unready pod is protected too...
+    budget(&s, "web", 0, 1, 2).await;
+    let refused = evict(&s, "sick-1", json!({})).await;
+    assert_eq!(refused.code(), 429, "{:?}", refused.body);
+    // ...unless the budget's unhealthyPodEvictionPolicy is AlwaysAllow.
+    let policy = json!({"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}});
+    assert_eq!(s.patch(&format!("{PDBS}/web"), "application/merge-patch+json", &policy).await.code(), 200);
+    let allowed = evict(&s, "sick-1", json!({})).await;
+    assert_eq!(allowed.code(), 201, "{:?}", allowed.body);
+    assert!(!exists(&s, "sick-1").await);
+}
