@@ -100,6 +100,9 @@ async fn drain_keeps_retrying_while_a_budget_allows_no_disruption() {
     let cluster = Cluster::start(2).await;
     ready_pods_on(&cluster, &[("web-1", "node-0"), ("web-2", "node-0")]).await;
     budget(&cluster, 2, 2).await;
+    let listed = kubectl(&cluster, &["get", "pdb", "web", "--no-headers"]).await;
+    let columns: Vec<String> = text(&listed).split_whitespace().map(str::to_string).collect();
+    assert_eq!(columns[..4], ["web", "2", "N/A", "0"], "{}", text(&listed));
 
     let drain = kubectl(
         &cluster,
