@@ -48,6 +48,8 @@ const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+/// The Ready status of a node that has not reported one yet (within its startup grace).
+const NEVER_REPORTED: &str = "";
 /// Nodes with this label count in no zone's health.
 const EXCLUDE_DISRUPTION: &str = "node.kubernetes.io/exclude-disruption";
 
@@ -197,7 +199,7 @@ impl Monitor {
             }
             self.all_disrupted = all_disrupted;
         }
-        for (node, ready) in checked {
+        for (node, ready) in checked.into_iter().filter(|(_, ready)| ready != NEVER_REPORTED) {
             let wanted = match ready.as_str() {
                 _ if all_disrupted => None,
                 "False" => Some(NOT_READY),
@@ -237,7 +239,8 @@ impl Monitor {
     }
 
     /// Updates what is known of the node's liveness, marks it Unknown when it has been
-    /// silent too long; returns its Ready status before and after, and the node as stored.
+    /// silent too long; returns its Ready status before and after (NEVER_REPORTED after,
+    /// while a new node has its startup grace), and the node as stored.
     async fn check_health(&mut self, node: Arc<Node>, now: Instant) -> (String, String, Arc<Node>) {
         let name = node.name_any();
         let ready = condition(&node, "Ready").cloned();
@@ -255,9 +258,12 @@ impl Monitor {
         }
         let timing = &self.context.timing;
         let grace = if ready.is_some() { timing.node_monitor_grace_period } else { timing.node_startup_grace_period };
+        let never_reported = ready.is_none();
         let observed = ready.map_or_else(|| "Unknown".to_string(), |c| c.status);
         if now <= health.probe + grace {
-            return (observed.clone(), observed, node);
+            // A node still starting up has no Ready status to act on yet.
+            let current = if never_reported { NEVER_REPORTED.to_string() } else { observed.clone() };
+            return (observed, current, node);
         }
         let mut updated = (*node).clone();
         let created = node.metadata.creation_timestamp.clone();
