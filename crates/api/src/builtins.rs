@@ -13,9 +13,9 @@ use crate::conversion;
 use crate::registry::{NameRule, Registry, ResourceDef, StoredAs, Subresources, ALL_VERBS};
 use crate::strategy::{KindRules, TypedStrategy};
 
-const STATUS: Subresources = Subresources { status: true, scale: false, binding: false };
-const STATUS_SCALE: Subresources = Subresources { status: true, scale: true, binding: false };
-const NONE: Subresources = Subresources { status: false, scale: false, binding: false };
+const STATUS: Subresources = Subresources { status: true, scale: false, binding: false, eviction: false };
+const STATUS_SCALE: Subresources = Subresources { status: true, scale: true, binding: false, eviction: false };
+const NONE: Subresources = Subresources { status: false, scale: false, binding: false, eviction: false };
 
 /// A built-in resource with the common defaults; callers adjust the rest.
 fn def<T: KindRules + schemars::JsonSchema>(
@@ -91,6 +91,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
     let pods = {
         let mut d = in_all(def::<core::Pod>("", "Pod", "pods", &["po"], true, STATUS));
         d.subresources.binding = true;
+        d.subresources.eviction = true;
         d
     };
     vec![

@@ -31,6 +31,8 @@ pub struct Subresources {
     pub scale: bool,
     /// pods/binding
     pub binding: bool,
+    /// pods/eviction
+    pub eviction: bool,
 }
 
 /// Where a resource is stored when it shares another resource's storage.

@@ -116,6 +116,9 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         if def.subresources.binding {
             resources.push(sub("binding", "Binding", "", &["create"]));
         }
+        if def.subresources.eviction {
+            resources.push(sub("eviction", "Eviction", "policy", &["create"]));
+        }
         if def.group.is_empty() && def.plural == "namespaces" {
             resources.push(sub("finalize", "Namespace", "", &["update"]));
         }
@@ -158,6 +161,9 @@ fn resource_discovery(def: &skiff_api::ResourceDef) -> Value {
     }
     if def.subresources.binding {
         subresources.push(sub("binding", gvk("", "v1", "Binding"), &["create"]));
+    }
+    if def.subresources.eviction {
+        subresources.push(sub("eviction", gvk("policy", "v1", "Eviction"), &["create"]));
     }
     if def.group.is_empty() && def.plural == "namespaces" {
         subresources.push(sub("finalize", own.clone(), &["update"]));

@@ -70,9 +70,19 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     if error.code() >= 500 {
         tracing::warn!(%error, "request failed");
     }
-    let mut response = value_response(error.code(), &error.status());
-    if error.code() == 429 {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let status = error.status();
+    let mut response = value_response(error.code(), &status);
+    // Clients (client-go) retry a 429 by themselves only when told when: the server's
+    // own load limit says so; an error carrying retryAfterSeconds (e.g. an eviction that
+    // a budget refuses for now) says its own.
+    let retry_after = match error {
+        ApiError::TooManyRequests(_) => Some(1),
+        _ => status["details"]["retryAfterSeconds"].as_u64().filter(|s| *s > 0),
+    };
+    if let Some(seconds) = retry_after {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
     }
     response
 }
@@ -311,6 +321,7 @@ async fn resource(
             "status" => def.subresources.status,
             "scale" => def.subresources.scale,
             "binding" => def.subresources.binding,
+            "eviction" => def.subresources.eviction,
             "finalize" => def.group.is_empty() && def.plural == "namespaces",
             _ => false,
         };
@@ -359,6 +370,11 @@ async fn resource(
             let (parts, body) = read_body(request).await?;
             let binding = decode_body(&parts, &body)?;
             Ok(reply_response(api.bind(&addr, binding, &write).await?))
+        }
+        (Method::POST, Some("eviction")) => {
+            let (parts, body) = read_body(request).await?;
+            let eviction = decode_body(&parts, &body)?;
+            Ok(reply_response(api.evict(&addr, eviction, &write).await?))
         }
         (Method::PUT, Some("scale")) => {
             let (parts, body) = read_body(request).await?;

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod discovery;
+pub mod eviction;
 pub mod http;
 pub mod listwatch;
 pub mod meta;

@@ -310,7 +310,7 @@ pub fn parse_rv(value: &str) -> Result<i64, ApiError> {
 }
 
 /// Options of a DELETE, from the query string or a DeleteOptions body.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DeleteOptions {
     pub grace_period: Option<i64>,
     pub propagation: Option<String>,

@@ -14,6 +14,9 @@ pub struct Timing {
     pub node_monitor_grace_period: Duration,
     /// How often node health is checked (--node-monitor-period).
     pub node_monitor_period: Duration,
+    /// How long a registered node that never reported Ready may take before it is
+    /// Unknown (--node-startup-grace-period).
+    pub node_startup_grace_period: Duration,
     /// How often CronJob schedules are checked.
     pub cronjob_sync_period: Duration,
     /// How often the garbage collector re-reads discovery to follow new resources
@@ -28,6 +31,7 @@ impl Default for Timing {
         Timing {
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
+            node_startup_grace_period: Duration::from_secs(60),
             cronjob_sync_period: Duration::from_secs(10),
             discovery_resync_period: Duration::from_secs(30),
             namespace_recheck_period: Duration::from_secs(1),

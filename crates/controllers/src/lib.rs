@@ -13,14 +13,17 @@
 
 pub mod context;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod queue;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod servicepods;
+pub mod tainteviction;
 
 use std::sync::Arc;
 
@@ -47,6 +50,9 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: endpoints::NAME, run: |c| Box::pin(endpoints::run(c)) },
     Controller { name: endpointslice::NAME, run: |c| Box::pin(endpointslice::run(c)) },
     Controller { name: rootca::NAME, run: |c| Box::pin(rootca::run(c)) },
+    Controller { name: disruption::NAME, run: |c| Box::pin(disruption::run(c)) },
+    Controller { name: nodelifecycle::NAME, run: |c| Box::pin(nodelifecycle::run(c)) },
+    Controller { name: tainteviction::NAME, run: |c| Box::pin(tainteviction::run(c)) },
 ];
 
 #[derive(Clone, Debug)]

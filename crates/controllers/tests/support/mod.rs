@@ -55,8 +55,8 @@ impl Cluster {
         cluster
     }
 
-    /// Adds `count` simulated nodes named `prefix-i`.
-    pub fn add_nodes(&mut self, prefix: &str, count: usize, template: NodeTemplate) {
+    /// Adds `count` simulated nodes named `prefix-i`; the handle stops their agent.
+    pub fn add_nodes(&mut self, prefix: &str, count: usize, template: NodeTemplate) -> NodeGroup {
         // Each group of nodes takes its own part of the pod address space.
         let base = prefix.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 200;
         let cidr = format!("10.{}.0.0/16", 10 + base).parse().expect("cidr");
@@ -66,9 +66,22 @@ impl Cluster {
             .map(|id| NodeHandle::new(id.clone(), Arc::new(SimulatedRuntime::new(id.pod_cidr, Behaviour::default()))))
             .collect();
         let agent = Agent::new(self.client.clone(), template, AgentTiming::default(), handles, 16);
-        self.tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = agent.run().await;
-        }));
+        });
+        let group = NodeGroup(task.abort_handle());
+        self.tasks.push(task);
+        group
+    }
+
+    /// A client that does not retry 429 answers itself (kube-rs' default client retries
+    /// them for minutes), for tests that expect one.
+    pub async fn client_without_retries(&self) -> Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.server.kubeconfig()).expect("kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
+        config.default_retry = false;
+        Client::try_from(config).expect("client")
     }
 
     pub fn api<K>(&self, namespace: &str) -> kube::Api<K>
@@ -77,6 +90,17 @@ impl Cluster {
         <K as kube::Resource>::DynamicType: Default,
     {
         kube::Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+/// A group of simulated nodes: stopping it stops their agent (no more Lease renewals or
+/// pod updates), as if the machines were cut off. Adding nodes of the same names again
+/// brings them back.
+pub struct NodeGroup(tokio::task::AbortHandle);
+
+impl NodeGroup {
+    pub fn stop(&self) {
+        self.0.abort();
     }
 }
 
