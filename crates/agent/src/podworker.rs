@@ -231,6 +231,12 @@ impl PodWorker {
                 }
             }
         }
+        // Look again when a container is due to exit by itself.
+        let exits = self.containers.iter().filter_map(|slot| self.runtime.exits_in(slot.id.as_deref()?)).min();
+        let requeue = match (requeue, exits) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok(SyncResult { observed: self.observe().await?, requeue })
     }
 
