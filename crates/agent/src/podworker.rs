@@ -90,9 +90,21 @@ fn container_config(pod: &Pod, container: &ApiContainer, attempt: u32, init: boo
     if init {
         container_labels.insert(labels::CONTAINER_KIND.into(), "init".into());
     }
-    // Literal values only; valueFrom sources are resolved by the containerd agent's env module.
-    let envs =
-        container.env.iter().flatten().filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.clone()))).collect();
+    // Literal values and the pod's own fields; other valueFrom sources are resolved by the
+    // containerd agent's env module.
+    let envs = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let value = match (&e.value, e.value_from.as_ref().and_then(|v| v.field_ref.as_ref())) {
+                (Some(value), _) => value.clone(),
+                (None, Some(field)) => pod_field(pod, &field.field_path)?,
+                (None, None) => return None,
+            };
+            Some((e.name.clone(), value))
+        })
+        .collect();
     ContainerConfig {
         metadata: ContainerMetadata { name: container.name.clone(), attempt },
         image: container.image.clone().unwrap_or_default(),
@@ -104,6 +116,26 @@ fn container_config(pod: &Pod, container: &ApiContainer, attempt: u32, init: boo
         annotations: BTreeMap::new(),
         log_path: format!("{}/{attempt}.log", container.name),
         ..ContainerConfig::default()
+    }
+}
+
+/// A downward-API field of the pod (`metadata.name`, `metadata.annotations['key']`, ...).
+fn pod_field(pod: &Pod, path: &str) -> Option<String> {
+    let m = &pod.metadata;
+    let keyed = |prefix: &str| path.strip_prefix(prefix)?.strip_suffix("']").map(str::to_string);
+    match path {
+        "metadata.name" => m.name.clone(),
+        "metadata.namespace" => m.namespace.clone(),
+        "metadata.uid" => m.uid.clone(),
+        "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
+        "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
+        _ => {
+            if let Some(key) = keyed("metadata.labels['") {
+                m.labels.as_ref()?.get(&key).cloned()
+            } else {
+                m.annotations.as_ref()?.get(&keyed("metadata.annotations['")?).cloned()
+            }
+        }
     }
 }
 

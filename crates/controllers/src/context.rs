@@ -6,6 +6,8 @@ use std::time::Duration;
 use kube::Client;
 use skiff_client::events::Recorder;
 
+use crate::clock::Clock;
+
 /// Durations controllers wait on, injectable so tests need not wait Kubernetes' defaults.
 #[derive(Clone, Debug)]
 pub struct Timing {
@@ -16,6 +18,13 @@ pub struct Timing {
     pub node_monitor_period: Duration,
     /// How often CronJob schedules are checked.
     pub cronjob_sync_period: Duration,
+    /// The delay before a failed Job pod is replaced, doubling with each further failure
+    /// (the job controller's DefaultJobPodFailureBackOff, 10 s) ...
+    pub job_backoff_base: Duration,
+    /// ... up to this (MaxJobPodFailureBackOff, 6 min).
+    pub job_backoff_max: Duration,
+    /// The wall clock for schedules, deadlines and TTLs.
+    pub clock: Clock,
 }
 
 impl Default for Timing {
@@ -24,6 +33,9 @@ impl Default for Timing {
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
             cronjob_sync_period: Duration::from_secs(10),
+            job_backoff_base: Duration::from_secs(10),
+            job_backoff_max: Duration::from_secs(360),
+            clock: Clock::system(),
         }
     }
 }

@@ -7,8 +7,11 @@
 //! Layout: [`context`] (what every controller shares: the client, the event recorder,
 //! timing), one module per controller, and [`run`] which starts them.
 
+pub mod clock;
 pub mod context;
+pub mod job;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use skiff_client::leader::{self, LeaderConfig};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
+pub use clock::Clock;
 pub use context::{Context, Timing};
 
 /// A controller: its name (as kube-controller-manager's `--controllers` names it) and
@@ -28,8 +32,11 @@ pub struct Controller {
 }
 
 /// Every controller, in start order.
-pub const CONTROLLERS: &[Controller] =
-    &[Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) }];
+pub const CONTROLLERS: &[Controller] = &[
+    Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
+    Controller { name: job::NAME, run: |c| Box::pin(job::run(c)) },
+    Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
+];
 
 #[derive(Clone, Debug)]
 pub struct Config {

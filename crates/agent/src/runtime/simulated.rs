@@ -608,7 +608,10 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(scripted_exit(&argv(&["sh", "-c", "sleep 0.2; exit 3"]), &[]), Some((ms(200), 3)));
         assert_eq!(scripted_exit(&argv(&["/bin/sh", "-c", "exit $JOB_COMPLETION_INDEX"]), &env), Some((ms(0), 2)));
-        assert_eq!(scripted_exit(&argv(&["sh", "-c", "echo hi && exit ${JOB_COMPLETION_INDEX}"]), &env), Some((ms(0), 2)));
+        assert_eq!(
+            scripted_exit(&argv(&["sh", "-c", "echo hi && exit ${JOB_COMPLETION_INDEX}"]), &env),
+            Some((ms(0), 2))
+        );
         assert_eq!(scripted_exit(&argv(&["sh", "-c", "false && sleep 5"]), &[]), Some((ms(0), 1)));
         assert_eq!(scripted_exit(&argv(&["sh", "-c", "sleep 1; false; sleep 1"]), &[]), Some((ms(2000), 0)));
         assert_eq!(scripted_exit(&argv(&["sleep", "5"]), &[]), Some((ms(5000), 0)));
