@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn the_first_matching_rule_decides() {
         let policy = policy(json!([
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
             {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [42]}},
         ]));

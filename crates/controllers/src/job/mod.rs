@@ -165,7 +165,7 @@ impl Sync<'_> {
     }
 
     async fn run(&mut self) -> Result<Action, kube::Error> {
-        let mut pods = self.list_pods().await?;
+        let pods = self.list_pods().await?;
         if self.job.metadata.deletion_timestamp.is_some() || is_finished(&self.job) {
             // Nothing more to count: let the pods go.
             self.release(pods.iter().filter(|p| pods::has_tracking_finalizer(p))).await?;
@@ -177,8 +177,9 @@ impl Sync<'_> {
         let suspended = spec.suspend == Some(true);
 
         // 1. Count pods that finished, through uncountedTerminatedPods.
+        // Everything below works from the same list: a pod that finished after it was
+        // taken is still active here, and is counted next time.
         let fail_job = self.track_finished_pods(&mut status, &pods, indexed).await?;
-        pods = self.list_pods().await?;
 
         let active: Vec<&Pod> = pods.iter().filter(|p| pods::is_active(p)).collect();
         let terminating = pods.iter().filter(|p| pods::is_terminating(p)).count() as i32;
