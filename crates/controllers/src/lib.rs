@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod context;
+pub mod cronjob;
 pub mod job;
 pub mod serviceaccount;
 pub mod ttlafterfinished;
@@ -35,6 +36,7 @@ pub struct Controller {
 pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: job::NAME, run: |c| Box::pin(job::run(c)) },
+    Controller { name: cronjob::NAME, run: |c| Box::pin(cronjob::run(c)) },
     Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
 ];
 
