@@ -10,6 +10,8 @@
 pub mod clock;
 pub mod context;
 pub mod cronjob;
+pub mod daemonset;
+pub mod history;
 pub mod job;
 pub mod serviceaccount;
 pub mod ttlafterfinished;
@@ -36,6 +38,7 @@ pub struct Controller {
 pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: job::NAME, run: |c| Box::pin(job::run(c)) },
+    Controller { name: daemonset::NAME, run: |c| Box::pin(daemonset::run(c)) },
     Controller { name: cronjob::NAME, run: |c| Box::pin(cronjob::run(c)) },
     Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
 ];
