@@ -14,6 +14,7 @@ pub mod daemonset;
 pub mod history;
 pub mod job;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: job::NAME, run: |c| Box::pin(job::run(c)) },
     Controller { name: daemonset::NAME, run: |c| Box::pin(daemonset::run(c)) },
+    Controller { name: statefulset::NAME, run: |c| Box::pin(statefulset::run(c)) },
     Controller { name: cronjob::NAME, run: |c| Box::pin(cronjob::run(c)) },
     Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
 ];
