@@ -131,3 +131,45 @@ async fn one_daemon_per_eligible_node_as_nodes_come_and_an_image_update_rolls_ou
     let revisions = revisions.list(&ListParams::default().labels("app=logs")).await.unwrap().items;
     assert_eq!(revisions.iter().map(|r| r.revision).max(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_replaces_only_the_daemons_deleted_by_hand() {
+    let cluster = Cluster::start(2).await;
+    let sets: Api<DaemonSet> = cluster.api("default");
+    let mut set = daemonset("probe", "probe:1");
+    set.spec.as_mut().unwrap().update_strategy = Some(serde_json::from_value(json!({"type": "OnDelete"})).unwrap());
+    sets.create(&PostParams::default(), &set).await.unwrap();
+    eventually("two ready daemons", PATIENCE, || async {
+        let status = sets.get("probe").await.ok()?.status?;
+        (status.number_ready == 2).then_some(())
+    })
+    .await;
+
+    let update = json!({"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "probe:2"}]}}}});
+    sets.patch("probe", &PatchParams::default(), &Patch::Strategic(update)).await.unwrap();
+    let status = eventually("the new generation observed", PATIENCE, || async {
+        let status = sets.get("probe").await.ok()?.status?;
+        (status.observed_generation == Some(2)).then_some(status)
+    })
+    .await;
+    assert_eq!(status.updated_number_scheduled, Some(0), "OnDelete leaves running daemons alone");
+    let image = |pod: &Pod| pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
+    assert!(daemon_pods(&cluster, "probe").await.iter().all(|p| image(p) == "probe:1"));
+
+    let victim = daemon_pods(&cluster, "probe").await.into_iter().find(|p| node_name(p) == "node-0").unwrap();
+    let pods: Api<Pod> = cluster.api("default");
+    pods.delete(&victim.name_any(), &Default::default()).await.unwrap();
+    eventually("node-0's daemon replaced with the new image", PATIENCE, || async {
+        let pods = daemon_pods(&cluster, "probe").await;
+        let on_0 = pods.iter().find(|p| node_name(p) == "node-0" && p.name_any() != victim.name_any())?;
+        let on_1 = pods.iter().find(|p| node_name(p) == "node-1")?;
+        (image(on_0) == "probe:2" && image(on_1) == "probe:1").then_some(())
+    })
+    .await;
+    let status = eventually("one daemon updated", PATIENCE, || async {
+        let status = sets.get("probe").await.ok()?.status?;
+        (status.updated_number_scheduled == Some(1) && status.number_ready == 2).then_some(status)
+    })
+    .await;
+    assert_eq!(status.desired_number_scheduled, 2);
+}
