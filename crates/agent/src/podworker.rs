@@ -534,6 +534,10 @@ impl PodWorker {
         if !all_done {
             sooner(&mut requeue, self.node.timing.relist);
         }
+        // Look again when a container is due to exit by itself (simulated commands).
+        for exits in self.containers.iter().filter_map(|slot| self.runtime.exits_in(slot.id.as_deref()?)) {
+            sooner(&mut requeue, exits);
+        }
         Ok(SyncResult { observed, requeue })
     }
 

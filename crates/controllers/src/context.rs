@@ -6,6 +6,8 @@ use std::time::Duration;
 use kube::Client;
 use skiff_client::events::Recorder;
 
+use crate::clock::Clock;
+
 /// Durations controllers wait on, injectable so tests need not wait Kubernetes' defaults.
 #[derive(Clone, Debug)]
 pub struct Timing {
@@ -24,6 +26,13 @@ pub struct Timing {
     pub discovery_resync_period: Duration,
     /// How soon a terminating namespace whose content is still going away is looked at again.
     pub namespace_recheck_period: Duration,
+    /// The delay before a failed Job pod is replaced, doubling with each further failure
+    /// (the job controller's DefaultJobPodFailureBackOff, 10 s) ...
+    pub job_backoff_base: Duration,
+    /// ... up to this (MaxJobPodFailureBackOff, 6 min).
+    pub job_backoff_max: Duration,
+    /// The wall clock for schedules, deadlines and TTLs.
+    pub clock: Clock,
 }
 
 impl Default for Timing {
@@ -35,6 +44,9 @@ impl Default for Timing {
             cronjob_sync_period: Duration::from_secs(10),
             discovery_resync_period: Duration::from_secs(30),
             namespace_recheck_period: Duration::from_secs(1),
+            job_backoff_base: Duration::from_secs(10),
+            job_backoff_max: Duration::from_secs(360),
+            clock: Clock::system(),
         }
     }
 }

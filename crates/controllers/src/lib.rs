@@ -11,19 +11,26 @@
 //! the garbage collector and the namespace controller) and [`servicepods`] (Service and
 //! Pod caches and endpoint rules, for the Endpoints and EndpointSlice controllers).
 
+pub mod clock;
 pub mod context;
+pub mod cronjob;
+pub mod daemonset;
 pub mod discovery;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
+pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod queue;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod servicepods;
+pub mod statefulset;
 pub mod tainteviction;
+pub mod ttlafterfinished;
 
 use std::sync::Arc;
 
@@ -33,6 +40,7 @@ use skiff_client::leader::{self, LeaderConfig};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
+pub use clock::Clock;
 pub use context::{Context, Timing};
 
 /// A controller: its name (as kube-controller-manager's `--controllers` names it) and
@@ -53,6 +61,11 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: disruption::NAME, run: |c| Box::pin(disruption::run(c)) },
     Controller { name: nodelifecycle::NAME, run: |c| Box::pin(nodelifecycle::run(c)) },
     Controller { name: tainteviction::NAME, run: |c| Box::pin(tainteviction::run(c)) },
+    Controller { name: job::NAME, run: |c| Box::pin(job::run(c)) },
+    Controller { name: daemonset::NAME, run: |c| Box::pin(daemonset::run(c)) },
+    Controller { name: statefulset::NAME, run: |c| Box::pin(statefulset::run(c)) },
+    Controller { name: cronjob::NAME, run: |c| Box::pin(cronjob::run(c)) },
+    Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
 ];
 
 #[derive(Clone, Debug)]

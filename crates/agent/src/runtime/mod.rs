@@ -300,6 +300,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// it has exited. Idempotent.
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
     async fn remove_container(&self, id: &str) -> Result<()>;
+    /// How soon a running container will exit by itself, when the runtime knows (the
+    /// simulated runtime's scripted commands), so the pod worker looks again then. A real
+    /// runtime reports exits through its events instead and returns None.
+    fn exits_in(&self, _id: &str) -> Option<Duration> {
+        None
+    }
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>>;
 

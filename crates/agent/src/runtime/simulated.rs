@@ -1,6 +1,10 @@
 //! A runtime that runs nothing: sandboxes get an IP from the node's subnet, containers
 //! are records whose state moves as a real container's would (init containers complete,
 //! regular ones run until stopped, a stop honours the grace period up to `stop_delay`).
+//! A container whose command is one busybox would finish (`sh -c "sleep 0.2; exit 3"`,
+//! `sleep 5`, `true`, `false`) exits as it would on a real node: see [`scripted_exit`].
+//! Exits are noticed lazily, when the container is next looked at; the pod worker asks
+//! [`Runtime::exits_in`] when to look.
 //! It is what `skiff agent --simulate N` puts behind the pod workers, like KWOK's fake
 //! kubelet, but with the agent's real status and lifecycle code above it.
 //!
@@ -57,6 +61,101 @@ struct ContainerRecord {
     /// Whether probes of this container pass (exec and network ones alike).
     healthy: bool,
     config: Option<Box<ContainerConfig>>,
+    /// What the command does by itself: exit with this code this long after starting.
+    script: Option<(Duration, i32)>,
+    /// When (nanoseconds since the epoch) the running container exits by itself.
+    exits_at: Option<(i64, i32)>,
+}
+
+impl ContainerRecord {
+    /// Applies a scripted exit whose time has come.
+    fn settle(&mut self) {
+        if let Some((at, code)) = self.exits_at {
+            if self.state == ContainerState::Running && now_nanos() >= at {
+                SimulatedRuntime::exit(self, code);
+                self.finished_at = at;
+            }
+        }
+    }
+}
+
+/// What a container's command does by itself, read the way busybox would run it: `sleep
+/// SECONDS`, `true`, `false`, or `sh -c SCRIPT` whose statements (separated by `;` or
+/// `&&`) are those, `exit CODE` and `echo ...`; `$NAME` and `${NAME}` expand from the
+/// container's environment. Returns after how long it exits and with which code, or None
+/// for a command that runs until stopped (anything else, e.g. `sleep infinity`, a server).
+pub fn scripted_exit(argv: &[String], envs: &[(String, String)]) -> Option<(Duration, i32)> {
+    let program = argv.first()?.rsplit('/').next()?;
+    match (program, argv.get(1).map(String::as_str)) {
+        ("sh" | "bash" | "ash", Some("-c")) => run_script(argv.get(2)?, envs),
+        _ => statement(&argv.iter().map(String::as_str).collect::<Vec<_>>(), Duration::ZERO),
+    }
+    .map(|(elapsed, code, _)| (elapsed, code))
+}
+
+/// Runs a script's statements in order: (time taken, exit status). A failing statement
+/// skips the rest of its `&&` chain; `exit` ends the script.
+fn run_script(script: &str, envs: &[(String, String)]) -> Option<(Duration, i32, bool)> {
+    let mut elapsed = Duration::ZERO;
+    let mut code = 0;
+    for sequence in script.split(';') {
+        for raw in sequence.split("&&") {
+            let expanded = expand(raw, envs);
+            let words: Vec<&str> = expanded.split_whitespace().collect();
+            if words.is_empty() {
+                continue;
+            }
+            let (after, status, exited) = statement(&words, elapsed)?;
+            (elapsed, code) = (after, status);
+            if exited {
+                return Some((elapsed, code, true));
+            }
+            if status != 0 {
+                break;
+            }
+        }
+    }
+    Some((elapsed, code, false))
+}
+
+/// One simple command at time `elapsed`: (time after it, its status, whether it was `exit`).
+fn statement(words: &[&str], elapsed: Duration) -> Option<(Duration, i32, bool)> {
+    match words {
+        ["sleep", seconds] => {
+            let seconds: f64 = seconds.parse().ok().filter(|s: &f64| s.is_finite() && *s >= 0.0)?;
+            Some((elapsed + Duration::from_secs_f64(seconds), 0, false))
+        }
+        ["true"] | [":"] => Some((elapsed, 0, false)),
+        ["false"] => Some((elapsed, 1, false)),
+        ["exit"] => Some((elapsed, 0, true)),
+        ["exit", code] => Some((elapsed, code.parse::<i32>().ok()? & 0xff, true)),
+        ["echo", ..] => Some((elapsed, 0, false)),
+        _ => None,
+    }
+}
+
+/// `$NAME` and `${NAME}` replaced by their values in `envs` (unknown names by nothing).
+fn expand(text: &str, envs: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        let (name, after) = match rest.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (&inner[..end], &inner[end + 1..]),
+                None => (inner, ""),
+            },
+            None => {
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        out.push_str(envs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default());
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 struct State {
@@ -324,6 +423,8 @@ impl Runtime for SimulatedRuntime {
                 labels: config.labels.clone(),
                 healthy: true,
                 config: self.behaviour.record_configs.then(|| Box::new(config.clone())),
+                script: scripted_exit(&[config.command.as_slice(), config.args.as_slice()].concat(), &config.envs),
+                exits_at: None,
             },
         );
         Ok(id)
@@ -341,6 +442,9 @@ impl Runtime for SimulatedRuntime {
         // Init containers do their work and exit at once.
         if let Some(code) = crashing.get(&container.metadata.name) {
             Self::exit(container, *code);
+        } else if let Some((after, code)) = container.script {
+            container.exits_at = Some((container.started_at.saturating_add(after.as_nanos() as i64), code));
+            container.settle();
         } else if container.labels.get(labels::CONTAINER_KIND).map(String::as_str) == Some("init") {
             Self::exit(container, 0);
         }
@@ -349,8 +453,9 @@ impl Runtime for SimulatedRuntime {
 
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
         {
-            let state = self.lock();
-            let container = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
+            let mut state = self.lock();
+            let container = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+            container.settle();
             if container.state != ContainerState::Running {
                 return Ok(());
             }
@@ -370,6 +475,14 @@ impl Runtime for SimulatedRuntime {
         Ok(())
     }
 
+    fn exits_in(&self, id: &str) -> Option<Duration> {
+        let mut state = self.lock();
+        let container = state.containers.get_mut(id)?;
+        container.settle();
+        let (at, _) = container.exits_at.filter(|_| container.state == ContainerState::Running)?;
+        Some(Duration::from_nanos(at.saturating_sub(now_nanos()).max(0) as u64))
+    }
+
     async fn remove_container(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
         match state.containers.get(id) {
@@ -384,8 +497,9 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        let state = self.lock();
-        let c = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
+        let mut state = self.lock();
+        let c = state.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        c.settle();
         Ok(ContainerStatus {
             id: id.to_string(),
             metadata: c.metadata.clone(),
@@ -403,7 +517,8 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>> {
-        let state = self.lock();
+        let mut state = self.lock();
+        state.containers.values_mut().for_each(ContainerRecord::settle);
         Ok(state
             .containers
             .iter()
@@ -577,6 +692,45 @@ mod tests {
         rt.stop_container(&polite, Duration::from_secs(30)).await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         assert_eq!(rt.container_status(&polite).await.unwrap().exit_code, 143);
+    }
+
+    #[test]
+    fn commands_busybox_would_finish_are_scripted() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let env = [("JOB_COMPLETION_INDEX".to_string(), "2".to_string())];
+        let ms = Duration::from_millis;
+        assert_eq!(scripted_exit(&argv(&["sh", "-c", "sleep 0.2; exit 3"]), &[]), Some((ms(200), 3)));
+        assert_eq!(scripted_exit(&argv(&["/bin/sh", "-c", "exit $JOB_COMPLETION_INDEX"]), &env), Some((ms(0), 2)));
+        assert_eq!(
+            scripted_exit(&argv(&["sh", "-c", "echo hi && exit ${JOB_COMPLETION_INDEX}"]), &env),
+            Some((ms(0), 2))
+        );
+        assert_eq!(scripted_exit(&argv(&["sh", "-c", "false && sleep 5"]), &[]), Some((ms(0), 1)));
+        assert_eq!(scripted_exit(&argv(&["sh", "-c", "sleep 1; false; sleep 1"]), &[]), Some((ms(2000), 0)));
+        assert_eq!(scripted_exit(&argv(&["sleep", "5"]), &[]), Some((ms(5000), 0)));
+        assert_eq!(scripted_exit(&argv(&["false"]), &[]), Some((ms(0), 1)));
+        assert_eq!(scripted_exit(&argv(&["sleep", "infinity"]), &[]), None);
+        assert_eq!(scripted_exit(&argv(&["httpd", "-f", "-p", "8080"]), &[]), None);
+        assert_eq!(scripted_exit(&[], &[]), None);
+    }
+
+    #[tokio::test]
+    async fn scripted_containers_exit_by_themselves() {
+        let rt = runtime(Duration::ZERO);
+        let config = sandbox_config("a");
+        let sandbox = rt.run_pod_sandbox(&config).await.unwrap();
+        let mut job = container_config("job", false);
+        job.command = vec!["sh".into(), "-c".into()];
+        job.args = vec!["sleep 0.05; exit 7".into()];
+        let id = rt.create_container(&sandbox, &job, &config).await.unwrap();
+        assert_eq!(rt.exits_in(&id), None, "not started yet");
+        rt.start_container(&id).await.unwrap();
+        assert!(rt.exits_in(&id).is_some_and(|d| d <= Duration::from_millis(50)));
+        assert_eq!(rt.container_status(&id).await.unwrap().state, ContainerState::Running);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let status = rt.container_status(&id).await.unwrap();
+        assert_eq!((status.state, status.exit_code, status.reason.as_str()), (ContainerState::Exited, 7, "Error"));
+        assert_eq!(rt.exits_in(&id), None);
     }
 
     #[tokio::test]
