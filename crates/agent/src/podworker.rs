@@ -1001,7 +1001,7 @@ mod tests {
         let mut worker = worker(&runtime);
         let pod = pod(json!({
             "initContainers": [{"name": "one", "image": "busybox"}, {"name": "two", "image": "busybox"}],
-            "containers": [{"name": "app", "image": "nginx", "command": ["echo", "$(A)"],
+            "containers": [{"name": "app", "image": "nginx", "command": ["sleep", "$(A)000"],
                 "env": [{"name": "A", "value": "1"}, {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
                 "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]
         }));
@@ -1014,7 +1014,7 @@ mod tests {
         let app = observed.containers[0].current.as_ref().unwrap();
         assert_eq!(app.state, ContainerState::Running);
         let config = runtime.config_of(&app.id).unwrap();
-        assert_eq!(config.command, vec!["echo", "1"]);
+        assert_eq!(config.command, vec!["sleep", "1000"]);
         assert_eq!(config.envs[0], ("A".to_string(), "1".to_string()));
         assert_eq!(config.linux.resources.cpu_quota, 50_000);
         assert_eq!(config.linux.resources.memory_limit_in_bytes, 64 << 20);
