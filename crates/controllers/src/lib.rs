@@ -8,6 +8,10 @@
 //! timing), one module per controller, and [`run`] which starts them.
 
 pub mod context;
+pub mod expectations;
+pub mod ownership;
+pub mod pods;
+pub mod replicaset;
 pub mod serviceaccount;
 
 use std::sync::Arc;
@@ -28,8 +32,10 @@ pub struct Controller {
 }
 
 /// Every controller, in start order.
-pub const CONTROLLERS: &[Controller] =
-    &[Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) }];
+pub const CONTROLLERS: &[Controller] = &[
+    Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
+    Controller { name: replicaset::NAME, run: |c| Box::pin(replicaset::run(c)) },
+];
 
 #[derive(Clone, Debug)]
 pub struct Config {
