@@ -8,6 +8,7 @@
 //! timing), one module per controller, and [`run`] which starts them.
 
 pub mod context;
+pub mod deployment;
 pub mod expectations;
 pub mod ownership;
 pub mod pods;
@@ -35,6 +36,7 @@ pub struct Controller {
 pub const CONTROLLERS: &[Controller] = &[
     Controller { name: serviceaccount::NAME, run: |c| Box::pin(serviceaccount::run(c)) },
     Controller { name: replicaset::NAME, run: |c| Box::pin(replicaset::run(c)) },
+    Controller { name: deployment::NAME, run: |c| Box::pin(deployment::run(c)) },
 ];
 
 #[derive(Clone, Debug)]

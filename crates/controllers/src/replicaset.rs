@@ -247,7 +247,7 @@ async fn still_current(rs: &ReplicaSet, uid: &str, state: &State) -> Result<bool
 /// Which way a failed sync went, and the API's message (for the ReplicaFailure condition).
 type Failure = (&'static str, String);
 
-fn api_message(error: &kube::Error) -> String {
+pub(crate) fn api_message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
