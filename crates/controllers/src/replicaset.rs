@@ -433,7 +433,47 @@ fn calculate_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn status_counts_pods_and_reports_a_failed_create_until_a_sync_succeeds() {
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "rs", "generation": 4},
+            "spec": {"replicas": 3, "minReadySeconds": 10, "selector": {"matchLabels": {"app": "a"}},
+                "template": {"metadata": {"labels": {"app": "a", "tier": "web"}}}}
+        }))
+        .unwrap();
+        let pod = |labels: serde_json::Value, ready_at: Option<&str>| {
+            let conditions = ready_at.map(|t| json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}]));
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({"metadata": {"labels": labels},
+                    "status": {"phase": "Running", "conditions": conditions.unwrap_or(json!([]))}}))
+                .unwrap(),
+            )
+        };
+        let pods = vec![
+            pod(json!({"app": "a", "tier": "web"}), Some("2026-01-01T00:00:00Z")),
+            pod(json!({"app": "a", "tier": "web"}), Some("2026-01-01T00:00:55Z")),
+            pod(json!({"app": "a"}), None),
+        ];
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let failure = ("FailedCreate", "pods \"rs-x\" is forbidden: exceeded quota".to_string());
+        let status = calculate_status(&rs, &pods, Some(&failure), now);
+        assert_eq!(status.replicas, 3);
+        assert_eq!(status.fully_labeled_replicas, Some(2));
+        assert_eq!(status.ready_replicas, Some(2));
+        assert_eq!(status.available_replicas, Some(1));
+        assert_eq!(status.observed_generation, Some(4));
+        let condition = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!((condition.type_.as_str(), condition.status.as_str()), ("ReplicaFailure", "True"));
+        assert_eq!(condition.reason.as_deref(), Some("FailedCreate"));
+        assert_eq!(condition.message.as_deref(), Some(failure.1.as_str()));
+
+        let mut failed = rs.clone();
+        failed.status = Some(status);
+        assert_eq!(calculate_status(&failed, &pods, None, now).conditions, None);
+    }
 
     #[tokio::test]
     async fn slow_start_doubles_batches_and_stops_at_the_first_failing_batch() {

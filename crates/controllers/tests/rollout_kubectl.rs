@@ -1,6 +1,8 @@
 //! Deployments as a user drives them with the real kubectl: rollout status, history,
 //! undo, scale, pause/resume, restart, and a rollout that exceeds its progress deadline.
 
+// Not every helper of the shared support module is used here.
+#[allow(unused_imports)]
 mod support;
 
 use skiff_testkit::{fails, ok};
@@ -112,7 +114,10 @@ async fn rollout_status_history_undo_scale_pause_resume_and_restart() {
     })
     .await;
     assert_eq!(history(&cluster, "web"), ["2 <none>", "3 <none>"], "no new revision while paused");
-    assert_eq!(jsonpath(&cluster, "deploy/web", "{.status.conditions[?(@.type==\"Progressing\")].reason}"), "DeploymentPaused");
+    assert_eq!(
+        jsonpath(&cluster, "deploy/web", "{.status.conditions[?(@.type==\"Progressing\")].reason}"),
+        "DeploymentPaused"
+    );
     assert_eq!(kubectl(&["rollout", "resume", "deployment/web"]), "deployment.apps/web resumed\n");
     rolled_out(&cluster, "web");
     assert_eq!(history(&cluster, "web"), ["2 <none>", "3 <none>", "4 <none>"]);
@@ -121,7 +126,8 @@ async fn rollout_status_history_undo_scale_pause_resume_and_restart() {
     assert_eq!(kubectl(&["rollout", "restart", "deployment/web"]), "deployment.apps/web restarted\n");
     rolled_out(&cluster, "web");
     assert_eq!(history(&cluster, "web"), ["2 <none>", "3 <none>", "4 <none>", "5 <none>"]);
-    let restarted = jsonpath(&cluster, "deploy/web", "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}");
+    let restarted =
+        jsonpath(&cluster, "deploy/web", "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}");
     assert!(!restarted.is_empty());
     assert_eq!(get_deploy(&cluster, "web").1, ["web", "5/5", "5", "5"]);
 }
