@@ -127,26 +127,22 @@ fn log_age_difference(a: Timestamp, b: Timestamp, now: Timestamp) -> i64 {
     bucket(a) - bucket(b)
 }
 
-/// Orders times for deletion: missing first, then younger (by log-scale age; equal
-/// buckets fall back to the uid so the order is stable).
-fn younger_first(a: Option<Timestamp>, b: Option<Timestamp>, uids: (&str, &str), now: Timestamp) -> Ordering {
+/// Orders times for deletion: missing first, then younger by log-scale age (times in
+/// the same power-of-two bucket compare equal, and later rules decide).
+fn younger_first(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Ordering {
     match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) if a == b => Ordering::Equal,
-        (Some(a), Some(b)) => match log_age_difference(a, b, now) {
-            0 => uids.0.cmp(uids.1),
-            d if d < 0 => Ordering::Less,
-            _ => Ordering::Greater,
-        },
+        (Some(a), Some(b)) => log_age_difference(a, b, now).cmp(&0),
     }
 }
 
 /// Deletion order (Less = delete first), as Kubernetes ranks active pods: unassigned
 /// before assigned; Pending before Unknown before Running; not Ready before Ready; on
 /// more crowded nodes first; lower deletion cost first; Ready for less time first; more
-/// container restarts first; newer first.
+/// container restarts first; newer first; then by uid. Every rule compares a key of each
+/// pod, so this is a total order (which `sort_by` requires: it may panic otherwise).
 pub fn deletion_order(a: &Pod, b: &Pod, ranks: &HashMap<String, usize>, now: Timestamp) -> Ordering {
     let uids = (a.metadata.uid.as_deref().unwrap_or_default(), b.metadata.uid.as_deref().unwrap_or_default());
     let (node_a, node_b) = (node_name(a), node_name(b));
@@ -158,14 +154,15 @@ pub fn deletion_order(a: &Pod, b: &Pod, ranks: &HashMap<String, usize>, now: Tim
         .then_with(|| rank(node_b).cmp(&rank(node_a)))
         .then_with(|| deletion_cost(a).cmp(&deletion_cost(b)))
         .then_with(|| match (ready_since(a), ready_since(b)) {
-            (Some(ra), Some(rb)) => younger_first(ra, rb, uids, now),
+            (Some(ra), Some(rb)) => younger_first(ra, rb, now),
             _ => Ordering::Equal,
         })
         .then_with(|| max_restarts(b).cmp(&max_restarts(a)))
         .then_with(|| {
             let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            younger_first(created(a), created(b), uids, now)
+            younger_first(created(a), created(b), now)
         })
+        .then_with(|| uids.0.cmp(uids.1))
 }
 
 #[cfg(test)]
