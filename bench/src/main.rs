@@ -4,6 +4,7 @@
 
 mod client;
 mod creates;
+mod deployment;
 mod kubectl;
 mod list;
 mod load;
@@ -59,6 +60,8 @@ enum Command {
     Kubectl(kubectl::KubectlArgs),
     /// Scheduling throughput through the API server: 5,000 nodes, 10,000 pods, p99 latency, scheduler RSS.
     Schedule(schedule::ScheduleArgs),
+    /// A Deployment of 1,000 replicas on 100 simulated nodes: create → available, rolling update; controller-manager RSS.
+    Deployment(deployment::DeploymentArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -110,6 +113,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Startup(args) => startup::run(env, args).await?,
         Command::List(args) => list::run(env, args).await?,
         Command::Schedule(args) => schedule::run(env, args).await?,
+        Command::Deployment(args) => deployment::run(env, args).await?,
         Command::Kubectl(args) => kubectl::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;

@@ -90,21 +90,22 @@ pub struct ScheduleArgs {
     pub precreate: bool,
 }
 
-/// One started skiff server (without its scheduler).
-struct Server {
-    child: Child,
-    url: String,
+/// One started skiff server (without its scheduler, or whatever `disable` says).
+pub(crate) struct Server {
+    pub child: Child,
+    pub url: String,
     data_dir: PathBuf,
 }
 
 impl Server {
-    async fn start(env: &Env, store: &str) -> Result<Self> {
+    /// `disable`: the server's `--disable-*` flags (the components that run apart).
+    pub async fn start(env: &Env, store: &str, disable: &[&str]) -> Result<Self> {
         let data_dir = env.scratch.dir("skiff-schedule")?;
         let port = free_port()?;
         let mut command = Command::new(&env.skiff);
         command.arg("server").arg("--data-dir").arg(&data_dir);
         command.args(["--https-listen-port", &port.to_string(), "--bind-address", "127.0.0.1"]);
-        command.args(["--store", store, "--disable-scheduler"]);
+        command.args(["--store", store]).args(disable);
         let mut child = Child::spawn("skiff server", command, &env.scratch.log("skiff-server"))?;
         wait_for_port(&mut child, port).await?;
         let http = client::skiff(&data_dir.join("tls"), Http::H2)?;
@@ -117,11 +118,11 @@ impl Server {
         Ok(Server { child, url, data_dir })
     }
 
-    fn client(&self) -> Result<reqwest::Client> {
+    pub fn client(&self) -> Result<reqwest::Client> {
         client::skiff(&self.data_dir.join("tls"), Http::H2)
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub fn kubeconfig(&self) -> PathBuf {
         self.data_dir.join("kubeconfig.yaml")
     }
 }
@@ -205,7 +206,7 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
         _ => args.pods,
     };
     ensure!(workload != Workload::Preemption || !args.precreate, "the preemption workload does not pre-create");
-    let server = Server::start(env, &args.store).await?;
+    let server = Server::start(env, &args.store, &["--disable-scheduler"]).await?;
     let http = server.client()?;
     create(&http, &server.url, "/api/v1/namespaces", &json!({"metadata": {"name": NAMESPACE}})).await?;
 
@@ -288,7 +289,7 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
     })
 }
 
-async fn create(http: &reqwest::Client, url: &str, path: &str, body: &Value) -> Result<()> {
+pub(crate) async fn create(http: &reqwest::Client, url: &str, path: &str, body: &Value) -> Result<()> {
     let response = http.post(format!("{url}{path}")).json(body).send().await?;
     let status = response.status();
     if !status.is_success() {
@@ -346,7 +347,7 @@ async fn create_nodes(env: &Env, server: &Server, count: usize) -> Result<()> {
     .await
 }
 
-async fn start_agent(env: &Env, server: &Server, count: usize) -> Result<Child> {
+pub(crate) async fn start_agent(env: &Env, server: &Server, count: usize) -> Result<Child> {
     let mut command = Command::new(&env.skiff);
     command.arg("agent").arg("--kubeconfig").arg(server.kubeconfig());
     command.args(["--simulate", &count.to_string(), "--node-name", "node", "--capacity", "cpu=4,memory=32Gi,pods=110"]);

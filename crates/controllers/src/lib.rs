@@ -15,16 +15,21 @@ pub mod clock;
 pub mod context;
 pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod discovery;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod expectations;
 pub mod gc;
 pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod ownership;
+pub mod pods;
 pub mod queue;
+pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod servicepods;
@@ -66,6 +71,8 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: statefulset::NAME, run: |c| Box::pin(statefulset::run(c)) },
     Controller { name: cronjob::NAME, run: |c| Box::pin(cronjob::run(c)) },
     Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
+    Controller { name: replicaset::NAME, run: |c| Box::pin(replicaset::run(c)) },
+    Controller { name: deployment::NAME, run: |c| Box::pin(deployment::run(c)) },
 ];
 
 #[derive(Clone, Debug)]

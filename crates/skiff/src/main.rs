@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary.
 
 mod agent;
+mod controllers;
 mod scheduler;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +28,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Run the scheduler on its own (`skiff server` runs one already).
     Scheduler(scheduler::SchedulerArgs),
+    /// Run the controller manager on its own (`skiff server` runs one already).
+    ControllerManager(controllers::ControllerManagerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,7 +70,7 @@ struct ServerArgs {
     /// Do not run the scheduler (e.g. to run `skiff scheduler` apart).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Do not run the controller manager.
+    /// Do not run the controller manager (e.g. to run `skiff controller-manager` apart).
     #[arg(long)]
     disable_controllers: bool,
 }
@@ -102,9 +105,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         scheduler::spawn_in_server(&server.kubeconfig).await?;
     }
     if !args.disable_controllers {
-        let client = skiff_client::connect(&server.kubeconfig, None).await?;
-        let config = skiff_controllers::Config { root_ca: server.pki.ca_cert_pem.clone(), ..Default::default() };
-        tokio::spawn(skiff_controllers::run(client, config));
+        controllers::spawn_in_server(&server.kubeconfig, &server.pki.ca_cert_pem).await?;
     }
     eprintln!(
         "skiff server ready on https://{} in {} ms\n  export KUBECONFIG={}\n  kubectl get namespaces",
@@ -127,5 +128,6 @@ fn main() -> Result<()> {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
+        Command::ControllerManager(args) => runtime.block_on(controllers::run(args)),
     }
 }

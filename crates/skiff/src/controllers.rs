@@ -1,0 +1,39 @@
+//! The controller manager inside `skiff server`, and on its own as
+//! `skiff controller-manager` (to run it apart, e.g. to measure it).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Parser;
+
+#[derive(Parser)]
+pub struct ControllerManagerArgs {
+    /// Credentials for the API server (the admin kubeconfig under the server's data directory).
+    #[arg(long, env = "KUBECONFIG", default_value = "/var/lib/skiff/kubeconfig.yaml")]
+    kubeconfig: PathBuf,
+    /// Run without taking the kube-system/kube-controller-manager Lease (only one may run).
+    #[arg(long)]
+    no_leader_elect: bool,
+}
+
+/// Starts the controllers in the background of `skiff server`, publishing its CA.
+pub async fn spawn_in_server(kubeconfig: &Path, ca_pem: &str) -> Result<()> {
+    let client = skiff_client::connect(kubeconfig, None).await?;
+    let config = skiff_controllers::Config { root_ca: ca_pem.to_string(), ..Default::default() };
+    tokio::spawn(skiff_controllers::run(client, config));
+    Ok(())
+}
+
+pub async fn run(args: ControllerManagerArgs) -> Result<()> {
+    let client = skiff_client::connect(&args.kubeconfig, None).await?;
+    let root_ca = skiff_controllers::rootca::ca_from_kubeconfig(&args.kubeconfig)?;
+    let mut config = skiff_controllers::Config { root_ca, ..Default::default() };
+    if args.no_leader_elect {
+        config.leader_election = None;
+    }
+    tokio::select! {
+        () = skiff_controllers::run(client, config) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
