@@ -80,7 +80,11 @@ impl Sync<'_> {
     /// Then available old pods, as long as enough stay available overall.
     async fn scale_down_for_rolling_update(&mut self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> Result<i32, Error> {
         let min_available = desired_replicas(&self.d) - max_unavailable(&self.d);
-        let available: i32 = old.iter().map(available_replicas).sum::<i32>() + available_replicas(new);
+        // An old ReplicaSet whose status counts more available pods than it now asks for
+        // has a scale-down in flight: count only what it will keep, or a second pass on the
+        // stale status would take away pods maxUnavailable protects.
+        let available: i32 =
+            old.iter().map(|rs| available_replicas(rs).min(replicas(rs))).sum::<i32>() + available_replicas(new);
         if available <= min_available {
             return Ok(0);
         }
