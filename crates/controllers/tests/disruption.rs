@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
+use skiff_controllers::Timing;
 use support::{eventually, json, Cluster, PATIENCE};
 
 fn pod(name: &str, owner: Option<&ReplicaSet>) -> Pod {
@@ -106,9 +107,9 @@ async fn min_available_counts_selected_pods_and_evictions_spend_the_budget() {
 
 #[tokio::test]
 async fn percentages_and_max_unavailable_scale_with_the_pods_controller() {
-    let cluster = Cluster::start(2).await;
     // No ReplicaSet controller runs here: the pods name the ReplicaSet as their controller
     // themselves, which is what the disruption controller reads.
+    let cluster = Cluster::start_without(2, Timing::default(), &[skiff_controllers::replicaset::NAME]).await;
     let sets: Api<ReplicaSet> = cluster.api("default");
     let rs: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": "web"},
@@ -139,7 +140,8 @@ async fn percentages_and_max_unavailable_scale_with_the_pods_controller() {
 
 #[tokio::test]
 async fn a_pod_whose_controller_is_missing_fails_safe() {
-    let cluster = Cluster::start(1).await;
+    // The garbage collector would delete a pod whose owner does not exist.
+    let cluster = Cluster::start_without(1, Timing::default(), &[skiff_controllers::gc::NAME]).await;
     let ghost: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "gone", "uid": "0000-gone"}})).unwrap();
     running_pods(&cluster, vec![pod("orphan", Some(&ghost))]).await;
     let budgets: Api<PodDisruptionBudget> = cluster.api("default");

@@ -38,6 +38,12 @@ impl Cluster {
     }
 
     pub async fn start_with(nodes: usize, timing: Timing) -> Self {
+        Self::start_without(nodes, timing, &[]).await
+    }
+
+    /// A cluster whose controller manager does not run the `disabled` controllers (by
+    /// name), for tests that play a controller's part themselves.
+    pub async fn start_without(nodes: usize, timing: Timing, disabled: &[&str]) -> Self {
         let server = TestServer::start().await;
         let client = skiff_client::connect(server.kubeconfig(), None).await.expect("client");
         let mut cluster = Cluster { server, client, tasks: Vec::new() };
@@ -50,7 +56,12 @@ impl Cluster {
             let _ = skiff_scheduler::run(client, scheduler).await;
         }));
         let root_ca = cluster.server.server.pki.ca_cert_pem.clone();
-        let controllers = skiff_controllers::Config { leader_election: None, timing, root_ca, ..Default::default() };
+        let controllers = skiff_controllers::Config {
+            leader_election: None,
+            timing,
+            root_ca,
+            disabled: disabled.iter().map(|name| name.to_string()).collect(),
+        };
         cluster.tasks.push(tokio::spawn(skiff_controllers::run(cluster.client.clone(), controllers)));
         cluster
     }
