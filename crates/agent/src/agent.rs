@@ -42,11 +42,21 @@ pub struct NodeHandle {
     pub runtime: Arc<dyn Runtime>,
     uid: OnceLock<String>,
     runtime_name: OnceLock<String>,
+    /// How often each pod worker looks at its containers without being told (the
+    /// kubelet's PLEG relist): a real runtime's containers exit on their own. None for
+    /// the simulated runtime, where nothing changes unless a test says so.
+    resync: Option<Duration>,
 }
 
 impl NodeHandle {
     pub fn new(identity: NodeIdentity, runtime: Arc<dyn Runtime>) -> Self {
-        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new() }
+        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new(), resync: None }
+    }
+
+    /// Makes every pod worker of this node look at its containers at least this often.
+    pub fn with_resync(mut self, every: Duration) -> Self {
+        self.resync = Some(every);
+        self
     }
 
     fn name(&self) -> &str {
@@ -258,7 +268,7 @@ enum Next {
 /// The life of one pod on one node: sync on every update, terminate and delete when it
 /// is being deleted, clean up when it disappears.
 async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: watch::Receiver<Arc<Pod>>) {
-    let mut worker = PodWorker::new(node.runtime.clone());
+    let mut worker = PodWorker::new(node.runtime.clone()).with_backoffs(shared.timing.backoffs);
     // A hash of the status last written: a whole PodStatus per pod would cost kilobytes.
     let mut reported: Option<u64> = None;
     let start_time = podstatus::whole_seconds(Timestamp::now());
@@ -272,7 +282,10 @@ async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: wat
             Ok(Next::Done) => return,
             Ok(Next::Wait(wait)) => {
                 failures = 0;
-                wait
+                match (wait, node.resync) {
+                    (Some(wait), Some(resync)) => Some(wait.min(resync)),
+                    (wait, resync) => wait.or(resync),
+                }
             }
             Err(e) => {
                 failures += 1;

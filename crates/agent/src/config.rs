@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::ipam::Ipv4Cidr;
+use crate::podworker::Backoffs;
 
 /// What every node of this agent shares.
 #[derive(Clone, Debug)]
@@ -63,6 +64,8 @@ pub struct Timing {
     /// How often the Node's conditions are re-posted when nothing changed (kubelet's
     /// nodeStatusReportFrequency: 5 min). The Lease, not this, says the node is alive.
     pub status_report_interval: Duration,
+    /// Back-off of image pulls and container restarts (the kubelet's: 10 s to 5 min).
+    pub backoffs: Backoffs,
 }
 
 impl Default for Timing {
@@ -71,6 +74,7 @@ impl Default for Timing {
             lease_duration_seconds: 40,
             renew_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(300),
+            backoffs: Backoffs::default(),
         }
     }
 }

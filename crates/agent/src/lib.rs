@@ -8,13 +8,20 @@
 //! Layout: [`config`] (what a node looks like), [`node`] (Node and Lease objects),
 //! [`podworker`] (one pod against the runtime), [`podstatus`] (the status the kubelet
 //! would report), [`agent`] (registration, heartbeats, the pod watch and the workers),
-//! [`ipam`] (pod addresses from the node's CIDR).
+//! [`ipam`] (pod addresses from the node's CIDR). A real node: [`machine`] (capacity,
+//! starting its runtime), [`containerd`] (the private containerd and image import),
+//! [`cni`] (pod networking config), [`oci`] (images built without a registry),
+//! [`runtime::cri`] (the runtime over CRI gRPC).
 
 pub mod agent;
+pub mod cni;
 pub mod config;
+pub mod containerd;
 pub mod error;
 pub mod ipam;
+pub mod machine;
 pub mod node;
+pub mod oci;
 pub mod podstatus;
 pub mod podworker;
 pub mod runtime;

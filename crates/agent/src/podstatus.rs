@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::podworker::Waiting;
 use crate::runtime::{ContainerState, ContainerStatus};
 
 /// What the pod worker observed in the runtime for one pod.
@@ -26,6 +27,12 @@ pub struct Observed {
     /// Restart counts, in the same orders.
     pub init_restarts: Vec<i32>,
     pub restarts: Vec<i32>,
+    /// Why each container waits, when the pod worker knows (ErrImagePull, CrashLoopBackOff).
+    pub init_waiting: Vec<Option<Waiting>>,
+    pub waiting: Vec<Option<Waiting>>,
+    /// The instance each container's current one replaced, as it ended (lastState).
+    pub init_last: Vec<Option<ContainerStatus>>,
+    pub last: Vec<Option<ContainerStatus>>,
 }
 
 /// The node-side inputs that are not about containers.
@@ -50,17 +57,63 @@ fn time(nanos: i64) -> Option<Time> {
         .then(|| Time(whole_seconds(Timestamp::from_nanosecond(i128::from(nanos)).unwrap_or(Timestamp::UNIX_EPOCH))))
 }
 
+fn terminated(c: &ContainerStatus, ctx: &Context<'_>) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        container_id: Some(format!("{}://{}", ctx.runtime_name, c.id)),
+        exit_code: c.exit_code,
+        reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
+        message: (!c.message.is_empty()).then(|| c.message.clone()),
+        started_at: time(c.started_at),
+        finished_at: time(c.finished_at),
+        signal: None,
+    }
+}
+
+/// What the pod worker knows of one container beyond the runtime's view of it.
+#[derive(Clone, Copy, Default)]
+struct Known<'a> {
+    restarts: i32,
+    waiting: Option<&'a Waiting>,
+    last: Option<&'a ContainerStatus>,
+}
+
+fn known<'a>(
+    restarts: &[i32],
+    waiting: &'a [Option<Waiting>],
+    last: &'a [Option<ContainerStatus>],
+    i: usize,
+) -> Known<'a> {
+    Known {
+        restarts: restarts.get(i).copied().unwrap_or(0),
+        waiting: waiting.get(i).and_then(Option::as_ref),
+        last: last.get(i).and_then(Option::as_ref),
+    }
+}
+
 fn api_status(
     name: &str,
     image: &str,
     observed: Option<&ContainerStatus>,
-    restarts: i32,
+    known: Known<'_>,
     ctx: &Context<'_>,
     waiting_reason: &str,
 ) -> ApiContainerStatus {
     let container_id = observed.map(|c| format!("{}://{}", ctx.runtime_name, c.id));
-    let (state, ready, started) = match observed {
-        Some(c) if c.state == ContainerState::Running => (
+    let exited = observed.filter(|c| c.state == ContainerState::Exited);
+    let (state, ready, started) = match (known.waiting, observed) {
+        // Held back (image, back-off): waiting, whatever the last instance did.
+        (Some(waiting), _) => (
+            ApiContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(waiting.reason.clone()),
+                    message: (!waiting.message.is_empty()).then(|| waiting.message.clone()),
+                }),
+                ..Default::default()
+            },
+            false,
+            Some(false),
+        ),
+        (None, Some(c)) if c.state == ContainerState::Running => (
             ApiContainerState {
                 running: Some(ContainerStateRunning { started_at: time(c.started_at) }),
                 ..Default::default()
@@ -68,22 +121,9 @@ fn api_status(
             true,
             Some(true),
         ),
-        Some(c) if c.state == ContainerState::Exited => (
-            ApiContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    container_id: container_id.clone(),
-                    exit_code: c.exit_code,
-                    reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
-                    message: (!c.message.is_empty()).then(|| c.message.clone()),
-                    started_at: time(c.started_at),
-                    finished_at: time(c.finished_at),
-                    signal: None,
-                }),
-                ..Default::default()
-            },
-            false,
-            Some(false),
-        ),
+        (None, Some(c)) if c.state == ContainerState::Exited => {
+            (ApiContainerState { terminated: Some(terminated(c, ctx)), ..Default::default() }, false, Some(false))
+        }
         _ => (
             ApiContainerState {
                 waiting: Some(ContainerStateWaiting { reason: Some(waiting_reason.into()), message: None }),
@@ -93,15 +133,22 @@ fn api_status(
             Some(false),
         ),
     };
+    // lastState: the instance that ended before this one; while waiting to replace an
+    // exited instance, that instance.
+    let last = match (known.waiting, exited) {
+        (Some(_), Some(exited)) => Some(exited),
+        _ => known.last.filter(|c| c.state == ContainerState::Exited),
+    };
     ApiContainerStatus {
         name: name.to_string(),
         image: image.to_string(),
         image_id: observed.map(|c| c.image_ref.clone()).unwrap_or_default(),
         container_id,
         state: Some(state),
+        last_state: last.map(|c| ApiContainerState { terminated: Some(terminated(c, ctx)), ..Default::default() }),
         ready,
         started,
-        restart_count: restarts,
+        restart_count: known.restarts,
         ..Default::default()
     }
 }
@@ -202,7 +249,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, ctx: &Context<'_>) -> PodStatu
                 &c.name,
                 c.image.as_deref().unwrap_or_default(),
                 seen,
-                observed.init_restarts.get(i).copied().unwrap_or(0),
+                known(&observed.init_restarts, &observed.init_waiting, &observed.init_last, i),
                 ctx,
                 "PodInitializing",
             );
@@ -223,7 +270,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, ctx: &Context<'_>) -> PodStatu
                 &c.name,
                 c.image.as_deref().unwrap_or_default(),
                 observed.containers.get(i).and_then(Option::as_ref),
-                observed.restarts.get(i).copied().unwrap_or(0),
+                known(&observed.restarts, &observed.waiting, &observed.last, i),
                 ctx,
                 waiting_reason,
             )

@@ -12,20 +12,111 @@ use k8s_openapi::api::core::v1::{Container as ApiContainer, Pod};
 
 use crate::podstatus::Observed;
 use crate::runtime::{
-    labels, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, PodSandboxConfig, PodSandboxMetadata,
-    PortMapping, Result, Runtime, SandboxState,
+    labels, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus, PodSandboxConfig,
+    PodSandboxMetadata, PortMapping, Result, Runtime, RuntimeError, SandboxFilter, SandboxState,
 };
+use tokio::time::Instant;
 
 /// The kubelet's floor for a container's stop timeout.
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// How soon to look again while something is in progress (an init container running).
 const REQUEUE: Duration = Duration::from_secs(1);
 
-/// The runtime objects of one container name: the latest instance and its restart count.
+/// Why a container is waiting when the pod worker knows better than the runtime (an
+/// image that cannot be pulled, a restart held back), with the kubelet's reasons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: String,
+}
+
+impl Waiting {
+    fn new(reason: &str, message: String) -> Self {
+        Waiting { reason: reason.into(), message }
+    }
+}
+
+/// How long failures hold retries back, doubling from the initial delay up to the
+/// maximum (the kubelet: 10 s to 5 min for both).
+#[derive(Clone, Copy, Debug)]
+pub struct Backoffs {
+    pub image_pull_initial: Duration,
+    pub image_pull_max: Duration,
+    pub restart_initial: Duration,
+    pub restart_max: Duration,
+}
+
+impl Default for Backoffs {
+    fn default() -> Self {
+        Backoffs {
+            image_pull_initial: Duration::from_secs(10),
+            image_pull_max: Duration::from_secs(300),
+            restart_initial: Duration::from_secs(10),
+            restart_max: Duration::from_secs(300),
+        }
+    }
+}
+
+fn next_delay(current: Duration, initial: Duration, max: Duration) -> Duration {
+    if current.is_zero() {
+        initial
+    } else {
+        (current * 2).min(max)
+    }
+}
+
+/// A duration as Go prints it (`500ms`, `10s`, `2m40s`), as in the kubelet's messages.
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{secs}s"),
+        _ if secs < 3600 => format!("{}m{}s", secs / 60, secs % 60),
+        _ => format!("{}h{}m{}s", secs / 3600, secs / 60 % 60, secs % 60),
+    }
+}
+
+/// The runtime objects of one container name: the latest instance, its restart count,
+/// and the back-off state of its image pulls and restarts.
 #[derive(Debug, Default)]
 struct Slot {
     id: Option<String>,
     attempt: u32,
+    waiting: Option<Waiting>,
+    /// The instance the current one replaced, as it ended (the status's lastState).
+    last: Option<ContainerStatus>,
+    pull_delay: Duration,
+    pull_retry: Option<Instant>,
+    /// The delay before the next restart (zero: the first restart is immediate).
+    restart_delay: Duration,
+    /// When the exited instance (by ID) may be replaced.
+    restart_at: Option<(String, Instant)>,
+}
+
+/// The pull policy of a container, defaulted as the API server does.
+fn pull_policy(container: &ApiContainer) -> &str {
+    match container.image_pull_policy.as_deref() {
+        Some(policy) if !policy.is_empty() => policy,
+        _ => {
+            let image = container.image.as_deref().unwrap_or_default();
+            let last = image.rsplit('/').next().unwrap_or(image);
+            let tag = last.split_once('@').map_or(last, |(name, _)| name).split_once(':').map(|(_, tag)| tag);
+            if image.contains('@') {
+                "IfNotPresent"
+            } else if tag.is_none_or(|t| t == "latest") {
+                "Always"
+            } else {
+                "IfNotPresent"
+            }
+        }
+    }
+}
+
+/// What one attempt at starting a container came to.
+enum Started {
+    Yes,
+    /// Not started: the slot says why; look again after this long.
+    Waiting(Duration),
 }
 
 /// A pod's runtime state as the agent tracks it between syncs.
@@ -37,6 +128,9 @@ pub struct PodWorker {
     sandbox_attempt: u32,
     init: Vec<Slot>,
     containers: Vec<Slot>,
+    /// Whether the runtime was searched for what an earlier agent started for this pod.
+    adopted: bool,
+    backoffs: Backoffs,
 }
 
 /// What a sync found.
@@ -81,6 +175,10 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
         labels: pod_labels(pod),
         annotations: m.annotations.clone().unwrap_or_default(),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        privileged: spec
+            .into_iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .any(|c| c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false)),
     }
 }
 
@@ -121,7 +219,21 @@ pub fn grace_period(pod: &Pod) -> Duration {
 
 impl PodWorker {
     pub fn new(runtime: Arc<dyn Runtime>) -> Self {
-        PodWorker { runtime, sandbox: None, sandbox_attempt: 0, init: Vec::new(), containers: Vec::new() }
+        PodWorker {
+            runtime,
+            sandbox: None,
+            sandbox_attempt: 0,
+            init: Vec::new(),
+            containers: Vec::new(),
+            adopted: false,
+            backoffs: Backoffs::default(),
+        }
+    }
+
+    /// Uses `backoffs` for image pulls and restarts instead of the kubelet's.
+    pub fn with_backoffs(mut self, backoffs: Backoffs) -> Self {
+        self.backoffs = backoffs;
+        self
     }
 
     async fn status_of(&self, slot: &Slot) -> Result<Option<ContainerStatus>> {
@@ -129,6 +241,40 @@ impl PodWorker {
             Some(id) => Ok(Some(self.runtime.container_status(id).await?)),
             None => Ok(None),
         }
+    }
+
+    /// Takes over what an earlier run of the agent started for this pod (found by the pod
+    /// UID label): the newest sandbox and, in it, the newest container of each name, with
+    /// their attempt numbers as restart counts. Older sandboxes are removed. A sandbox
+    /// that is no longer ready is replaced by the next [`Self::ensure_sandbox`].
+    async fn adopt(&mut self, pod: &Pod, init_specs: &[ApiContainer], specs: &[ApiContainer]) -> Result<()> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let filter =
+            SandboxFilter { labels: BTreeMap::from([(labels::POD_UID.to_string(), uid)]), ..Default::default() };
+        let mut sandboxes = self.runtime.list_pod_sandbox(&filter).await?;
+        sandboxes.sort_by_key(|s| (s.metadata.attempt, s.created_at));
+        let Some(newest) = sandboxes.pop() else { return Ok(()) };
+        for stale in sandboxes {
+            self.runtime.stop_pod_sandbox(&stale.id).await?;
+            self.runtime.remove_pod_sandbox(&stale.id).await?;
+        }
+        let filter = ContainerFilter { pod_sandbox_id: Some(newest.id.clone()), ..Default::default() };
+        let mut containers = self.runtime.list_containers(&filter).await?;
+        containers.sort_by_key(|c| (c.metadata.attempt, c.created_at));
+        for container in containers {
+            let init = container.labels.get(labels::CONTAINER_KIND).is_some_and(|k| k == "init");
+            let (specs, slots) = if init { (init_specs, &mut self.init) } else { (specs, &mut self.containers) };
+            let Some(index) = specs.iter().position(|c| c.name == container.metadata.name) else { continue };
+            // Sorted by attempt: the last one of a name wins; the ones it replaces go.
+            if let Some(older) = slots[index].id.replace(container.id) {
+                self.runtime.remove_container(&older).await?;
+            }
+            slots[index].attempt = container.metadata.attempt;
+        }
+        tracing::info!(pod = pod.metadata.name.as_deref().unwrap_or_default(), sandbox = %newest.id, "adopted running pod");
+        self.sandbox = Some(newest.id);
+        self.sandbox_attempt = newest.metadata.attempt;
+        Ok(())
     }
 
     /// Makes sure a ready sandbox exists; a lost one is replaced and its containers
@@ -159,7 +305,27 @@ impl PodWorker {
         Ok((id, config))
     }
 
-    /// Creates and starts container `index` (of the init or regular list) as its next attempt.
+    /// Pulls the container's image as its pull policy says. Ok(Err(..)) is a failure the
+    /// pod status reports (ErrImagePull, ErrImageNeverPull), Err a runtime that is down.
+    async fn ensure_image(&self, spec: &ApiContainer) -> Result<Result<(), Waiting>> {
+        let image = spec.image.clone().unwrap_or_default();
+        let policy = pull_policy(spec);
+        if policy != "Always" && self.runtime.image_status(&image).await?.is_some() {
+            return Ok(Ok(()));
+        }
+        if policy == "Never" {
+            let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+            return Ok(Err(Waiting::new("ErrImageNeverPull", message)));
+        }
+        match self.runtime.pull_image(&image, None).await {
+            Ok(_) => Ok(Ok(())),
+            Err(RuntimeError::ImagePull { message, .. }) => Ok(Err(Waiting::new("ErrImagePull", message))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates and starts container `index` (of the init or regular list) as its next
+    /// attempt, once its image is there.
     async fn start(
         &mut self,
         pod: &Pod,
@@ -167,22 +333,117 @@ impl PodWorker {
         index: usize,
         init: bool,
         sandbox: &(String, PodSandboxConfig),
-    ) -> Result<()> {
-        let slots = if init { &mut self.init } else { &mut self.containers };
-        let slot = &mut slots[index];
-        let attempt = if let Some(old) = slot.id.take() {
-            self.runtime.remove_container(&old).await?;
-            slot.attempt + 1
-        } else {
-            slot.attempt
-        };
-        slot.attempt = attempt;
+    ) -> Result<Started> {
+        let now = Instant::now();
+        let backoffs = self.backoffs;
         let image = spec.image.clone().unwrap_or_default();
-        self.runtime.pull_image(&image, None).await?;
+        let slot = if init { &self.init[index] } else { &self.containers[index] };
+        if let Some(retry) = slot.pull_retry.filter(|at| now < *at) {
+            let waiting = Waiting::new("ImagePullBackOff", format!("Back-off pulling image \"{image}\""));
+            self.slot(init, index).waiting = Some(waiting);
+            return Ok(Started::Waiting(retry - now));
+        }
+        let pulled = self.ensure_image(spec).await?;
+        let slot = self.slot(init, index);
+        if let Err(waiting) = pulled {
+            // Never-pull failures are not retried by pulling: no back-off, same reason.
+            if waiting.reason == "ErrImagePull" {
+                slot.pull_delay = next_delay(slot.pull_delay, backoffs.image_pull_initial, backoffs.image_pull_max);
+                slot.pull_retry = Some(now + slot.pull_delay);
+            }
+            slot.waiting = Some(waiting);
+            return Ok(Started::Waiting(slot.pull_delay.max(REQUEUE)));
+        }
+        slot.pull_delay = Duration::ZERO;
+        slot.pull_retry = None;
+
+        let old = slot.id.take();
+        let attempt = if old.is_some() { slot.attempt + 1 } else { slot.attempt };
+        if let Some(old) = old {
+            let ended = self.runtime.container_status(&old).await.ok();
+            self.runtime.remove_container(&old).await?;
+            let slot = self.slot(init, index);
+            slot.last = ended;
+            slot.attempt = attempt;
+        }
         let config = container_config(pod, spec, attempt, init);
-        let id = self.runtime.create_container(&sandbox.0, &config, &sandbox.1).await?;
+        let id = match self.runtime.create_container(&sandbox.0, &config, &sandbox.1).await {
+            Ok(id) => id,
+            Err(RuntimeError::Unavailable(message)) => return Err(RuntimeError::Unavailable(message)),
+            Err(e) => {
+                self.slot(init, index).waiting = Some(Waiting::new("CreateContainerError", e.to_string()));
+                return Ok(Started::Waiting(REQUEUE));
+            }
+        };
+        let slot = self.slot(init, index);
         slot.id = Some(id.clone());
-        self.runtime.start_container(&id).await
+        slot.waiting = None;
+        match self.runtime.start_container(&id).await {
+            Ok(()) => Ok(Started::Yes),
+            Err(RuntimeError::Unavailable(message)) => Err(RuntimeError::Unavailable(message)),
+            // The runtime reports the failed instance as exited (StartError); the restart
+            // policy and its back-off take it from there.
+            Err(e) => {
+                tracing::debug!(error = %e, container = spec.name, "starting a container failed");
+                Ok(Started::Yes)
+            }
+        }
+    }
+
+    fn slot(&mut self, init: bool, index: usize) -> &mut Slot {
+        if init {
+            &mut self.init[index]
+        } else {
+            &mut self.containers[index]
+        }
+    }
+
+    /// Restarts an exited container unless its back-off holds it: the first restart is
+    /// immediate, later ones wait 10 s, 20 s, ... up to 5 min (CrashLoopBackOff). A
+    /// container that ran longer than twice the maximum starts the back-off afresh.
+    async fn restart(
+        &mut self,
+        pod: &Pod,
+        spec: &ApiContainer,
+        index: usize,
+        init: bool,
+        sandbox: &(String, PodSandboxConfig),
+        exited: &ContainerStatus,
+    ) -> Result<Started> {
+        let now = Instant::now();
+        let backoffs = self.backoffs;
+        let slot = self.slot(init, index);
+        let ran = Duration::from_nanos((exited.finished_at - exited.started_at).max(0) as u64);
+        if ran >= backoffs.restart_max * 2 {
+            slot.restart_delay = Duration::ZERO;
+        }
+        let at = match &slot.restart_at {
+            Some((id, at)) if *id == exited.id => *at,
+            _ => {
+                let at = now + slot.restart_delay;
+                slot.restart_at = Some((exited.id.clone(), at));
+                at
+            }
+        };
+        if now < at {
+            let m = &pod.metadata;
+            let message = format!(
+                "back-off {} restarting failed container={} pod={}_{}({})",
+                go_duration(slot.restart_delay),
+                spec.name,
+                m.name.as_deref().unwrap_or_default(),
+                m.namespace.as_deref().unwrap_or_default(),
+                m.uid.as_deref().unwrap_or_default()
+            );
+            slot.waiting = Some(Waiting::new("CrashLoopBackOff", message));
+            return Ok(Started::Waiting(at - now));
+        }
+        let started = self.start(pod, spec, index, init, sandbox).await?;
+        if matches!(started, Started::Yes) {
+            let slot = self.slot(init, index);
+            slot.restart_delay = next_delay(slot.restart_delay, backoffs.restart_initial, backoffs.restart_max);
+        }
+        Ok(started)
     }
 
     /// Brings the pod towards running and returns what it observed.
@@ -192,23 +453,34 @@ impl PodWorker {
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
         self.init.resize_with(init_specs.len(), Slot::default);
         self.containers.resize_with(spec.containers.len(), Slot::default);
+        if !self.adopted {
+            self.adopt(pod, &init_specs, &spec.containers).await?;
+            self.adopted = true;
+        }
         let sandbox = self.ensure_sandbox(pod).await?;
-        let mut requeue = None;
+        let mut requeue: Option<Duration> = None;
+        let mut again = |after: Duration| requeue = Some(requeue.map_or(after, |r| r.min(after)));
 
         // Init containers, one at a time, in order.
         let mut initialized = true;
         for (i, container) in init_specs.iter().enumerate() {
-            let mut status = self.status_of(&self.init[i]).await?;
-            let failed = status.as_ref().is_some_and(|s| s.state == ContainerState::Exited && s.exit_code != 0);
-            if status.is_none() || (failed && restart_policy != "Never") {
-                self.start(pod, container, i, true, &sandbox).await?;
-                status = self.status_of(&self.init[i]).await?;
+            let status = self.status_of(&self.init[i]).await?;
+            let started = match &status {
+                None => Some(self.start(pod, container, i, true, &sandbox).await?),
+                Some(s) if s.state == ContainerState::Exited && s.exit_code != 0 && restart_policy != "Never" => {
+                    Some(self.restart(pod, container, i, true, &sandbox, s).await?)
+                }
+                _ => None,
+            };
+            if let Some(Started::Waiting(after)) = started {
+                again(after);
             }
+            let status = if started.is_some() { self.status_of(&self.init[i]).await? } else { status };
             match status {
                 Some(s) if s.state == ContainerState::Exited && s.exit_code == 0 => continue,
                 _ => {
                     initialized = false;
-                    requeue = Some(REQUEUE);
+                    again(REQUEUE);
                     break;
                 }
             }
@@ -217,17 +489,24 @@ impl PodWorker {
         if initialized {
             for (i, container) in spec.containers.iter().enumerate() {
                 let status = self.status_of(&self.containers[i]).await?;
-                let restart = match &status {
-                    None => true,
-                    Some(s) if s.state == ContainerState::Exited => match restart_policy {
-                        "Always" => true,
-                        "OnFailure" => s.exit_code != 0,
-                        _ => false,
-                    },
-                    Some(_) => false,
+                let started = match &status {
+                    None => Some(self.start(pod, container, i, false, &sandbox).await?),
+                    Some(s) if s.state == ContainerState::Exited => {
+                        let restart = match restart_policy {
+                            "Always" => true,
+                            "OnFailure" => s.exit_code != 0,
+                            _ => false,
+                        };
+                        if restart {
+                            Some(self.restart(pod, container, i, false, &sandbox, s).await?)
+                        } else {
+                            None
+                        }
+                    }
+                    Some(_) => None,
                 };
-                if restart {
-                    self.start(pod, container, i, false, &sandbox).await?;
+                if let Some(Started::Waiting(after)) = started {
+                    again(after);
                 }
             }
         }
@@ -246,10 +525,14 @@ impl PodWorker {
         for slot in &self.init {
             observed.init.push(self.status_of(slot).await?);
             observed.init_restarts.push(slot.attempt as i32);
+            observed.init_waiting.push(slot.waiting.clone());
+            observed.init_last.push(slot.last.clone());
         }
         for slot in &self.containers {
             observed.containers.push(self.status_of(slot).await?);
             observed.restarts.push(slot.attempt as i32);
+            observed.waiting.push(slot.waiting.clone());
+            observed.last.push(slot.last.clone());
         }
         Ok(observed)
     }
@@ -279,7 +562,6 @@ impl PodWorker {
 mod tests {
     use super::*;
     use crate::runtime::simulated::{Behaviour, SimulatedRuntime};
-    use crate::runtime::ContainerFilter;
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {

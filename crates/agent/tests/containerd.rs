@@ -1,0 +1,219 @@
+//! A real node: the agent with a private containerd (from the OS packages) on a temp data
+//! directory, against the in-process API server. Pods run as real containers from a
+//! busybox image built by the test and imported at start; the test talks HTTP to a pod's
+//! IP over the CNI bridge, watches a crashing container restart, deletes a pod and finds
+//! nothing of it left in containerd, and restarts the agent to see running containers
+//! adopted rather than restarted.
+//!
+//! One test function: a node owns the machine's `cni0` bridge, so two would collide.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use skiff_agent::config::Timing;
+use skiff_agent::machine::{self, Machine, Options};
+use skiff_agent::podworker::Backoffs;
+use skiff_agent::runtime::{labels, ContainerFilter, Runtime, SandboxFilter};
+use skiff_agent::{Agent, NodeHandle};
+use skiff_testkit::{images, json, reqwest, TestServer};
+
+const IMAGE: &str = "skiff.local/busybox:1";
+const NODE: &str = "node-1";
+
+/// Polls `check` every 200 ms for up to `seconds`.
+async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn pod(name: &str, container: serde_json::Value, restart_policy: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 2,
+            "containers": [container]
+        }
+    }))
+    .unwrap()
+}
+
+fn agent(client: kube::Client, machine: &Machine) -> Agent {
+    let node = NodeHandle::new(machine.identity.clone(), machine.runtime.clone() as Arc<dyn Runtime>)
+        .with_resync(Duration::from_millis(500));
+    let template = machine::template(std::path::Path::new("/"));
+    let backoffs = Backoffs {
+        image_pull_initial: Duration::from_millis(500),
+        image_pull_max: Duration::from_secs(2),
+        restart_initial: Duration::from_millis(500),
+        restart_max: Duration::from_secs(2),
+    };
+    let timing = Timing { renew_interval: Duration::from_secs(2), backoffs, ..Timing::default() };
+    Agent::new(client, template, timing, vec![node], 16)
+}
+
+fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.type_ == kind).map(|c| c.status.clone())
+}
+
+async fn running_and_ready(pods: &Api<Pod>, name: &str, seconds: u64) -> Pod {
+    eventually(&format!("{name} Running and Ready"), seconds, || async {
+        let pod = pods.get(name).await.ok()?;
+        let phase = pod.status.as_ref()?.phase.clone();
+        (phase.as_deref() == Some("Running") && condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod)
+    })
+    .await
+}
+
+fn uid_filter(uid: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(labels::POD_UID.to_string(), uid.to_string())])
+}
+
+async fn scenario(server: &TestServer, machine: &Machine) {
+    let client = skiff_client::connect(server.kubeconfig(), None).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = tokio::spawn(agent(client.clone(), machine).run());
+
+    // A pod serving HTTP gets an IP on the bridge and answers there.
+    let web = pod(
+        "web",
+        json!({"name": "web", "image": IMAGE, "command": ["httpd", "-f", "-p", "8080", "-h", "/www"]}),
+        "Always",
+    );
+    pods.create(&PostParams::default(), &web).await.unwrap();
+    let web = running_and_ready(&pods, "web", 120).await;
+    let status = web.status.clone().unwrap();
+    let pod_ip = status.pod_ip.clone().expect("a pod IP");
+    assert!(pod_ip.starts_with("10.42.0."), "{pod_ip}");
+    let container = &status.container_statuses.as_ref().unwrap()[0];
+    let container_id = container.container_id.clone().unwrap();
+    assert!(container_id.starts_with("containerd://"), "{container_id}");
+    assert_eq!(container.restart_count, 0);
+    assert!(
+        container.image_id.starts_with("sha256:") || container.image_id.contains("@sha256:"),
+        "{}",
+        container.image_id
+    );
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    let body = eventually("an HTTP answer from the pod", 30, || async {
+        let response = http.get(format!("http://{pod_ip}:8080/index.html")).send().await.ok()?;
+        response.text().await.ok()
+    })
+    .await;
+    assert_eq!(body, "hello from skiff\n");
+
+    // A container that exits 3 is restarted under restartPolicy Always.
+    let crash = pod("crash", json!({"name": "crash", "image": IMAGE, "command": ["sh", "-c", "exit 3"]}), "Always");
+    pods.create(&PostParams::default(), &crash).await.unwrap();
+    eventually("crash restarted twice, exit code 3 reported", 120, || async {
+        let pod = pods.get("crash").await.ok()?;
+        let status = &pod.status.as_ref()?.container_statuses.as_ref()?[0];
+        let exit_code = |state: &Option<k8s_openapi::api::core::v1::ContainerState>| {
+            state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code)
+        };
+        let saw_exit = exit_code(&status.state) == Some(3) || exit_code(&status.last_state) == Some(3);
+        (status.restart_count >= 2 && saw_exit).then_some(())
+    })
+    .await;
+
+    // The agent restarts; what runs is adopted, not restarted.
+    running.abort();
+    let _ = running.await;
+    let before = machine
+        .runtime
+        .list_containers(&ContainerFilter {
+            labels: uid_filter(web.metadata.uid.as_deref().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 1);
+    let running = tokio::spawn(agent(client.clone(), machine).run());
+    // A new pod Running proves the new agent is at work (it synced web before, from its first list).
+    let probe = pod("after-restart", json!({"name": "sleep", "image": IMAGE, "command": ["sleep", "3600"]}), "Always");
+    pods.create(&PostParams::default(), &probe).await.unwrap();
+    running_and_ready(&pods, "after-restart", 120).await;
+    let web_after = running_and_ready(&pods, "web", 30).await;
+    let container = &web_after.status.unwrap().container_statuses.unwrap()[0];
+    assert_eq!(container.container_id.as_deref(), Some(container_id.as_str()), "same container after the restart");
+    assert_eq!(container.restart_count, 0);
+    let after = machine
+        .runtime
+        .list_containers(&ContainerFilter {
+            labels: uid_filter(web.metadata.uid.as_deref().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "no second container for web: {after:?}");
+    assert_eq!(after[0].id, before[0].id);
+
+    // Deleting a pod removes its sandbox and containers from containerd.
+    let uid = web.metadata.uid.clone().unwrap();
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("web gone from the API", 60, || async { pods.get_opt("web").await.ok()?.is_none().then_some(()) }).await;
+    let sandboxes = machine
+        .runtime
+        .list_pod_sandbox(&SandboxFilter { labels: uid_filter(&uid), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(sandboxes.is_empty(), "{sandboxes:?}");
+    let containers = machine
+        .runtime
+        .list_containers(&ContainerFilter { labels: uid_filter(&uid), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(containers.is_empty(), "{containers:?}");
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_as_real_containers() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("agent");
+    images::write_busybox(&agent_dir.join("images"), IMAGE).unwrap();
+    let options = Options::new(agent_dir, NODE.into(), "127.0.0.1".parse().unwrap());
+    let machine = Machine::start(&options)
+        .await
+        .expect("containerd starts (apt-get install containerd runc containernetworking-plugins)");
+    let images = machine.runtime.list_images().await.unwrap();
+    let tags: Vec<&String> = images.iter().flat_map(|i| i.repo_tags.iter()).collect();
+    assert!(tags.iter().any(|t| *t == IMAGE), "{tags:?}");
+    assert!(tags.iter().any(|t| *t == skiff_agent::oci::PAUSE_IMAGE), "{tags:?}");
+
+    let outcome = AssertUnwindSafe(scenario(&server, &machine)).catch_unwind().await;
+    // Whatever happened, leave no containers, shims or mounts behind.
+    if let Err(e) = machine.remove_all_pods().await {
+        eprintln!("cleaning up pods: {e}");
+    }
+    machine.shutdown().await;
+    if std::env::var_os("SKIFF_KEEP_TEST_DIR").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
