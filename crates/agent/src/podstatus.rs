@@ -512,6 +512,33 @@ mod tests {
     }
 
     #[test]
+    fn held_back_containers_wait_with_the_workers_reason_and_last_state() {
+        let pod = pod(json!({"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}));
+        let observed = Observed {
+            sandbox_ready: true,
+            containers: vec![container("a", ContainerState::Exited, 3), None],
+            restarts: vec![2, 0],
+            waiting: vec![
+                Some(Waiting { reason: "CrashLoopBackOff".into(), message: "back-off 20s restarting".into() }),
+                Some(Waiting { reason: "ErrImagePull".into(), message: "not found".into() }),
+            ],
+            ..Default::default()
+        };
+        let status = pod_status(&pod, &observed, &ctx());
+        assert_eq!(status.phase.as_deref(), Some("Pending"), "b has never run");
+        let statuses = status.container_statuses.unwrap();
+        let waiting = statuses[0].state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(waiting.message.as_deref(), Some("back-off 20s restarting"));
+        let last = statuses[0].last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((last.exit_code, last.container_id.as_deref()), (3, Some("simulated://id-a")));
+        assert!(!statuses[0].ready);
+        let pulling = statuses[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(pulling.reason.as_deref(), Some("ErrImagePull"));
+        assert!(statuses[1].last_state.is_none());
+    }
+
+    #[test]
     fn host_network_pods_take_the_node_address() {
         let pod = pod(json!({"hostNetwork": true, "containers": [{"name": "a", "image": "i"}]}));
         let observed = Observed {

@@ -623,6 +623,66 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn crashing_containers_back_off_exponentially() {
+        let runtime = sim(Duration::ZERO);
+        let mut worker = PodWorker::new(runtime.clone());
+        let pod = pod(json!({"containers": [{"name": "app", "image": "busybox:1"}]}));
+        let id = |o: &Observed| o.containers[0].as_ref().unwrap().id.clone();
+        let first = worker.sync(&pod).await.unwrap().observed;
+        runtime.exit_container(&id(&first), 3).unwrap();
+        // The first restart is immediate.
+        let second = worker.sync(&pod).await.unwrap().observed;
+        assert_eq!(second.restarts, vec![1]);
+        assert_eq!(second.containers[0].as_ref().unwrap().state, ContainerState::Running);
+        assert_eq!(second.last[0].as_ref().unwrap().exit_code, 3, "the replaced instance is lastState");
+        for (delay, text) in [(10, "10s"), (20, "20s"), (40, "40s")] {
+            let observed = worker.sync(&pod).await.unwrap().observed;
+            runtime.exit_container(&id(&observed), 3).unwrap();
+            let held = worker.sync(&pod).await.unwrap();
+            let waiting = held.observed.waiting[0].clone().unwrap();
+            assert_eq!(waiting.reason, "CrashLoopBackOff");
+            assert_eq!(waiting.message, format!("back-off {text} restarting failed container=app pod=p_ns(u1)"));
+            assert_eq!(held.requeue, Some(Duration::from_secs(delay)));
+            tokio::time::advance(Duration::from_secs(delay - 1)).await;
+            assert!(worker.sync(&pod).await.unwrap().observed.waiting[0].is_some(), "still held after {}s", delay - 1);
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let restarted = worker.sync(&pod).await.unwrap().observed;
+            assert!(restarted.waiting[0].is_none());
+            assert_eq!(restarted.containers[0].as_ref().unwrap().state, ContainerState::Running);
+        }
+        assert_eq!(worker.observe().await.unwrap().restarts, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_new_worker_adopts_what_runs() {
+        let runtime = sim(Duration::ZERO);
+        let pod = pod(json!({
+            "initContainers": [{"name": "setup", "image": "busybox:1"}],
+            "containers": [{"name": "app", "image": "busybox:1"}]
+        }));
+        let before = PodWorker::new(runtime.clone()).sync(&pod).await.unwrap().observed;
+        let after = PodWorker::new(runtime.clone()).sync(&pod).await.unwrap().observed;
+        let ids = |o: &Observed| (o.init[0].as_ref().unwrap().id.clone(), o.containers[0].as_ref().unwrap().id.clone());
+        assert_eq!(ids(&before), ids(&after));
+        assert_eq!(after.restarts, vec![0]);
+        assert_eq!(runtime.sandbox_count(), 1);
+        assert_eq!(runtime.list_containers(&ContainerFilter::default()).await.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pull_policy_defaults_like_the_api_server() {
+        let policy =
+            |image: &str| pull_policy(&ApiContainer { image: Some(image.into()), ..Default::default() }).to_string();
+        assert_eq!(policy("busybox"), "Always");
+        assert_eq!(policy("busybox:latest"), "Always");
+        assert_eq!(policy("localhost:5000/busybox"), "Always");
+        assert_eq!(policy("localhost:5000/busybox:1"), "IfNotPresent");
+        assert_eq!(policy("busybox@sha256:abc"), "IfNotPresent");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_secs(160)), "2m40s");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn terminate_stops_everything_within_the_grace_period() {
         let runtime = sim(Duration::from_secs(10));
         let mut worker = PodWorker::new(runtime.clone());

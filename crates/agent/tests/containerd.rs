@@ -123,14 +123,65 @@ async fn scenario(server: &TestServer, machine: &Machine) {
     // A container that exits 3 is restarted under restartPolicy Always.
     let crash = pod("crash", json!({"name": "crash", "image": IMAGE, "command": ["sh", "-c", "exit 3"]}), "Always");
     pods.create(&PostParams::default(), &crash).await.unwrap();
-    eventually("crash restarted twice, exit code 3 reported", 120, || async {
+    let back_off = eventually("crash in CrashLoopBackOff after restarts, exit code 3 as lastState", 120, || async {
         let pod = pods.get("crash").await.ok()?;
-        let status = &pod.status.as_ref()?.container_statuses.as_ref()?[0];
-        let exit_code = |state: &Option<k8s_openapi::api::core::v1::ContainerState>| {
-            state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code)
-        };
-        let saw_exit = exit_code(&status.state) == Some(3) || exit_code(&status.last_state) == Some(3);
-        (status.restart_count >= 2 && saw_exit).then_some(())
+        let status = pod.status.as_ref()?.container_statuses.as_ref()?[0].clone();
+        let waiting = status.state.as_ref()?.waiting.clone()?;
+        let last = status.last_state.as_ref()?.terminated.as_ref()?;
+        (status.restart_count >= 2 && waiting.reason.as_deref() == Some("CrashLoopBackOff") && last.exit_code == 3)
+            .then_some((waiting, last.reason.clone(), pod.status.as_ref()?.phase.clone()))
+    })
+    .await;
+    let (waiting, last_reason, phase) = back_off;
+    let message = waiting.message.unwrap_or_default();
+    assert!(
+        message.starts_with("back-off ") && message.contains("restarting failed container=crash pod=crash_default("),
+        "{message}"
+    );
+    assert_eq!(last_reason.as_deref(), Some("Error"));
+    assert_eq!(phase.as_deref(), Some("Running"));
+
+    // Images that are not there: a pull fails (ErrImagePull, then ImagePullBackOff);
+    // with pull policy Never, no pull is tried (ErrImageNeverPull).
+    let missing = pod("missing", json!({"name": "app", "image": "skiff.local/nothing:1"}), "Always");
+    pods.create(&PostParams::default(), &missing).await.unwrap();
+    let never =
+        pod("never", json!({"name": "app", "image": "skiff.local/nothing:1", "imagePullPolicy": "Never"}), "Always");
+    pods.create(&PostParams::default(), &never).await.unwrap();
+    let waiting_reason = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get(name).await.ok()?;
+            let waiting = pod.status?.container_statuses?.first()?.state.clone()?.waiting?;
+            Some((waiting.reason.unwrap_or_default(), waiting.message.unwrap_or_default()))
+        }
+    };
+    let (_, message) = eventually("ErrImagePull", 60, || async {
+        waiting_reason("missing").await.filter(|(reason, _)| reason == "ErrImagePull")
+    })
+    .await;
+    assert!(message.contains("skiff.local/nothing:1"), "{message}");
+    let (_, message) = eventually("ImagePullBackOff", 60, || async {
+        waiting_reason("missing").await.filter(|(reason, _)| reason == "ImagePullBackOff")
+    })
+    .await;
+    assert_eq!(message, "Back-off pulling image \"skiff.local/nothing:1\"");
+    let (_, message) = eventually("ErrImageNeverPull", 60, || async {
+        waiting_reason("never").await.filter(|(reason, _)| reason == "ErrImageNeverPull")
+    })
+    .await;
+    assert_eq!(message, "Container image \"skiff.local/nothing:1\" is not present with pull policy of Never");
+    for name in ["missing", "never", "crash"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+
+    // containerd killed: the supervisor starts it again, and the pods keep running.
+    let containerd = machine.containerd.as_ref().unwrap();
+    let old_pid = containerd.pid();
+    let _ = std::process::Command::new("kill").args(["-9", &old_pid.to_string()]).status();
+    eventually("containerd restarted", 60, || async {
+        let pid = containerd.pid();
+        (pid != 0 && pid != old_pid && machine.runtime.version().await.is_ok()).then_some(())
     })
     .await;
 
