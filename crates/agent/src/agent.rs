@@ -247,6 +247,10 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
             Event::InitDone => {
                 if let Some(seen) = relisting.take() {
                     workers.retain(|uid, _| seen.contains(uid));
+                    // Before any new pod's worker runs, so that only leftovers are removed.
+                    for node in nodes.iter() {
+                        remove_orphans(node, &seen).await;
+                    }
                 }
             }
             Event::Delete(pod) => {
@@ -254,6 +258,29 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
             }
         }
         while tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Removes the sandboxes (and so the containers) of pods that are no longer in the API:
+/// pods deleted while the agent was not running. Only sandboxes the agent labelled count.
+async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
+    let sandboxes = match node.runtime.list_pod_sandbox(&Default::default()).await {
+        Ok(sandboxes) => sandboxes,
+        Err(e) => return warn!(node = node.name(), error = %e, "listing sandboxes failed"),
+    };
+    for sandbox in sandboxes {
+        let Some(uid) = sandbox.labels.get(crate::runtime::labels::POD_UID) else { continue };
+        if pods.contains(uid) {
+            continue;
+        }
+        info!(node = node.name(), pod = %sandbox.metadata.name, "removing the sandbox of a pod that no longer exists");
+        let removed = async {
+            node.runtime.stop_pod_sandbox(&sandbox.id).await?;
+            node.runtime.remove_pod_sandbox(&sandbox.id).await
+        };
+        if let Err(e) = removed.await {
+            warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed");
+        }
     }
 }
 

@@ -185,9 +185,14 @@ async fn scenario(server: &TestServer, machine: &Machine) {
     })
     .await;
 
-    // The agent restarts; what runs is adopted, not restarted.
+    // The agent restarts; what runs is adopted, not restarted. A pod deleted while it
+    // was down has its sandbox removed.
+    let orphan = pod("orphan", json!({"name": "sleep", "image": IMAGE, "command": ["sleep", "3600"]}), "Always");
+    pods.create(&PostParams::default(), &orphan).await.unwrap();
+    let orphan_uid = running_and_ready(&pods, "orphan", 120).await.metadata.uid.unwrap();
     running.abort();
     let _ = running.await;
+    pods.delete("orphan", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
     let before = machine
         .runtime
         .list_containers(&ContainerFilter {
@@ -203,6 +208,11 @@ async fn scenario(server: &TestServer, machine: &Machine) {
     pods.create(&PostParams::default(), &probe).await.unwrap();
     running_and_ready(&pods, "after-restart", 120).await;
     let web_after = running_and_ready(&pods, "web", 30).await;
+    let orphans = SandboxFilter { labels: uid_filter(&orphan_uid), ..Default::default() };
+    eventually("the orphan's sandbox removed", 30, || async {
+        machine.runtime.list_pod_sandbox(&orphans).await.ok()?.is_empty().then_some(())
+    })
+    .await;
     let container = &web_after.status.unwrap().container_statuses.unwrap()[0];
     assert_eq!(container.container_id.as_deref(), Some(container_id.as_str()), "same container after the restart");
     assert_eq!(container.restart_count, 0);
