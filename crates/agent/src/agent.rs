@@ -29,7 +29,7 @@ use crate::config::{NodeIdentity, NodeTemplate, Timing};
 use crate::error::{status_code, Error, Result};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
-use crate::podworker::{grace_period, PodWorker};
+use crate::podworker::{grace_period, remove_logs, PodWorker};
 use crate::runtime::Runtime;
 
 /// Batches per renewal interval: Lease renewals of many nodes are spread over this many
@@ -278,8 +278,9 @@ async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
             node.runtime.stop_pod_sandbox(&sandbox.id).await?;
             node.runtime.remove_pod_sandbox(&sandbox.id).await
         };
-        if let Err(e) = removed.await {
-            warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed");
+        match removed.await {
+            Ok(()) => crate::podworker::remove_sandbox_logs(&sandbox.metadata).await,
+            Err(e) => warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed"),
         }
     }
 }
@@ -327,6 +328,8 @@ async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: wat
                 if let Err(e) = worker.terminate(Duration::ZERO).await {
                     warn!(node = node.name(), error = %e, "cleaning up a deleted pod failed");
                 }
+                let last = updates.borrow().clone();
+                remove_logs(&last).await;
                 return;
             },
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
@@ -354,12 +357,16 @@ async fn handle(
             ..DeleteParams::default()
         };
         let _permit = shared.writes.acquire().await;
-        return match api.delete(name, &params).await {
+        let deleted = match api.delete(name, &params).await {
             Ok(_) => Ok(Next::Done),
             // Already gone, or replaced by a pod of the same name.
             Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Next::Done),
             Err(e) => Err(e.into()),
         };
+        if deleted.is_ok() {
+            remove_logs(pod).await;
+        }
+        return deleted;
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {

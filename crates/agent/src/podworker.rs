@@ -170,7 +170,7 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: PodSandboxMetadata { name: name.clone(), uid: uid.clone(), namespace: namespace.clone(), attempt },
         hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone()),
-        log_directory: format!("/var/log/pods/{namespace}_{name}_{uid}"),
+        log_directory: log_directory(pod).to_string_lossy().into_owned(),
         port_mappings: ports,
         labels: pod_labels(pod),
         annotations: m.annotations.clone().unwrap_or_default(),
@@ -202,6 +202,41 @@ fn container_config(pod: &Pod, container: &ApiContainer, attempt: u32, init: boo
         annotations: BTreeMap::new(),
         log_path: format!("{}/{attempt}.log", container.name),
         ..ContainerConfig::default()
+    }
+}
+
+/// Where the runtime writes the pod's container logs (the kubelet's layout).
+pub fn log_directory(pod: &Pod) -> std::path::PathBuf {
+    let m = &pod.metadata;
+    let part = |v: &Option<String>| v.clone().unwrap_or_default();
+    log_directory_of(&PodSandboxMetadata {
+        name: part(&m.name),
+        namespace: part(&m.namespace),
+        uid: part(&m.uid),
+        attempt: 0,
+    })
+}
+
+fn log_directory_of(pod: &PodSandboxMetadata) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/var/log/pods/{}_{}_{}", pod.namespace, pod.name, pod.uid))
+}
+
+/// Removes the pod's log directory once the pod is gone from the API (as the kubelet
+/// does); a finished pod that still exists keeps its logs.
+pub async fn remove_logs(pod: &Pod) {
+    remove_log_directory(log_directory(pod)).await
+}
+
+/// [`remove_logs`] for a pod known only by its sandbox's metadata.
+pub async fn remove_sandbox_logs(pod: &PodSandboxMetadata) {
+    remove_log_directory(log_directory_of(pod)).await
+}
+
+async fn remove_log_directory(dir: std::path::PathBuf) {
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing pod logs failed");
+        }
     }
 }
 

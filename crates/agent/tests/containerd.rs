@@ -243,6 +243,9 @@ async fn scenario(server: &TestServer, machine: &Machine) {
         .await
         .unwrap();
     assert!(containers.is_empty(), "{containers:?}");
+    for logs in [format!("/var/log/pods/default_web_{uid}"), format!("/var/log/pods/default_orphan_{orphan_uid}")] {
+        assert!(!std::path::Path::new(&logs).exists(), "{logs} is left");
+    }
     running.abort();
 }
 
