@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use skiff_agent::config::Timing;
 use skiff_agent::machine::{self, Machine, Options};
 use skiff_agent::podworker::Backoffs;
-use skiff_agent::runtime::{labels, ContainerFilter, Runtime, SandboxFilter};
+use skiff_agent::runtime::{labels, ContainerFilter, Runtime, SandboxFilter, StreamRequest};
 use skiff_agent::{Agent, NodeHandle};
 use skiff_testkit::{images, json, reqwest, TestServer};
 
@@ -119,6 +119,34 @@ async fn scenario(server: &TestServer, machine: &Machine) {
     })
     .await;
     assert_eq!(body, "hello from skiff\n");
+
+    // Commands in the container: run to completion, or a streaming URL from containerd.
+    let id = container_id.trim_start_matches("containerd://");
+    let cat = ["cat".to_string(), "/www/index.html".to_string()];
+    let done = machine.runtime.exec_sync(id, &cat, Duration::from_secs(10)).await.unwrap();
+    assert_eq!((done.stdout.as_slice(), done.exit_code), (b"hello from skiff\n".as_slice(), 0));
+    let fail = ["sh".to_string(), "-c".to_string(), "echo oops >&2; exit 7".to_string()];
+    let failed = machine.runtime.exec_sync(id, &fail, Duration::from_millis(1500)).await.unwrap();
+    assert_eq!((failed.stderr.as_slice(), failed.exit_code), (b"oops\n".as_slice(), 7));
+    let stream = StreamRequest {
+        container_id: id.into(),
+        cmd: vec!["sh".into()],
+        stdin: true,
+        stdout: true,
+        ..Default::default()
+    };
+    let url = machine.runtime.exec(&stream).await.unwrap();
+    assert!(url.starts_with("http://127.0.0.1:") && url.contains("/exec/"), "{url}");
+    let sandbox = machine
+        .runtime
+        .list_pod_sandbox(&SandboxFilter {
+            labels: uid_filter(web.metadata.uid.as_deref().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let url = machine.runtime.port_forward(&sandbox[0].id, &[8080]).await.unwrap();
+    assert!(url.contains("/portforward/"), "{url}");
 
     // A container that exits 3 is restarted under restartPolicy Always.
     let crash = pod("crash", json!({"name": "crash", "image": IMAGE, "command": ["sh", "-c", "exit 3"]}), "Always");

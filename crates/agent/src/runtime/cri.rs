@@ -461,11 +461,9 @@ impl Runtime for CriRuntime {
     }
 
     async fn exec_sync(&self, container_id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResult> {
-        let request = cri::ExecSyncRequest {
-            container_id: container_id.into(),
-            cmd: cmd.to_vec(),
-            timeout: timeout.as_secs() as i64,
-        };
+        // Whole seconds, rounded up: CRI reads 0 as "no timeout".
+        let seconds = timeout.as_secs() as i64 + i64::from(timeout.subsec_nanos() > 0);
+        let request = cri::ExecSyncRequest { container_id: container_id.into(), cmd: cmd.to_vec(), timeout: seconds };
         let mut request = tonic::Request::new(request);
         request.set_timeout(timeout + Duration::from_secs(10));
         let reply = self.runtime().exec_sync(request).await.map_err(|s| runtime_error(s, "container", container_id))?;
