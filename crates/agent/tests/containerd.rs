@@ -8,66 +8,18 @@
 //! One test function: a node owns the machine's `cni0` bridge, so two would collide.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
-use skiff_agent::config::Timing;
-use skiff_agent::machine::{self, Machine, Options};
-use skiff_agent::podworker::Backoffs;
+use skiff_agent::machine::{Machine, Options};
 use skiff_agent::runtime::{labels, ContainerFilter, Runtime, SandboxFilter, StreamRequest};
-use skiff_agent::{Agent, NodeHandle};
 use skiff_testkit::{images, json, reqwest, TestServer};
 
-const IMAGE: &str = "skiff.local/busybox:1";
-const NODE: &str = "node-1";
-
-/// Polls `check` every 200 ms for up to `seconds`.
-async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn pod(name: &str, container: serde_json::Value, restart_policy: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": NODE,
-            "restartPolicy": restart_policy,
-            "terminationGracePeriodSeconds": 2,
-            "containers": [container]
-        }
-    }))
-    .unwrap()
-}
-
-fn agent(client: kube::Client, machine: &Machine) -> Agent {
-    let node = NodeHandle::new(machine.identity.clone(), machine.runtime.clone() as Arc<dyn Runtime>)
-        .with_resync(Duration::from_millis(500));
-    let template = machine::template(std::path::Path::new("/"));
-    let backoffs = Backoffs {
-        image_pull_initial: Duration::from_millis(500),
-        image_pull_max: Duration::from_secs(2),
-        restart_initial: Duration::from_millis(500),
-        restart_max: Duration::from_secs(2),
-    };
-    let timing = Timing { renew_interval: Duration::from_secs(2), backoffs, ..Timing::default() };
-    Agent::new(client, template, timing, vec![node], 16)
-}
+mod common;
+use common::{agent, eventually, pod, IMAGE, NODE};
 
 fn condition(pod: &Pod, kind: &str) -> Option<String> {
     let conditions = pod.status.as_ref()?.conditions.as_ref()?;
