@@ -97,7 +97,7 @@ impl Server {
         let mut command = Command::new(&env.skiff);
         command.arg("server").arg("--data-dir").arg(&data_dir);
         command.args(["--https-listen-port", &port.to_string(), "--bind-address", "127.0.0.1"]);
-        command.args(["--store", store, "--disable-scheduler"]);
+        command.args(["--store", store, "--disable-scheduler", "--disable-agent"]);
         let mut child = Child::spawn("skiff server", command, &env.scratch.log("skiff-server"))?;
         wait_for_port(&mut child, port).await?;
         let http = client::skiff(&data_dir.join("tls"), Http::H2)?;

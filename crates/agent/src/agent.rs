@@ -32,7 +32,7 @@ use crate::config::{NodeIdentity, NodeTemplate, Timing};
 use crate::error::{status_code, Error, Result};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
-use crate::podworker::{grace_period, NodeServices, PodTiming, PodWorker};
+use crate::podworker::{grace_period, remove_logs, NodeServices, PodTiming, PodWorker};
 use crate::probes::Prober;
 use crate::runtime::Runtime;
 use crate::volumes::VolumeHost;
@@ -302,6 +302,10 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
             Event::InitDone => {
                 if let Some(seen) = relisting.take() {
                     workers.retain(|uid, _| seen.contains(uid));
+                    // Before any new pod's worker runs, so that only leftovers are removed.
+                    for node in nodes.iter() {
+                        remove_orphans(node, &seen).await;
+                    }
                 }
             }
             Event::Delete(pod) => {
@@ -309,6 +313,30 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
             }
         }
         while tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Removes the sandboxes (and so the containers) of pods that are no longer in the API:
+/// pods deleted while the agent was not running. Only sandboxes the agent labelled count.
+async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
+    let sandboxes = match node.runtime.list_pod_sandbox(&Default::default()).await {
+        Ok(sandboxes) => sandboxes,
+        Err(e) => return warn!(node = node.name(), error = %e, "listing sandboxes failed"),
+    };
+    for sandbox in sandboxes {
+        let Some(uid) = sandbox.labels.get(crate::runtime::labels::POD_UID) else { continue };
+        if pods.contains(uid) {
+            continue;
+        }
+        info!(node = node.name(), pod = %sandbox.metadata.name, "removing the sandbox of a pod that no longer exists");
+        let removed = async {
+            node.runtime.stop_pod_sandbox(&sandbox.id).await?;
+            node.runtime.remove_pod_sandbox(&sandbox.id).await
+        };
+        match removed.await {
+            Ok(()) => crate::podworker::remove_sandbox_logs(&sandbox.metadata).await,
+            Err(e) => warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed"),
+        }
     }
 }
 
@@ -357,6 +385,8 @@ async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: wat
                 if let Err(e) = worker.terminate(None, Duration::ZERO).await {
                     warn!(node = node.name(), error = %e, "cleaning up a deleted pod failed");
                 }
+                let last = updates.borrow().clone();
+                remove_logs(&last).await;
                 return;
             },
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
@@ -385,12 +415,16 @@ async fn handle(
             ..DeleteParams::default()
         };
         let _permit = shared.writes.acquire().await;
-        return match api.delete(name, &params).await {
+        let deleted = match api.delete(name, &params).await {
             Ok(_) => Ok(Next::Done),
             // Already gone, or replaced by a pod of the same name.
             Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Next::Done),
             Err(e) => Err(e.into()),
         };
+        if deleted.is_ok() {
+            remove_logs(pod).await;
+        }
+        return deleted;
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {
