@@ -8,6 +8,7 @@
 //! pods (`spec.nodeName=NAME`), as the kubelet does.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -40,13 +41,35 @@ const SLOTS: usize = 100;
 pub struct NodeHandle {
     pub identity: NodeIdentity,
     pub runtime: Arc<dyn Runtime>,
+    /// Where the pods' log directories are made (the kubelet's /var/log/pods by default).
+    pub pod_log_root: Arc<Path>,
+    /// The port of the node's HTTPS server (logs, exec, port-forward), reported as
+    /// status.daemonEndpoints.kubeletEndpoint.Port; None reports the kubelet's 10250.
+    pub kubelet_port: Option<u16>,
     uid: OnceLock<String>,
     runtime_name: OnceLock<String>,
 }
 
 impl NodeHandle {
     pub fn new(identity: NodeIdentity, runtime: Arc<dyn Runtime>) -> Self {
-        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new() }
+        NodeHandle {
+            identity,
+            runtime,
+            pod_log_root: Arc::from(Path::new(crate::podworker::POD_LOG_ROOT)),
+            kubelet_port: None,
+            uid: OnceLock::new(),
+            runtime_name: OnceLock::new(),
+        }
+    }
+
+    pub fn with_pod_log_root(mut self, root: impl AsRef<Path>) -> Self {
+        self.pod_log_root = Arc::from(root.as_ref());
+        self
+    }
+
+    pub fn with_kubelet_port(mut self, port: u16) -> Self {
+        self.kubelet_port = Some(port);
+        self
     }
 
     fn name(&self) -> &str {
@@ -133,7 +156,10 @@ async fn register_node(shared: &Shared, node: &NodeHandle) -> Result<()> {
     let version = node.runtime.version().await?;
     let _ = node.runtime_name.set(version.runtime_name.clone());
     let now = Timestamp::now();
-    let object = node::node_object(&shared.template, &node.identity, &version, now);
+    let mut object = node::node_object(&shared.template, &node.identity, &version, now);
+    if let (Some(port), Some(status)) = (node.kubelet_port, object.status.as_mut()) {
+        status.daemon_endpoints = Some(node::kubelet_endpoint(port));
+    }
     let uid = {
         let _permit = shared.writes.acquire().await;
         node::register(&Api::<Node>::all(shared.client.clone()), &object).await?
@@ -258,7 +284,7 @@ enum Next {
 /// The life of one pod on one node: sync on every update, terminate and delete when it
 /// is being deleted, clean up when it disappears.
 async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: watch::Receiver<Arc<Pod>>) {
-    let mut worker = PodWorker::new(node.runtime.clone());
+    let mut worker = PodWorker::new(node.runtime.clone()).with_log_root(node.pod_log_root.clone());
     // A hash of the status last written: a whole PodStatus per pod would cost kilobytes.
     let mut reported: Option<u64> = None;
     let start_time = podstatus::whole_seconds(Timestamp::now());

@@ -8,7 +8,8 @@
 //! Layout: [`config`] (what a node looks like), [`node`] (Node and Lease objects),
 //! [`podworker`] (one pod against the runtime), [`podstatus`] (the status the kubelet
 //! would report), [`agent`] (registration, heartbeats, the pod watch and the workers),
-//! [`ipam`] (pod addresses from the node's CIDR).
+//! [`ipam`] (pod addresses from the node's CIDR), [`server`] (the node's HTTPS server:
+//! logs, exec, attach, port-forward).
 
 pub mod agent;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod node;
 pub mod podstatus;
 pub mod podworker;
 pub mod runtime;
+pub mod server;
 
 pub use agent::{Agent, NodeHandle};
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@
 //! and over the simulated runtime.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +29,14 @@ struct Slot {
     attempt: u32,
 }
 
+/// Where pods' log directories go by default (the kubelet's).
+pub const POD_LOG_ROOT: &str = "/var/log/pods";
+
 /// A pod's runtime state as the agent tracks it between syncs.
 pub struct PodWorker {
     runtime: Arc<dyn Runtime>,
+    /// Under which each sandbox's log directory is made.
+    log_root: Arc<Path>,
     /// The sandbox's ID (its config is rebuilt from the pod when needed: thousands of
     /// simulated pods should not each keep a copy).
     sandbox: Option<String>,
@@ -55,7 +61,12 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     ])
 }
 
-fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
+/// A pod's log directory under `root`: `NAMESPACE_NAME_UID`, as the kubelet names it.
+pub fn pod_log_directory(root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    root.join(format!("{namespace}_{name}_{uid}"))
+}
+
+fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let ports = spec
@@ -76,7 +87,7 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: PodSandboxMetadata { name: name.clone(), uid: uid.clone(), namespace: namespace.clone(), attempt },
         hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone()),
-        log_directory: format!("/var/log/pods/{namespace}_{name}_{uid}"),
+        log_directory: pod_log_directory(log_root, &namespace, &name, &uid).to_string_lossy().into_owned(),
         port_mappings: ports,
         labels: pod_labels(pod),
         annotations: m.annotations.clone().unwrap_or_default(),
@@ -121,7 +132,20 @@ pub fn grace_period(pod: &Pod) -> Duration {
 
 impl PodWorker {
     pub fn new(runtime: Arc<dyn Runtime>) -> Self {
-        PodWorker { runtime, sandbox: None, sandbox_attempt: 0, init: Vec::new(), containers: Vec::new() }
+        PodWorker {
+            runtime,
+            log_root: Arc::from(Path::new(POD_LOG_ROOT)),
+            sandbox: None,
+            sandbox_attempt: 0,
+            init: Vec::new(),
+            containers: Vec::new(),
+        }
+    }
+
+    /// Puts the pod's logs under `root` instead of [`POD_LOG_ROOT`].
+    pub fn with_log_root(mut self, root: Arc<Path>) -> Self {
+        self.log_root = root;
+        self
     }
 
     async fn status_of(&self, slot: &Slot) -> Result<Option<ContainerStatus>> {
@@ -137,7 +161,7 @@ impl PodWorker {
         if let Some(id) = &self.sandbox {
             match self.runtime.pod_sandbox_status(id).await {
                 Ok(status) if status.state == SandboxState::Ready => {
-                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt)))
+                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt, &self.log_root)))
                 }
                 _ => {
                     let id = id.clone();
@@ -153,7 +177,7 @@ impl PodWorker {
                 }
             }
         }
-        let config = sandbox_config(pod, self.sandbox_attempt);
+        let config = sandbox_config(pod, self.sandbox_attempt, &self.log_root);
         let id = self.runtime.run_pod_sandbox(&config).await?;
         self.sandbox = Some(id.clone());
         Ok((id, config))

@@ -50,12 +50,15 @@ struct ContainerRecord {
     exit_code: i32,
     reason: &'static str,
     labels: BTreeMap<String, String>,
+    log_path: String,
 }
 
 struct State {
     ipam: Allocator,
     sandboxes: HashMap<String, SandboxRecord>,
     containers: HashMap<String, ContainerRecord>,
+    /// What exec, attach and port-forward answer (see [`SimulatedRuntime::set_streaming_url`]).
+    streaming_url: Option<String>,
 }
 
 /// The simulated runtime of one node.
@@ -83,6 +86,14 @@ fn image_ref(image: &str) -> String {
     format!("sha256:{:016x}{:048x}", hasher.finish(), 0)
 }
 
+/// The sandbox's log directory joined with the container's log path, as CRI reports it.
+fn log_path(sandbox: &PodSandboxConfig, container: &ContainerConfig) -> String {
+    if sandbox.log_directory.is_empty() || container.log_path.is_empty() {
+        return String::new();
+    }
+    std::path::Path::new(&sandbox.log_directory).join(&container.log_path).to_string_lossy().into_owned()
+}
+
 fn not_found(kind: &'static str, id: &str) -> RuntimeError {
     RuntimeError::NotFound { kind, id: id.to_string() }
 }
@@ -95,6 +106,7 @@ impl SimulatedRuntime {
                 ipam: Allocator::new(pod_cidr),
                 sandboxes: HashMap::new(),
                 containers: HashMap::new(),
+                streaming_url: None,
             }),
             behaviour,
         }
@@ -106,9 +118,29 @@ impl SimulatedRuntime {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Succeeds when the container exists and runs.
+    fn running(&self, id: &str) -> Result<()> {
+        match self.lock().containers.get(id) {
+            Some(c) if c.state == ContainerState::Running => Ok(()),
+            Some(_) => Err(RuntimeError::InvalidState(format!("container {id} is not running"))),
+            None => Err(not_found("container", id)),
+        }
+    }
+
     /// How many sandboxes exist (for tests and metrics).
     pub fn sandbox_count(&self) -> usize {
         self.lock().sandboxes.len()
+    }
+
+    /// Makes exec, attach and port-forward answer `url` (a test's streaming endpoint), as a
+    /// real runtime answers with the URL of its streaming server. Without it they are
+    /// unsupported: simulated containers run no processes.
+    pub fn set_streaming_url(&self, url: impl Into<String>) {
+        self.lock().streaming_url = Some(url.into());
+    }
+
+    fn streaming_url(&self, what: &'static str) -> Result<String> {
+        self.lock().streaming_url.clone().ok_or(RuntimeError::Unsupported(what))
     }
 
     /// Makes a running container exit, as if its process ended (tests of restarts).
@@ -167,7 +199,7 @@ impl Runtime for SimulatedRuntime {
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
-        let State { ipam, sandboxes, containers } = &mut *state;
+        let State { ipam, sandboxes, containers, .. } = &mut *state;
         let Some(sandbox) = sandboxes.get_mut(id) else { return Ok(()) };
         for container in containers.values_mut().filter(|c| c.sandbox_id == id) {
             if container.state == ContainerState::Running {
@@ -230,7 +262,7 @@ impl Runtime for SimulatedRuntime {
         &self,
         sandbox_id: &str,
         config: &ContainerConfig,
-        _sandbox: &PodSandboxConfig,
+        sandbox_config: &PodSandboxConfig,
     ) -> Result<String> {
         let mut state = self.lock();
         let sandbox = state.sandboxes.get(sandbox_id).ok_or_else(|| not_found("sandbox", sandbox_id))?;
@@ -251,6 +283,9 @@ impl Runtime for SimulatedRuntime {
                 exit_code: 0,
                 reason: "",
                 labels: config.labels.clone(),
+                // Where a real runtime would write the container's output; nothing writes
+                // it here (tests may, as the container's output).
+                log_path: log_path(sandbox_config, config),
             },
         );
         Ok(id)
@@ -323,6 +358,7 @@ impl Runtime for SimulatedRuntime {
             reason: c.reason.to_string(),
             message: String::new(),
             labels: c.labels.clone(),
+            log_path: c.log_path.clone(),
         })
     }
 
@@ -352,23 +388,27 @@ impl Runtime for SimulatedRuntime {
 
     /// Simulated containers are healthy: every command succeeds (exec probes pass).
     async fn exec_sync(&self, container_id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecSyncResult> {
-        match self.lock().containers.get(container_id) {
-            Some(c) if c.state == ContainerState::Running => Ok(ExecSyncResult::default()),
-            Some(_) => Err(RuntimeError::InvalidState(format!("container {container_id} is not running"))),
-            None => Err(not_found("container", container_id)),
+        self.running(container_id)?;
+        Ok(ExecSyncResult::default())
+    }
+
+    async fn exec(&self, request: &StreamRequest) -> Result<String> {
+        self.running(&request.container_id)?;
+        self.streaming_url("exec")
+    }
+
+    async fn attach(&self, request: &StreamRequest) -> Result<String> {
+        self.running(&request.container_id)?;
+        self.streaming_url("attach")
+    }
+
+    async fn port_forward(&self, sandbox_id: &str, _ports: &[i32]) -> Result<String> {
+        match self.lock().sandboxes.get(sandbox_id) {
+            Some(s) if s.state == SandboxState::Ready => {}
+            Some(_) => return Err(RuntimeError::InvalidState(format!("sandbox {sandbox_id} is not ready"))),
+            None => return Err(not_found("sandbox", sandbox_id)),
         }
-    }
-
-    async fn exec(&self, _request: &StreamRequest) -> Result<String> {
-        Err(RuntimeError::Unsupported("exec"))
-    }
-
-    async fn attach(&self, _request: &StreamRequest) -> Result<String> {
-        Err(RuntimeError::Unsupported("attach"))
-    }
-
-    async fn port_forward(&self, _sandbox_id: &str, _ports: &[i32]) -> Result<String> {
-        Err(RuntimeError::Unsupported("port-forward"))
+        self.streaming_url("port-forward")
     }
 
     async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<String> {
