@@ -177,9 +177,7 @@ fn forwarded_query(raw: Option<&str>) -> String {
     if pairs.is_empty() {
         return String::new();
     }
-    let mut out = form_urlencoded::Serializer::new(String::from("?"));
-    out.extend_pairs(pairs);
-    out.finish()
+    format!("?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish())
 }
 
 /// Path segments are names (DNS labels or subdomains), but a proxy path may carry anything.

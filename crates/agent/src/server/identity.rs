@@ -22,8 +22,8 @@ impl std::fmt::Debug for ServingIdentity {
 /// Asks the API server for a serving certificate for `node`, valid for `addresses`
 /// (IPs or DNS names; the node name is always included).
 pub async fn request(client: &Client, node: &str, addresses: &[String]) -> Result<ServingIdentity, kube::Error> {
-    let body = serde_json::to_vec(&json!({ "nodeName": node, "addresses": addresses }))
-        .map_err(kube::Error::SerdeError)?;
+    let body =
+        serde_json::to_vec(&json!({ "nodeName": node, "addresses": addresses })).map_err(kube::Error::SerdeError)?;
     let request = http::Request::post("/v1-skiff/serving-cert")
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body)

@@ -104,7 +104,12 @@ struct Writer {
 
 impl Writer {
     fn new(options: &LogOptions) -> Self {
-        Writer { timestamps: options.timestamps, since: options.since, bytes_left: options.limit_bytes, line_start: true }
+        Writer {
+            timestamps: options.timestamps,
+            since: options.since,
+            bytes_left: options.limit_bytes,
+            line_start: true,
+        }
     }
 
     fn exhausted(&self) -> bool {
@@ -354,8 +359,13 @@ not a log line\n\
         let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (sender, mut receiver) = mpsc::channel(16);
         let options = LogOptions { follow: true, ..Default::default() };
-        let task =
-            tokio::spawn(stream(path.clone(), options, Duration::from_millis(10), Box::new(Flag(running.clone())), sender));
+        let task = tokio::spawn(stream(
+            path.clone(),
+            options,
+            Duration::from_millis(10),
+            Box::new(Flag(running.clone())),
+            sender,
+        ));
         assert_eq!(receiver.recv().await.unwrap().unwrap(), "first\n");
         let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         // Half a line first: nothing is sent until the line is complete.

@@ -289,7 +289,8 @@ async fn logs_response(
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     tokio::spawn(logs::stream(path, options, node.config.log_poll, Box::new(liveness), sender));
     let chunks = tokio_stream::wrappers::ReceiverStream::new(receiver);
-    let body = http_body_util::StreamBody::new(futures::StreamExt::map(chunks, |chunk| chunk.map(hyper::body::Frame::data)));
+    let body =
+        http_body_util::StreamBody::new(futures::StreamExt::map(chunks, |chunk| chunk.map(hyper::body::Frame::data)));
     let mut response = Response::new(BodyExt::boxed(body));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response

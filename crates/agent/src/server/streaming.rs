@@ -32,12 +32,12 @@ pub fn stream_request(container_id: &str, exec: bool, query: &[(String, String)]
     request
 }
 
-/// The ports named by a port-forward request (`port=80,443` or repeated); SPDY clients
-/// name them per stream instead, and send none here.
+/// The ports named by a port-forward request (`port=80,443`, repeated, or the API's
+/// `ports`); SPDY clients name them per stream instead, and may send none here.
 pub fn ports(query: &[(String, String)]) -> Result<Vec<i32>, String> {
     query
         .iter()
-        .filter(|(k, _)| k == "port")
+        .filter(|(k, _)| k == "port" || k == "ports")
         .flat_map(|(_, v)| v.split(','))
         .filter(|p| !p.is_empty())
         .map(|p| p.trim().parse::<u16>().map(i32::from).map_err(|_| format!("invalid port {p:?}")))
@@ -110,7 +110,9 @@ pub async fn port_forward(
 async fn proxy_to(url: &str, request: Request<Incoming>) -> Response<Body> {
     let uri: http::Uri = match url.parse() {
         Ok(uri) => uri,
-        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("the runtime answered an invalid URL {url:?}")),
+        Err(_) => {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("the runtime answered an invalid URL {url:?}"))
+        }
     };
     let Some(authority) = uri.authority().map(|a| a.to_string()).filter(|_| uri.scheme_str() == Some("http")) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, format!("unsupported streaming URL {url:?}"));
@@ -125,7 +127,8 @@ async fn proxy_to(url: &str, request: Request<Incoming>) -> Response<Body> {
         Err(error) => return text(StatusCode::BAD_GATEWAY, error.to_string()),
     };
     match skiff_client::proxy::forward(request, upstream, &authority, &target).await {
-        Ok(response) => response.map(|body| http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, std::io::Error::other))),
+        Ok(response) => response
+            .map(|body| http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, std::io::Error::other))),
         Err(error) => text(StatusCode::BAD_GATEWAY, error.to_string()),
     }
 }
