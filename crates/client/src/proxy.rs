@@ -92,11 +92,18 @@ where
     Ok(response)
 }
 
+/// How long connecting may take: an unreachable node must not hold a request for the
+/// system's TCP timeout (minutes).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects a TCP socket to `authority` (`host:port`), with Nagle off: streams carry
 /// keystrokes.
 pub async fn connect_tcp(authority: &str) -> Result<tokio::net::TcpStream, ProxyError> {
-    let stream =
-        tokio::net::TcpStream::connect(authority).await.map_err(|e| ProxyError::Connect(authority.to_string(), e))?;
+    let fail = |e| ProxyError::Connect(authority.to_string(), e);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
+        .await
+        .map_err(|_| fail(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")))?
+        .map_err(fail)?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

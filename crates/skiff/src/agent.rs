@@ -13,12 +13,13 @@ use skiff_agent::{Agent, NodeHandle};
 
 #[derive(Parser)]
 pub struct AgentArgs {
-    /// The API server's URL (default: the one in the kubeconfig).
+    /// The API server's URL (default: the one in the kubeconfig; required with --token).
     #[arg(long)]
     server: Option<String>,
-    /// A join token. Not accepted yet: token authentication comes with the security
-    /// work; until then use --kubeconfig.
-    #[arg(long)]
+    /// The join token the server wrote to DATA/token (`K10<CA hash>::server:<secret>`):
+    /// the agent checks the server's CA against it, then authenticates with it instead
+    /// of --kubeconfig.
+    #[arg(long, env = "SKIFF_TOKEN")]
     token: Option<String>,
     /// Credentials for the API server: the admin kubeconfig the server writes under its
     /// data directory.
@@ -59,9 +60,6 @@ pub struct AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {
-    if args.token.is_some() {
-        bail!("--token is not supported yet (join tokens come with the security work): use --kubeconfig");
-    }
     let Some(count) = args.simulate else {
         bail!("running real containers needs the containerd runtime, which is not built yet: use --simulate N");
     };
@@ -82,7 +80,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             NodeHandle::new(id, runtime)
         })
         .collect();
-    let client = skiff_client::connect(&args.kubeconfig, args.server.as_deref()).await?;
+    let client = match (&args.token, &args.server) {
+        (Some(token), Some(server)) => skiff_client::connect_with_token(server, token).await?,
+        (Some(_), None) => bail!("--token needs --server https://HOST:6443"),
+        (None, server) => skiff_client::connect(&args.kubeconfig, server.as_deref()).await?,
+    };
     let timing = Timing { renew_interval: Duration::from_secs(args.lease_renew_seconds.max(1)), ..Timing::default() };
     let agent = Agent::new(client, template, timing, nodes, args.max_in_flight);
     eprintln!("skiff agent: {count} simulated nodes ({}-0 …)", args.node_name);

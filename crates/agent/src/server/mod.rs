@@ -44,6 +44,8 @@ pub enum ServerError {
     Listen(SocketAddr, std::io::Error),
     #[error("the serving certificate or CA: {0}")]
     Tls(String),
+    #[error("asking the API server for a serving certificate: {0}")]
+    Certificate(#[from] kube::Error),
 }
 
 /// How the server runs.
@@ -117,6 +119,19 @@ pub async fn start(
     let accept = tokio::spawn(accept_loop(listener, acceptor, node));
     tracing::info!(%addr, "node server listening");
     Ok(NodeServer { addr, accept })
+}
+
+/// Asks the API server for a serving certificate for `node` (its name and address) and
+/// starts serving it: what an agent does at start, before registering the node with the
+/// server's port as its kubelet endpoint.
+pub async fn start_for_node(
+    client: &kube::Client,
+    config: ServerConfig,
+    node: &crate::config::NodeIdentity,
+    runtime: Arc<dyn Runtime>,
+) -> Result<NodeServer, ServerError> {
+    let identity = identity::request(client, &node.name, &[node.address.to_string()]).await?;
+    start(config, &identity, runtime).await
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, node: Arc<Node>) {
