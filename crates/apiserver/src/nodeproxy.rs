@@ -58,15 +58,16 @@ impl KubeletClient {
         Ok(KubeletClient { connector: TlsConnector::from(Arc::new(config)) })
     }
 
+    /// A TLS connection to the agent at `endpoint`; `target` names the request in errors.
     async fn connect(
         &self,
         endpoint: &Endpoint,
+        target: &str,
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ApiError> {
-        let tcp = skiff_client::proxy::connect_tcp(&endpoint.authority())
-            .await
-            .map_err(|e| upstream_failure(&endpoint.url(""), &e))?;
-        let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| upstream_failure(&endpoint.url(""), &e))?;
-        self.connector.connect(name, tcp).await.map_err(|e| upstream_failure(&endpoint.url(""), &e))
+        let fail = |e: &dyn std::fmt::Display| upstream_failure(&endpoint.url(target), e);
+        let tcp = skiff_client::proxy::connect_tcp(&endpoint.authority()).await.map_err(|e| fail(&e))?;
+        let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| fail(&e))?;
+        self.connector.connect(name, tcp).await.map_err(|e| fail(&e))
     }
 }
 
@@ -267,7 +268,7 @@ async fn forward(
     request: Request<Incoming>,
     target: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let stream = app.kubelet.connect(endpoint).await?;
+    let stream = app.kubelet.connect(endpoint, target).await?;
     let response = skiff_client::proxy::forward(request, stream, &endpoint.authority(), target)
         .await
         .map_err(|e| upstream_failure(&endpoint.url(target), &e))?;
