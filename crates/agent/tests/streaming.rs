@@ -222,11 +222,13 @@ async fn kubectl_logs_follow_ends_when_the_container_exits_and_previous_shows_th
 #[derive(Default)]
 struct Seen {
     targets: Vec<String>,
+    /// The Upgrade header of each request.
+    upgrades: Vec<String>,
 }
 
 /// A stand-in for a runtime's streaming server: answers an `Upgrade: SPDY/3.1` with 101
-/// and echoes the upgraded stream; refuses WebSocket upgrades with 400, as a streaming
-/// server that does not speak the requested subprotocol does.
+/// and echoes the upgraded stream; refuses WebSocket upgrades with 403, as containerd's
+/// streaming server refuses a subprotocol it does not speak (v5.channel.k8s.io).
 async fn echo_streaming_server(seen: Arc<Mutex<Seen>>) -> SocketAddr {
     use http_body_util::Full;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -238,9 +240,13 @@ async fn echo_streaming_server(seen: Arc<Mutex<Seen>>) -> SocketAddr {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                     let target = request.uri().to_string();
-                    seen.lock().unwrap().targets.push(target);
                     let upgrade =
                         request.headers().get("upgrade").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    {
+                        let mut seen = seen.lock().unwrap();
+                        seen.targets.push(target);
+                        seen.upgrades.push(upgrade.clone());
+                    }
                     async move {
                         let mut response = http::Response::new(Full::new(bytes::Bytes::new()));
                         if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
@@ -257,7 +263,7 @@ async fn echo_streaming_server(seen: Arc<Mutex<Seen>>) -> SocketAddr {
                                 let _ = tokio::io::copy(&mut reader, &mut writer).await;
                             });
                         } else {
-                            *response.status_mut() = http::StatusCode::BAD_REQUEST;
+                            *response.status_mut() = http::StatusCode::FORBIDDEN;
                             *response.body_mut() = Full::new(bytes::Bytes::from("unsupported subprotocol"));
                         }
                         Ok::<_, std::convert::Infallible>(response)
@@ -346,7 +352,7 @@ async fn exec_attach_and_port_forward_upgrades_are_forwarded_to_the_runtime() {
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), 400);
+    assert_eq!(refused.status(), 403);
     assert_eq!(refused.text().await.unwrap(), "unsupported subprotocol");
 
     // Kubernetes' errors before anything is forwarded.
@@ -382,4 +388,34 @@ async fn the_node_server_requires_a_cluster_client_certificate() {
     .await;
     let node = c.s.get(&format!("/api/v1/nodes/{NODE}")).await;
     assert_eq!(node.body["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"], c.node_server.addr.port());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_falls_back_from_websocket_to_spdy_through_the_proxies() {
+    let c = cluster().await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let streaming = echo_streaming_server(seen.clone()).await;
+    c.runtime.set_streaming_url(format!("http://{streaming}/session/abc"));
+    running_pod(&c, "web", &["app"], true).await;
+    // The stand-in speaks no SPDY, so kubectl cannot finish: what matters is the order of
+    // the upgrades that reached the runtime's streaming server.
+    for args in [&["exec", "web", "--", "echo", "hi"][..], &["port-forward", "pod/web", "0:8080"][..]] {
+        seen.lock().unwrap().upgrades.clear();
+        let mut kubectl = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", c.s.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let upgrades = eventually("kubectl to try SPDY", || async {
+            let upgrades = seen.lock().unwrap().upgrades.clone();
+            upgrades.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")).then_some(upgrades)
+        })
+        .await;
+        let _ = kubectl.kill();
+        let _ = kubectl.wait();
+        let first = upgrades[0].to_ascii_lowercase();
+        assert_eq!((first.as_str(), upgrades.last().unwrap().as_str()), ("websocket", "SPDY/3.1"), "{args:?}");
+    }
 }
