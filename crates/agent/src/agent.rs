@@ -8,6 +8,7 @@
 //! pods (`spec.nodeName=NAME`), as the kubelet does.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -45,6 +46,11 @@ const SLOTS: usize = 100;
 pub struct NodeHandle {
     pub identity: NodeIdentity,
     pub runtime: Arc<dyn Runtime>,
+    /// Where the pods' log directories are made (the kubelet's /var/log/pods by default).
+    pub pod_log_root: Arc<Path>,
+    /// The port of the node's HTTPS server (logs, exec, port-forward), reported as
+    /// status.daemonEndpoints.kubeletEndpoint.Port; None reports the kubelet's 10250.
+    pub kubelet_port: Option<u16>,
     uid: OnceLock<String>,
     runtime_name: OnceLock<String>,
     /// What its pod workers share, set when the agent runs.
@@ -53,7 +59,25 @@ pub struct NodeHandle {
 
 impl NodeHandle {
     pub fn new(identity: NodeIdentity, runtime: Arc<dyn Runtime>) -> Self {
-        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new(), services: OnceLock::new() }
+        NodeHandle {
+            identity,
+            runtime,
+            pod_log_root: Arc::from(Path::new(crate::podworker::POD_LOG_ROOT)),
+            kubelet_port: None,
+            uid: OnceLock::new(),
+            runtime_name: OnceLock::new(),
+            services: OnceLock::new(),
+        }
+    }
+
+    pub fn with_pod_log_root(mut self, root: impl AsRef<Path>) -> Self {
+        self.pod_log_root = Arc::from(root.as_ref());
+        self
+    }
+
+    pub fn with_kubelet_port(mut self, port: u16) -> Self {
+        self.kubelet_port = Some(port);
+        self
     }
 
     fn name(&self) -> &str {
@@ -181,6 +205,7 @@ impl Agent {
                 allocatable: allocatable.clone(),
                 memory_capacity,
                 timing: shared.pod_timing.clone(),
+                log_root: node.pod_log_root.clone(),
             }));
         }
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
@@ -198,7 +223,10 @@ async fn register_node(shared: &Shared, node: &NodeHandle) -> Result<()> {
     let version = node.runtime.version().await?;
     let _ = node.runtime_name.set(version.runtime_name.clone());
     let now = Timestamp::now();
-    let object = node::node_object(&shared.template, &node.identity, &version, now);
+    let mut object = node::node_object(&shared.template, &node.identity, &version, now);
+    if let (Some(port), Some(status)) = (node.kubelet_port, object.status.as_mut()) {
+        status.daemon_endpoints = Some(node::kubelet_endpoint(port));
+    }
     let uid = {
         let _permit = shared.writes.acquire().await;
         node::register(&Api::<Node>::all(shared.client.clone()), &object).await?
@@ -334,7 +362,7 @@ async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
             node.runtime.remove_pod_sandbox(&sandbox.id).await
         };
         match removed.await {
-            Ok(()) => crate::podworker::remove_sandbox_logs(&sandbox.metadata).await,
+            Ok(()) => crate::podworker::remove_sandbox_logs(&node.pod_log_root, &sandbox.metadata).await,
             Err(e) => warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed"),
         }
     }
@@ -386,7 +414,7 @@ async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: wat
                     warn!(node = node.name(), error = %e, "cleaning up a deleted pod failed");
                 }
                 let last = updates.borrow().clone();
-                remove_logs(&last).await;
+                remove_logs(&node.pod_log_root, &last).await;
                 return;
             },
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
@@ -422,7 +450,7 @@ async fn handle(
             Err(e) => Err(e.into()),
         };
         if deleted.is_ok() {
-            remove_logs(pod).await;
+            remove_logs(&node.pod_log_root, pod).await;
         }
         return deleted;
     }

@@ -108,6 +108,7 @@ oom_score = 0
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  enable_tls_streaming = false
   enable_selinux = false
 
   [plugins."io.containerd.grpc.v1.cri".containerd]

@@ -16,7 +16,8 @@
 //! and image pulls). A real node: [`machine`] (capacity, starting its runtime),
 //! [`containerd`] (the private containerd and image import), [`cni`] (pod networking
 //! config), [`oci`] (images built without a registry), [`runtime::cri`] (the runtime
-//! over CRI gRPC).
+//! over CRI gRPC). Serving the node: [`server`] (the node's HTTPS server: logs, exec,
+//! attach, port-forward).
 
 pub mod agent;
 pub mod backoff;
@@ -36,6 +37,7 @@ pub mod podworker;
 pub mod probes;
 pub mod resources;
 pub mod runtime;
+pub mod server;
 pub mod sources;
 pub mod volumes;
 

@@ -166,7 +166,11 @@ impl Machine {
         for sandbox in self.runtime.list_pod_sandbox(&Default::default()).await? {
             self.runtime.stop_pod_sandbox(&sandbox.id).await?;
             self.runtime.remove_pod_sandbox(&sandbox.id).await?;
-            crate::podworker::remove_sandbox_logs(&sandbox.metadata).await;
+            crate::podworker::remove_sandbox_logs(
+                std::path::Path::new(crate::podworker::POD_LOG_ROOT),
+                &sandbox.metadata,
+            )
+            .await;
         }
         Ok(())
     }

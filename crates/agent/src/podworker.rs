@@ -99,6 +99,8 @@ pub struct NodeServices {
     /// The node's memory in bytes (for Burstable oom_score_adj).
     pub memory_capacity: i64,
     pub timing: PodTiming,
+    /// Under which each pod's log directory is made ([`POD_LOG_ROOT`] but in tests).
+    pub log_root: Arc<Path>,
 }
 
 impl NodeServices {
@@ -115,6 +117,7 @@ impl NodeServices {
             allocatable: BTreeMap::new(),
             memory_capacity: 0,
             timing: PodTiming::default(),
+            log_root: Arc::from(Path::new(POD_LOG_ROOT)),
         })
     }
 }
@@ -142,6 +145,9 @@ struct Slot {
     /// When to try again after a failed start (a pull's back-off), if sooner than usual.
     retry_in: Option<Duration>,
 }
+
+/// Where pods' log directories go by default (the kubelet's).
+pub const POD_LOG_ROOT: &str = "/var/log/pods";
 
 /// A pod's runtime state as the agent tracks it between syncs.
 pub struct PodWorker {
@@ -205,7 +211,14 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     ])
 }
 
-fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
+/// A pod's log directory under `root`: `NAMESPACE_NAME_UID`, as the kubelet names it; the
+/// runtime writes each container's output to `NAME/ATTEMPT.log` in it, where the node
+/// server reads it.
+pub fn pod_log_directory(root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    root.join(format!("{namespace}_{name}_{uid}"))
+}
+
+fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let ports = spec
@@ -226,7 +239,7 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: PodSandboxMetadata { name: name.clone(), uid: uid.clone(), namespace: namespace.clone(), attempt },
         hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone()),
-        log_directory: log_directory_of(&namespace, &name, &uid).to_string_lossy().into_owned(),
+        log_directory: pod_log_directory(log_root, &namespace, &name, &uid).to_string_lossy().into_owned(),
         port_mappings: ports,
         labels: pod_labels(pod),
         annotations: m.annotations.clone().unwrap_or_default(),
@@ -238,27 +251,17 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     }
 }
 
-/// Where the runtime writes a pod's container logs, `NAME/ATTEMPT.log` under it (the
-/// kubelet's layout: /var/log/pods/NAMESPACE_NAME_UID). The node server reads logs here.
-pub fn log_directory(pod: &Pod) -> PathBuf {
+/// Removes the pod's log directory under `root` once the pod is gone from the API (as
+/// the kubelet does); a finished pod that still exists keeps its logs.
+pub async fn remove_logs(root: &Path, pod: &Pod) {
     let m = &pod.metadata;
     let part = |v: &Option<String>| v.clone().unwrap_or_default();
-    log_directory_of(&part(&m.namespace), &part(&m.name), &part(&m.uid))
-}
-
-fn log_directory_of(namespace: &str, name: &str, uid: &str) -> PathBuf {
-    PathBuf::from(format!("/var/log/pods/{namespace}_{name}_{uid}"))
-}
-
-/// Removes the pod's log directory once the pod is gone from the API (as the kubelet
-/// does); a finished pod that still exists keeps its logs.
-pub async fn remove_logs(pod: &Pod) {
-    remove_log_directory(log_directory(pod)).await
+    remove_log_directory(pod_log_directory(root, &part(&m.namespace), &part(&m.name), &part(&m.uid))).await
 }
 
 /// [`remove_logs`] for a pod known only by its sandbox's metadata.
-pub async fn remove_sandbox_logs(pod: &PodSandboxMetadata) {
-    remove_log_directory(log_directory_of(&pod.namespace, &pod.name, &pod.uid)).await
+pub async fn remove_sandbox_logs(root: &Path, pod: &PodSandboxMetadata) {
+    remove_log_directory(pod_log_directory(root, &pod.namespace, &pod.name, &pod.uid)).await
 }
 
 async fn remove_log_directory(dir: PathBuf) {
@@ -486,7 +489,7 @@ impl PodWorker {
         if let Some(id) = &self.sandbox {
             match self.runtime.pod_sandbox_status(id).await {
                 Ok(status) if status.state == SandboxState::Ready => {
-                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt)))
+                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt, &self.node.log_root)))
                 }
                 _ => {
                     let id = id.clone();
@@ -503,7 +506,7 @@ impl PodWorker {
                 }
             }
         }
-        let config = sandbox_config(pod, self.sandbox_attempt);
+        let config = sandbox_config(pod, self.sandbox_attempt, &self.node.log_root);
         let id = self.runtime.run_pod_sandbox(&config).await?;
         self.sandbox = Some(id.clone());
         Ok((id, config))

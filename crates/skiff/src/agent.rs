@@ -3,7 +3,7 @@
 //! CRI socket with `--container-runtime-endpoint`); with `--simulate N`, N simulated
 //! nodes in this process. `skiff server` runs a real node in-process the same way.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,18 +15,20 @@ use skiff_agent::machine::{self, Machine};
 use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
 use skiff_agent::runtime::Runtime;
+use skiff_agent::server::{self, NodeServer, ServerConfig};
 use skiff_agent::volumes::VolumeHost;
 use skiff_agent::{Agent, NodeHandle};
 use tokio::task::JoinHandle;
 
 #[derive(Parser)]
 pub struct AgentArgs {
-    /// The API server's URL (default: the one in the kubeconfig).
+    /// The API server's URL (default: the one in the kubeconfig; required with --token).
     #[arg(long)]
     server: Option<String>,
-    /// A join token. Not accepted yet: token authentication comes with the security
-    /// work; until then use --kubeconfig.
-    #[arg(long)]
+    /// The join token the server wrote to DATA/token (`K10<CA hash>::server:<secret>`):
+    /// the agent checks the server's CA against it, then authenticates with it instead
+    /// of --kubeconfig.
+    #[arg(long, env = "SKIFF_TOKEN")]
     token: Option<String>,
     /// Credentials for the API server: the admin kubeconfig the server writes under its
     /// data directory.
@@ -74,6 +76,9 @@ pub struct AgentArgs {
     /// API requests the agent keeps in flight at most (all nodes together).
     #[arg(long, default_value_t = 64)]
     max_in_flight: usize,
+    /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// Seconds between Lease renewals of each node.
     #[arg(long, default_value_t = 10)]
     lease_renew_seconds: u64,
@@ -89,12 +94,16 @@ pub struct RealNode {
     pub labels: String,
     pub taints: String,
     pub timing: Timing,
+    /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
+    pub kubelet_port: u16,
 }
 
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
 pub struct RunningNode {
     pub agent: JoinHandle<skiff_agent::Result<()>>,
     machine: Machine,
+    /// Serves while it is kept.
+    _server: NodeServer,
 }
 
 impl RunningNode {
@@ -125,7 +134,13 @@ pub async fn start_real_node(
     template.labels.extend(extra_labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     template.labels.extend(config::parse_labels(&node.labels).map_err(anyhow::Error::msg)?);
     template.taints = config::parse_taints(&node.taints).map_err(anyhow::Error::msg)?;
-    let handle = NodeHandle::new(machine.identity.clone(), machine.runtime.clone() as Arc<dyn Runtime>);
+    let runtime = machine.runtime.clone() as Arc<dyn Runtime>;
+    let listen = SocketAddr::from(([0, 0, 0, 0], node.kubelet_port));
+    let config = ServerConfig { listen, ..ServerConfig::default() };
+    let server = server::start_for_node(&client, config, &machine.identity, runtime.clone())
+        .await
+        .with_context(|| format!("starting the node server on {listen}"))?;
+    let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
     let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
     let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
     eprintln!(
@@ -135,7 +150,7 @@ pub async fn start_real_node(
         machine.identity.pod_cidr,
         machine.runtime.socket().display()
     );
-    Ok(RunningNode { agent: tokio::spawn(agent.run()), machine })
+    Ok(RunningNode { agent: tokio::spawn(agent.run()), machine, _server: server })
 }
 
 fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<NodeHandle>)> {
@@ -161,10 +176,11 @@ fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {
-    if args.token.is_some() {
-        bail!("--token is not supported yet (join tokens come with the security work): use --kubeconfig");
-    }
-    let client = skiff_client::connect(&args.kubeconfig, args.server.as_deref()).await?;
+    let client = match (&args.token, &args.server) {
+        (Some(token), Some(server)) => skiff_client::connect_with_token(server, token).await?,
+        (Some(_), None) => bail!("--token needs --server https://HOST:6443"),
+        (None, server) => skiff_client::connect(&args.kubeconfig, server.as_deref()).await?,
+    };
     let timing = Timing { renew_interval: Duration::from_secs(args.lease_renew_seconds.max(1)), ..Timing::default() };
     let Some(count) = args.simulate else {
         let node = RealNode {
@@ -176,6 +192,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             labels: args.node_labels.clone(),
             taints: args.register_with_taints.clone(),
             timing,
+            kubelet_port: args.kubelet_port,
         };
         let mut running = start_real_node(client, node, &[]).await?;
         let outcome = tokio::select! {

@@ -82,6 +82,9 @@ struct ServerArgs {
     /// Use this CRI socket (unix:///path) instead of starting containerd.
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
+    /// The port of the in-process node's HTTPS server (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -130,6 +133,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             labels: String::new(),
             taints: String::new(),
             timing: skiff_agent::config::Timing::default(),
+            kubelet_port: args.kubelet_port,
         };
         let role = [("node-role.kubernetes.io/control-plane", "true")];
         Some(

@@ -109,6 +109,7 @@ async fn server_runs_pods_in_real_containers() {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--store", "sqlite", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
+        .args(["--kubelet-port", &free_port().to_string()])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

@@ -309,6 +309,7 @@ pub fn from_cri_container_status(status: cri::ContainerStatus) -> ContainerStatu
         reason: status.reason,
         message: status.message,
         labels: from_map(status.labels),
+        log_path: status.log_path,
     }
 }
 
@@ -688,8 +689,10 @@ mod tests {
             image: Some(image_spec("skiff.local/busybox:1")),
             image_ref: "sha256:abc".into(),
             finished_at: 7,
+            log_path: "/var/log/pods/default_web_u1/app/4.log".into(),
             ..Default::default()
         });
+        assert_eq!(container.log_path, "/var/log/pods/default_web_u1/app/4.log");
         assert_eq!(
             (container.state, container.exit_code, container.reason.as_str()),
             (ContainerState::Exited, 3, "Error")

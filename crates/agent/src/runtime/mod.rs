@@ -230,6 +230,9 @@ pub struct ContainerStatus {
     pub reason: String,
     pub message: String,
     pub labels: BTreeMap<String, String>,
+    /// The container's log file (CRI's format), absolute: the sandbox's `log_directory`
+    /// joined with the container's `log_path`. Empty when the container has no log.
+    pub log_path: String,
 }
 
 /// A container as ListContainers returns it.
