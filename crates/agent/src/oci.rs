@@ -1,7 +1,7 @@
 //! OCI images written without a registry: an image-layout tarball (`oci-layout`,
 //! `index.json`, `blobs/sha256/…`) with uncompressed layers, named by the index annotation
 //! containerd's importer reads (`io.containerd.image.name`). The agent builds its pause
-//! image this way (see docs/adr/0006-pause-image-built-by-the-agent.md) and the tests
+//! image this way (see docs/adr/0008-pause-image-built-by-the-agent.md) and the tests
 //! build their busybox images with the same code.
 
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! `POST /v1-skiff/serving-cert`: a node agent asks for the certificate its HTTPS server
 //! (logs, exec, port-forward) presents, signed by the cluster CA for the node's names and
 //! addresses. k3s serves the same need at `/v1-k3s/serving-kubelet.crt`; kube-apiserver
-//! clusters use CSRs approved by a controller. See docs/adr/0006.
+//! clusters use CSRs approved by a controller. See docs/adr/0009.
 //!
 //! Request: `{"nodeName": "n1", "addresses": ["10.0.0.5", "n1.example"]}`.
 //! Answer: `{"certificate": PEM, "key": PEM, "ca": PEM}` (the CA the agent verifies the

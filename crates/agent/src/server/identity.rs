@@ -1,6 +1,6 @@
 //! The node server's TLS identity: a serving certificate for the node's names and
 //! addresses, issued by the API server (`POST /v1-skiff/serving-cert`, see
-//! docs/adr/0006), and the cluster CA that client certificates must chain to.
+//! docs/adr/0009), and the cluster CA that client certificates must chain to.
 
 use kube::Client;
 use serde_json::{json, Value};
