@@ -10,6 +10,9 @@ if ! command -v kubectl >/dev/null; then
     exit 1
 fi
 
+# containerd, runc, CNI plugins, busybox-static (test images), protoc (CRI bindings).
+./scripts/install-deps.sh
+
 # The official Python client, for the client-library tests.
 if ! python3 -c 'import kubernetes' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check 'kubernetes==32.0.1'

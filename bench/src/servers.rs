@@ -46,6 +46,8 @@ impl Skiff {
             "127.0.0.1",
             "--store",
             store.flag(),
+            // The API server alone: its start time and memory, not a node's.
+            "--disable-agent",
         ]);
         let started = Instant::now();
         let mut child = Child::spawn("skiff", command, log)?;

@@ -8,6 +8,7 @@
 //! pods (`spec.nodeName=NAME`), as the kubelet does.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,7 +33,7 @@ use crate::config::{NodeIdentity, NodeTemplate, Timing};
 use crate::error::{status_code, Error, Result};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
-use crate::podworker::{grace_period, NodeServices, PodTiming, PodWorker};
+use crate::podworker::{grace_period, remove_logs, NodeServices, PodTiming, PodWorker};
 use crate::probes::Prober;
 use crate::runtime::Runtime;
 use crate::volumes::VolumeHost;
@@ -45,6 +46,11 @@ const SLOTS: usize = 100;
 pub struct NodeHandle {
     pub identity: NodeIdentity,
     pub runtime: Arc<dyn Runtime>,
+    /// Where the pods' log directories are made (the kubelet's /var/log/pods by default).
+    pub pod_log_root: Arc<Path>,
+    /// The port of the node's HTTPS server (logs, exec, port-forward), reported as
+    /// status.daemonEndpoints.kubeletEndpoint.Port; None reports the kubelet's 10250.
+    pub kubelet_port: Option<u16>,
     uid: OnceLock<String>,
     runtime_name: OnceLock<String>,
     /// What its pod workers share, set when the agent runs.
@@ -53,7 +59,25 @@ pub struct NodeHandle {
 
 impl NodeHandle {
     pub fn new(identity: NodeIdentity, runtime: Arc<dyn Runtime>) -> Self {
-        NodeHandle { identity, runtime, uid: OnceLock::new(), runtime_name: OnceLock::new(), services: OnceLock::new() }
+        NodeHandle {
+            identity,
+            runtime,
+            pod_log_root: Arc::from(Path::new(crate::podworker::POD_LOG_ROOT)),
+            kubelet_port: None,
+            uid: OnceLock::new(),
+            runtime_name: OnceLock::new(),
+            services: OnceLock::new(),
+        }
+    }
+
+    pub fn with_pod_log_root(mut self, root: impl AsRef<Path>) -> Self {
+        self.pod_log_root = Arc::from(root.as_ref());
+        self
+    }
+
+    pub fn with_kubelet_port(mut self, port: u16) -> Self {
+        self.kubelet_port = Some(port);
+        self
     }
 
     fn name(&self) -> &str {
@@ -181,6 +205,7 @@ impl Agent {
                 allocatable: allocatable.clone(),
                 memory_capacity,
                 timing: shared.pod_timing.clone(),
+                log_root: node.pod_log_root.clone(),
             }));
         }
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
@@ -198,7 +223,10 @@ async fn register_node(shared: &Shared, node: &NodeHandle) -> Result<()> {
     let version = node.runtime.version().await?;
     let _ = node.runtime_name.set(version.runtime_name.clone());
     let now = Timestamp::now();
-    let object = node::node_object(&shared.template, &node.identity, &version, now);
+    let mut object = node::node_object(&shared.template, &node.identity, &version, now);
+    if let (Some(port), Some(status)) = (node.kubelet_port, object.status.as_mut()) {
+        status.daemon_endpoints = Some(node::kubelet_endpoint(port));
+    }
     let uid = {
         let _permit = shared.writes.acquire().await;
         node::register(&Api::<Node>::all(shared.client.clone()), &object).await?
@@ -302,6 +330,10 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
             Event::InitDone => {
                 if let Some(seen) = relisting.take() {
                     workers.retain(|uid, _| seen.contains(uid));
+                    // Before any new pod's worker runs, so that only leftovers are removed.
+                    for node in nodes.iter() {
+                        remove_orphans(node, &seen).await;
+                    }
                 }
             }
             Event::Delete(pod) => {
@@ -309,6 +341,30 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
             }
         }
         while tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Removes the sandboxes (and so the containers) of pods that are no longer in the API:
+/// pods deleted while the agent was not running. Only sandboxes the agent labelled count.
+async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
+    let sandboxes = match node.runtime.list_pod_sandbox(&Default::default()).await {
+        Ok(sandboxes) => sandboxes,
+        Err(e) => return warn!(node = node.name(), error = %e, "listing sandboxes failed"),
+    };
+    for sandbox in sandboxes {
+        let Some(uid) = sandbox.labels.get(crate::runtime::labels::POD_UID) else { continue };
+        if pods.contains(uid) {
+            continue;
+        }
+        info!(node = node.name(), pod = %sandbox.metadata.name, "removing the sandbox of a pod that no longer exists");
+        let removed = async {
+            node.runtime.stop_pod_sandbox(&sandbox.id).await?;
+            node.runtime.remove_pod_sandbox(&sandbox.id).await
+        };
+        match removed.await {
+            Ok(()) => crate::podworker::remove_sandbox_logs(&node.pod_log_root, &sandbox.metadata).await,
+            Err(e) => warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed"),
+        }
     }
 }
 
@@ -357,6 +413,8 @@ async fn pod_worker(shared: Arc<Shared>, node: Arc<NodeHandle>, mut updates: wat
                 if let Err(e) = worker.terminate(None, Duration::ZERO).await {
                     warn!(node = node.name(), error = %e, "cleaning up a deleted pod failed");
                 }
+                let last = updates.borrow().clone();
+                remove_logs(&node.pod_log_root, &last).await;
                 return;
             },
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
@@ -385,12 +443,16 @@ async fn handle(
             ..DeleteParams::default()
         };
         let _permit = shared.writes.acquire().await;
-        return match api.delete(name, &params).await {
+        let deleted = match api.delete(name, &params).await {
             Ok(_) => Ok(Next::Done),
             // Already gone, or replaced by a pod of the same name.
             Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Next::Done),
             Err(e) => Err(e.into()),
         };
+        if deleted.is_ok() {
+            remove_logs(&node.pod_log_root, pod).await;
+        }
+        return deleted;
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {

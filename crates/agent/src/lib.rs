@@ -12,22 +12,32 @@
 //! concern each: [`sources`] (the ConfigMaps, Secrets, claims and Services a pod reads),
 //! [`env`] (environment and `$(VAR)` expansion), [`downward`] (pod fields and resources),
 //! [`volumes`] (volumes on the host, atomic writes), [`resources`] (cgroup settings,
-//! QoS, security context), [`probes`], [`lifecycle`] (hooks), [`backoff`] (crash loops).
+//! QoS, security context), [`probes`], [`lifecycle`] (hooks), [`backoff`] (crash loops
+//! and image pulls). A real node: [`machine`] (capacity, starting its runtime),
+//! [`containerd`] (the private containerd and image import), [`cni`] (pod networking
+//! config), [`oci`] (images built without a registry), [`runtime::cri`] (the runtime
+//! over CRI gRPC). Serving the node: [`server`] (the node's HTTPS server: logs, exec,
+//! attach, port-forward).
 
 pub mod agent;
 pub mod backoff;
+pub mod cni;
 pub mod config;
+pub mod containerd;
 pub mod downward;
 pub mod env;
 pub mod error;
 pub mod ipam;
 pub mod lifecycle;
+pub mod machine;
 pub mod node;
+pub mod oci;
 pub mod podstatus;
 pub mod podworker;
 pub mod probes;
 pub mod resources;
 pub mod runtime;
+pub mod server;
 pub mod sources;
 pub mod volumes;
 

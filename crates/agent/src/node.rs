@@ -70,7 +70,7 @@ pub fn node_status(
             NodeAddress { type_: "InternalIP".into(), address: id.address.to_string() },
             NodeAddress { type_: "Hostname".into(), address: id.name.clone() },
         ]),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }) }),
+        daemon_endpoints: Some(kubelet_endpoint(10250)),
         node_info: Some(NodeSystemInfo {
             architecture: template.arch.clone(),
             boot_id: String::new(),
@@ -86,6 +86,11 @@ pub fn node_status(
         }),
         ..NodeStatus::default()
     }
+}
+
+/// Where the node's agent serves logs, exec and port-forward (the kubelet's endpoint).
+pub fn kubelet_endpoint(port: u16) -> NodeDaemonEndpoints {
+    NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(port) }) }
 }
 
 /// The Node the agent creates when it first registers.

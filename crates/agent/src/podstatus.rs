@@ -354,6 +354,7 @@ mod tests {
             reason: if state == ContainerState::Exited { "Completed".into() } else { String::new() },
             message: String::new(),
             labels: Default::default(),
+            log_path: String::new(),
         }))
     }
 

@@ -31,8 +31,8 @@ use crate::podstatus::{ContainerView, Observed};
 use crate::probes::{ContainerProbes, EventSink, Prober, Target};
 use crate::resources;
 use crate::runtime::{
-    labels, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, Mount, PodSandboxConfig,
-    PodSandboxMetadata, PortMapping, Runtime, SandboxState,
+    labels, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus, Mount,
+    PodSandboxConfig, PodSandboxMetadata, PortMapping, Runtime, SandboxFilter, SandboxState,
 };
 use crate::sources::{self, Sources};
 use crate::volumes::{self, Prepared, VolumeHost};
@@ -51,7 +51,10 @@ const DEFAULT_TERMINATION_PATH: &str = "/dev/termination-log";
 /// Durations of the pod logic (the kubelet's by default; tests shorten them).
 #[derive(Clone, Debug)]
 pub struct PodTiming {
+    /// Crash-loop back-off of container restarts (CrashLoopBackOff).
     pub backoff: BackoffPolicy,
+    /// Back-off of failed image pulls (ImagePullBackOff); the kubelet's is also 10 s to 5 min.
+    pub pull_backoff: BackoffPolicy,
     /// How often volumes from ConfigMaps, Secrets and the downward API are rewritten from
     /// the current objects (the kubelet's sync period is 1 min).
     pub volume_resync: Duration,
@@ -64,6 +67,7 @@ impl Default for PodTiming {
     fn default() -> Self {
         PodTiming {
             backoff: BackoffPolicy::default(),
+            pull_backoff: BackoffPolicy::default(),
             volume_resync: Duration::from_secs(60),
             relist: Duration::from_secs(1),
         }
@@ -95,6 +99,8 @@ pub struct NodeServices {
     /// The node's memory in bytes (for Burstable oom_score_adj).
     pub memory_capacity: i64,
     pub timing: PodTiming,
+    /// Under which each pod's log directory is made ([`POD_LOG_ROOT`] but in tests).
+    pub log_root: Arc<Path>,
 }
 
 impl NodeServices {
@@ -111,6 +117,7 @@ impl NodeServices {
             allocatable: BTreeMap::new(),
             memory_capacity: 0,
             timing: PodTiming::default(),
+            log_root: Arc::from(Path::new(POD_LOG_ROOT)),
         })
     }
 }
@@ -139,6 +146,9 @@ struct Slot {
     retry_in: Option<Duration>,
 }
 
+/// Where pods' log directories go by default (the kubelet's).
+pub const POD_LOG_ROOT: &str = "/var/log/pods";
+
 /// A pod's runtime state as the agent tracks it between syncs.
 pub struct PodWorker {
     runtime: Arc<dyn Runtime>,
@@ -150,6 +160,9 @@ pub struct PodWorker {
     sandbox_attempt: u32,
     init: Vec<Slot>,
     containers: Vec<Slot>,
+    /// Whether the runtime was searched for what an earlier run of the agent started for
+    /// this pod (see [`PodWorker::adopt`]).
+    adopted: bool,
     /// Notified when a probe result changes: the pod needs a sync.
     wake: Arc<Notify>,
     /// The last volume failure reported, so that the event is not repeated every sync.
@@ -198,7 +211,14 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     ])
 }
 
-fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
+/// A pod's log directory under `root`: `NAMESPACE_NAME_UID`, as the kubelet names it; the
+/// runtime writes each container's output to `NAME/ATTEMPT.log` in it, where the node
+/// server reads it.
+pub fn pod_log_directory(root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    root.join(format!("{namespace}_{name}_{uid}"))
+}
+
+fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let ports = spec
@@ -219,11 +239,36 @@ fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: PodSandboxMetadata { name: name.clone(), uid: uid.clone(), namespace: namespace.clone(), attempt },
         hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone()),
-        log_directory: format!("/var/log/pods/{namespace}_{name}_{uid}"),
+        log_directory: pod_log_directory(log_root, &namespace, &name, &uid).to_string_lossy().into_owned(),
         port_mappings: ports,
         labels: pod_labels(pod),
         annotations: m.annotations.clone().unwrap_or_default(),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        privileged: spec
+            .into_iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .any(|c| c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false)),
+    }
+}
+
+/// Removes the pod's log directory under `root` once the pod is gone from the API (as
+/// the kubelet does); a finished pod that still exists keeps its logs.
+pub async fn remove_logs(root: &Path, pod: &Pod) {
+    let m = &pod.metadata;
+    let part = |v: &Option<String>| v.clone().unwrap_or_default();
+    remove_log_directory(pod_log_directory(root, &part(&m.namespace), &part(&m.name), &part(&m.uid))).await
+}
+
+/// [`remove_logs`] for a pod known only by its sandbox's metadata.
+pub async fn remove_sandbox_logs(root: &Path, pod: &PodSandboxMetadata) {
+    remove_log_directory(pod_log_directory(root, &pod.namespace, &pod.name, &pod.uid)).await
+}
+
+async fn remove_log_directory(dir: PathBuf) {
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing pod logs failed");
+        }
     }
 }
 
@@ -344,6 +389,7 @@ impl PodWorker {
             sandbox_attempt: 0,
             init: Vec::new(),
             containers: Vec::new(),
+            adopted: false,
             wake: Arc::new(Notify::new()),
             mount_error: None,
             sources: None,
@@ -399,13 +445,51 @@ impl PodWorker {
         }
     }
 
+    /// Takes over what an earlier run of the agent started for this pod (found by the pod
+    /// UID label): the newest sandbox and, in it, the newest container of each name, with
+    /// their attempt numbers as restart counts. Older sandboxes are removed. A sandbox
+    /// that is no longer ready is replaced by the next [`Self::ensure_sandbox`].
+    async fn adopt(&mut self, pod: &Pod) -> Result<()> {
+        let filter = SandboxFilter {
+            labels: BTreeMap::from([(labels::POD_UID.to_string(), self.uid.clone())]),
+            ..Default::default()
+        };
+        let mut sandboxes = self.runtime.list_pod_sandbox(&filter).await?;
+        sandboxes.sort_by_key(|s| (s.metadata.attempt, s.created_at));
+        let Some(newest) = sandboxes.pop() else { return Ok(()) };
+        for stale in sandboxes {
+            self.runtime.stop_pod_sandbox(&stale.id).await?;
+            self.runtime.remove_pod_sandbox(&stale.id).await?;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init_specs = spec.init_containers.unwrap_or_default();
+        let filter = ContainerFilter { pod_sandbox_id: Some(newest.id.clone()), ..Default::default() };
+        let mut containers = self.runtime.list_containers(&filter).await?;
+        containers.sort_by_key(|c| (c.metadata.attempt, c.created_at));
+        for container in containers {
+            let init = container.labels.get(labels::CONTAINER_KIND).is_some_and(|k| k == "init");
+            let (specs, slots) =
+                if init { (&init_specs, &mut self.init) } else { (&spec.containers, &mut self.containers) };
+            let Some(index) = specs.iter().position(|c| c.name == container.metadata.name) else { continue };
+            // Sorted by attempt: the last one of a name wins; the ones it replaces go.
+            if let Some(older) = slots[index].id.replace(container.id) {
+                self.runtime.remove_container(&older).await?;
+            }
+            slots[index].attempt = container.metadata.attempt;
+        }
+        tracing::info!(pod = pod.metadata.name.as_deref().unwrap_or_default(), sandbox = %newest.id, "adopted running pod");
+        self.sandbox = Some(newest.id);
+        self.sandbox_attempt = newest.metadata.attempt;
+        Ok(())
+    }
+
     /// Makes sure a ready sandbox exists; a lost one is replaced and its containers
     /// started again (restart counts go up, as on a real node).
     async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<(String, PodSandboxConfig)> {
         if let Some(id) = &self.sandbox {
             match self.runtime.pod_sandbox_status(id).await {
                 Ok(status) if status.state == SandboxState::Ready => {
-                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt)))
+                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt, &self.node.log_root)))
                 }
                 _ => {
                     let id = id.clone();
@@ -422,7 +506,7 @@ impl PodWorker {
                 }
             }
         }
-        let config = sandbox_config(pod, self.sandbox_attempt);
+        let config = sandbox_config(pod, self.sandbox_attempt, &self.node.log_root);
         let id = self.runtime.run_pod_sandbox(&config).await?;
         self.sandbox = Some(id.clone());
         Ok((id, config))
@@ -457,6 +541,10 @@ impl PodWorker {
         let init_count = spec.init_containers.as_ref().map_or(0, Vec::len);
         self.init.resize_with(init_count, Slot::default);
         self.containers.resize_with(spec.containers.len(), Slot::default);
+        if !self.adopted {
+            self.adopt(pod).await?;
+            self.adopted = true;
+        }
         let (sandbox_id, sandbox) = self.ensure_sandbox(pod).await?;
         let mut pod_ips = self.runtime.pod_sandbox_status(&sandbox_id).await.map(|s| s.network.ips).unwrap_or_default();
         // Host-network pods have the node's address (for probes and the downward API).
@@ -707,7 +795,7 @@ impl PodWorker {
             return Ok(false);
         }
         let now = Instant::now();
-        let backoff = self.node.timing.backoff;
+        let backoff = self.node.timing.pull_backoff;
         let slot = self.slot(init, index);
         if let Some(wait) = slot.pull_failed_at.and_then(|failed| slot.pull_backoff.remaining(backoff, failed, now)) {
             let message = format!("Back-off pulling image \"{image}\"");
@@ -971,7 +1059,6 @@ impl PodWorker {
 mod tests {
     use super::*;
     use crate::runtime::simulated::{Behaviour, SimulatedRuntime};
-    use crate::runtime::ContainerFilter;
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {
@@ -1225,5 +1312,22 @@ mod tests {
         assert_eq!(pull_policy(&c("nginx:1.27")), "IfNotPresent");
         assert_eq!(pull_policy(&c("localhost:5000/app")), "Always");
         assert_eq!(pull_policy(&c("app@sha256:abc")), "IfNotPresent");
+    }
+
+    #[tokio::test]
+    async fn a_new_worker_adopts_what_runs() {
+        let runtime = sim(Duration::ZERO);
+        let pod = pod(json!({
+            "initContainers": [{"name": "setup", "image": "busybox:1"}],
+            "containers": [{"name": "app", "image": "busybox:1"}]
+        }));
+        let before = worker(&runtime).sync(&pod).await.unwrap().observed;
+        let after = worker(&runtime).sync(&pod).await.unwrap().observed;
+        let id = |v: &ContainerView| v.current.as_ref().unwrap().id.clone();
+        assert_eq!(id(&before.init[0]), id(&after.init[0]));
+        assert_eq!(id(&before.containers[0]), id(&after.containers[0]));
+        assert_eq!(after.containers[0].restarts, 0);
+        assert_eq!(runtime.sandbox_count(), 1);
+        assert_eq!(runtime.list_containers(&ContainerFilter::default()).await.unwrap().len(), 2);
     }
 }

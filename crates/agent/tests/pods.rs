@@ -40,8 +40,10 @@ async fn cluster() -> Cluster {
     let behaviour = Behaviour { record_configs: true, ..Behaviour::default() };
     let runtime = Arc::new(SimulatedRuntime::new(ids[0].pod_cidr, behaviour));
     let node = NodeHandle::new(ids[0].clone(), runtime.clone());
+    let backoff = BackoffPolicy { initial: Duration::from_millis(400), max: Duration::from_secs(5) };
     let timing = PodTiming {
-        backoff: BackoffPolicy { initial: Duration::from_millis(400), max: Duration::from_secs(5) },
+        backoff,
+        pull_backoff: backoff,
         volume_resync: Duration::from_millis(200),
         relist: Duration::from_millis(100),
     };

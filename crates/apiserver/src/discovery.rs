@@ -122,11 +122,31 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         if def.group.is_empty() && def.plural == "namespaces" {
             resources.push(sub("finalize", "Namespace", "", &["update"]));
         }
+        for (name, kind, verbs) in proxied_subresources(&def) {
+            resources.push(sub(name, kind, "", verbs));
+        }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
     )
+}
+
+/// The subresources served by node agents (see `nodeproxy`): name, kind, verbs, as
+/// Kubernetes' discovery lists them.
+fn proxied_subresources(
+    def: &skiff_api::ResourceDef,
+) -> &'static [(&'static str, &'static str, &'static [&'static str])] {
+    match (def.group, def.plural) {
+        ("", "pods") => &[
+            ("attach", "PodAttachOptions", &["create", "get"]),
+            ("exec", "PodExecOptions", &["create", "get"]),
+            ("log", "Pod", &["get"]),
+            ("portforward", "PodPortForwardOptions", &["create", "get"]),
+        ],
+        ("", "nodes") => &[("proxy", "NodeProxyOptions", &["create", "delete", "get", "patch", "update"])],
+        _ => &[],
+    }
 }
 
 /// The media type of aggregated discovery (required for conformance since 1.30).
@@ -167,6 +187,9 @@ fn resource_discovery(def: &skiff_api::ResourceDef) -> Value {
     }
     if def.group.is_empty() && def.plural == "namespaces" {
         subresources.push(sub("finalize", own.clone(), &["update"]));
+    }
+    for (name, kind, verbs) in proxied_subresources(def) {
+        subresources.push(sub(name, gvk("", "v1", kind), verbs));
     }
     let mut entry = json!({
         "resource": def.plural,

@@ -29,6 +29,12 @@ pub struct App {
     /// Requests being served, other than watches: beyond the limit clients get 429 and
     /// retry, instead of the server queueing without bound.
     pub in_flight: InFlight,
+    /// The cluster PKI: its CA is served at /cacerts, and it issues agents' serving certificates.
+    pub pki: crate::pki::Pki,
+    /// The join token whose secret authenticates node agents.
+    pub join_token: skiff_client::token::JoinToken,
+    /// TLS towards node agents (logs, exec, attach, port-forward, node proxy).
+    pub kubelet: crate::nodeproxy::KubeletClient,
 }
 
 /// Limits on concurrent requests, as kube-apiserver's max-requests-inflight (400) and
@@ -62,7 +68,7 @@ fn json_response(code: u16, body: Bytes) -> Response<Body> {
     response
 }
 
-fn value_response(code: u16, body: &Value) -> Response<Body> {
+pub(crate) fn value_response(code: u16, body: &Value) -> Response<Body> {
     json_response(code, Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
 }
 
@@ -101,14 +107,17 @@ fn reply_response(reply: Reply) -> Response<Body> {
 
 /// Paths served without authentication.
 fn is_public(path: &str) -> bool {
-    matches!(path.trim_end_matches('/'), "/livez" | "/readyz" | "/healthz" | "/version")
+    matches!(path.trim_end_matches('/'), "/livez" | "/readyz" | "/healthz" | "/version" | "/cacerts")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
         || path.starts_with("/healthz/")
 }
 
 pub async fn handle(app: Arc<App>, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
-    let user = request.extensions().get::<UserInfo>().cloned();
+    let user = request.extensions().get::<UserInfo>().cloned().or_else(|| {
+        let authorization = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+        crate::token::authenticate(&app.join_token, authorization)
+    });
     let response = match serve(&app, user, request).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
@@ -125,6 +134,12 @@ async fn serve(
     if is_public(&path) {
         return Ok(match path.trim_end_matches('/') {
             "/version" => value_response(200, &discovery::version()),
+            // The cluster CA, for agents joining with a token (which pins its hash), as k3s serves it.
+            "/cacerts" => {
+                let mut r = Response::new(Body::from(app.pki.ca_cert_pem.clone()));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                r
+            }
             _ => {
                 let mut r = Response::new(Body::from("ok"));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -140,6 +155,17 @@ async fn serve(
     // where a 406 would fail the whole command.
     if path == "/openapi/v2" && check_accept(request.headers()).is_err() {
         return Err(ApiError::NotFoundPath("OpenAPI v2 is served as application/json only".into()));
+    }
+    if path == crate::servingcert::PATH {
+        return crate::servingcert::serve(app, user.as_ref(), request).await;
+    }
+    // Long-running streams (logs, exec, port-forward) are not counted against the
+    // in-flight limits, as kube-apiserver exempts them.
+    if let Route::Resource(target) = route(&path) {
+        let sub = target.subresource.as_deref().unwrap_or_default();
+        if target.group.is_empty() && target.version == "v1" && crate::nodeproxy::serves(&target.plural, sub) {
+            return crate::nodeproxy::serve(app, &target, request).await;
+        }
     }
     check_accept(request.headers())?;
     let is_watch =
@@ -207,7 +233,9 @@ fn check_accept(headers: &http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn read_body(request: Request<hyper::body::Incoming>) -> Result<(http::request::Parts, Bytes), ApiError> {
+pub(crate) async fn read_body(
+    request: Request<hyper::body::Incoming>,
+) -> Result<(http::request::Parts, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     let bytes = limited

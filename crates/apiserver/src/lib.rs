@@ -1,5 +1,6 @@
-//! The skiff Kubernetes API server: HTTPS with client-certificate authentication, the
-//! generic REST storage over the registry, the watch cache, and discovery.
+//! The skiff Kubernetes API server: HTTPS with client-certificate and join-token
+//! authentication, the generic REST storage over the registry, the watch cache,
+//! discovery, and the subresources proxied to node agents (logs, exec, port-forward).
 
 pub mod admission;
 pub mod discovery;
@@ -7,6 +8,7 @@ pub mod eviction;
 pub mod http;
 pub mod listwatch;
 pub mod meta;
+pub mod nodeproxy;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
@@ -15,7 +17,9 @@ pub mod request;
 pub mod rest;
 pub mod server;
 pub mod services;
+pub mod servingcert;
 pub mod subresources;
+pub mod token;
 pub mod watchcache;
 
 pub use server::{start, Config, Server};

@@ -1,6 +1,8 @@
 //! The cluster's certificates: a CA made on first start, a serving certificate renewed on
-//! every start (so new SANs take effect), and the admin client certificate that the
-//! generated kubeconfig carries.
+//! every start (so new SANs take effect), the admin client certificate that the
+//! generated kubeconfig carries, the client certificate the API server presents to node
+//! agents (kube-apiserver's `apiserver-kubelet-client`), and serving certificates issued
+//! to node agents for their HTTPS servers.
 
 use std::fs;
 use std::net::IpAddr;
@@ -13,6 +15,7 @@ use rcgen::{
 };
 
 /// PEM files of the cluster PKI under `DATA/tls`.
+#[derive(Clone)]
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_cert_pem: String,
@@ -20,6 +23,17 @@ pub struct Pki {
     pub server_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// The API server's identity towards node agents (CN=kube-apiserver-kubelet-client,
+    /// O=system:masters, as kube-apiserver's).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
+}
+
+/// A certificate and its private key, PEM.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// The names the serving certificate is valid for.
@@ -58,7 +72,7 @@ impl ServingNames {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
@@ -100,6 +114,15 @@ fn leaf_params(
     Ok(params)
 }
 
+fn subject_alt_names(names: &ServingNames) -> Vec<SanType> {
+    names
+        .dns
+        .iter()
+        .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
+        .chain(names.ips.iter().map(|ip| SanType::IpAddress(*ip)))
+        .collect()
+}
+
 impl Pki {
     /// Loads the PKI under `dir`, creating what is missing, and issues a fresh serving
     /// certificate for `names`.
@@ -117,34 +140,50 @@ impl Pki {
         let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
 
         let mut server = leaf_params("skiff-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth)?;
-        server.subject_alt_names = names
-            .dns
-            .iter()
-            .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
-            .chain(names.ips.iter().map(|ip| SanType::IpAddress(*ip)))
-            .collect();
+        server.subject_alt_names = subject_alt_names(names);
         let server_key = KeyPair::generate()?;
         let server_cert = server.signed_by(&server_key, &issuer)?;
         write_private(&dir.join("server.crt"), &server_cert.pem())?;
         write_private(&dir.join("server.key"), &server_key.serialize_pem())?;
 
-        let (admin_cert_path, admin_key_path) = (dir.join("admin.crt"), dir.join("admin.key"));
-        if !admin_cert_path.exists() || !admin_key_path.exists() {
-            let params = leaf_params("system:admin", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth)?;
-            let key = KeyPair::generate()?;
-            let cert = params.signed_by(&key, &issuer)?;
-            write_private(&admin_key_path, &key.serialize_pem())?;
-            write_private(&admin_cert_path, &cert.pem())?;
-        }
+        let client_cert = |name: &str, cn: &str| -> Result<(String, String)> {
+            let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+            if !cert_path.exists() || !key_path.exists() {
+                let params = leaf_params(cn, Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth)?;
+                let key = KeyPair::generate()?;
+                let cert = params.signed_by(&key, &issuer)?;
+                write_private(&key_path, &key.serialize_pem())?;
+                write_private(&cert_path, &cert.pem())?;
+            }
+            Ok((fs::read_to_string(&cert_path)?, fs::read_to_string(&key_path)?))
+        };
+        let (admin_cert_pem, admin_key_pem) = client_cert("admin", "system:admin")?;
+        let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+            client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client")?;
 
         Ok(Pki {
             dir: dir.to_path_buf(),
             ca_cert_pem,
             server_cert_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
-            admin_cert_pem: fs::read_to_string(&admin_cert_path)?,
-            admin_key_pem: fs::read_to_string(&admin_key_path)?,
+            admin_cert_pem,
+            admin_key_pem,
+            kubelet_client_cert_pem,
+            kubelet_client_key_pem,
         })
+    }
+
+    /// A fresh serving certificate for a node agent (CN=system:node:NAME, as the
+    /// kubelet's), valid for the node's names and addresses, signed by the cluster CA.
+    pub fn issue_node_serving_cert(&self, node: &str, names: &ServingNames) -> Result<IssuedCert> {
+        let ca_key = KeyPair::from_pem(&fs::read_to_string(self.dir.join("ca.key"))?)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key)?;
+        let mut params =
+            leaf_params(&format!("system:node:{node}"), Some("system:nodes"), ExtendedKeyUsagePurpose::ServerAuth)?;
+        params.subject_alt_names = subject_alt_names(names);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
     /// Writes a kubeconfig for the admin user pointing at `server_url`.

@@ -15,6 +15,8 @@ pub struct ResourcePath {
     pub subresource: Option<String>,
     /// The deprecated `/watch/` path form.
     pub watch_path: bool,
+    /// What follows `.../NAME/proxy/` (nodes/proxy), without the leading slash.
+    pub proxy_path: Option<String>,
 }
 
 /// What a request URL addresses.
@@ -60,6 +62,13 @@ pub fn route(path: &str) -> Route {
             path.plural = "namespaces".into();
             path.name = own(name);
             path.subresource = own(sub);
+        }
+        // nodes/NAME/proxy/PATH...: the rest of the path goes to the node.
+        [plural, name, "proxy", tail @ ..] if !tail.is_empty() && *plural != "namespaces" => {
+            path.plural = plural.to_string();
+            path.name = own(name);
+            path.subresource = Some("proxy".into());
+            path.proxy_path = Some(tail.join("/"));
         }
         ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => {
             path.namespace = own(ns);
@@ -149,5 +158,12 @@ mod tests {
         assert_eq!(p.namespace.as_deref(), Some("x"));
         assert_eq!(route("/apis/apps"), Route::Group("apps".into()));
         assert_eq!(route("/api/v1/namespaces/a/pods/b/c/d"), Route::Other);
+        let p = resource("/api/v1/nodes/n1/proxy/stats/summary");
+        assert_eq!(
+            (p.plural.as_str(), p.name.as_deref(), p.subresource.as_deref()),
+            ("nodes", Some("n1"), Some("proxy"))
+        );
+        assert_eq!(p.proxy_path.as_deref(), Some("stats/summary"));
+        assert_eq!(resource("/api/v1/nodes/n1/proxy").proxy_path, None);
     }
 }

@@ -49,6 +49,10 @@ impl Config {
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.data_dir.join("kubeconfig.yaml")
     }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.data_dir.join("token")
+    }
 }
 
 /// A running API server.
@@ -56,6 +60,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub pki: Pki,
+    /// The join token (also written to `DATA/token`).
+    pub token: skiff_client::token::JoinToken,
     accept: JoinHandle<()>,
 }
 
@@ -180,12 +186,20 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Server> {
     };
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{host}:{}", addr.port()))?;
 
+    let token = crate::token::load_or_create(&config.token_path(), &pki.ca_cert_pem)?;
+
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
-    let app =
-        Arc::new(App { api, advertise: format!("{advertise_ip}:{}", addr.port()), in_flight: Default::default() });
+    let app = Arc::new(App {
+        api,
+        advertise: format!("{advertise_ip}:{}", addr.port()),
+        in_flight: Default::default(),
+        pki: pki.clone(),
+        join_token: token.clone(),
+        kubelet: crate::nodeproxy::KubeletClient::new(&pki)?,
+    });
     let accept = tokio::spawn(accept_loop(listener, acceptor, app));
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server listening");
-    Ok(Server { addr, kubeconfig, pki, accept })
+    Ok(Server { addr, kubeconfig, pki, token, accept })
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: Arc<App>) {
@@ -222,7 +236,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: Arc<App>
                 crate::http::handle(app.clone(), request)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+            if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

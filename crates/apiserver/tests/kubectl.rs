@@ -822,5 +822,8 @@ async fn describe_every_kind() {
         &["apply", "-f", "-"],
         "{apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, metadata: {name: bad, namespace: zoo}, spec: {scaleTargetRef: {kind: ReplicaSet, name: rs}, minReplicas: 4, maxReplicas: 2}}",
     ));
-    assert!(bad.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"), "{bad}");
+    assert!(
+        bad.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
+        "{bad}"
+    );
 }

@@ -1,13 +1,16 @@
 //! skiff-client: what the scheduler, the controllers and the agent share as clients of
 //! the API server — [`connect`] (a kube-rs client from a kubeconfig), [`leader`]
-//! (leader election through a Lease) and [`events`] (recording events.k8s.io Events
-//! without holding up the caller).
+//! (leader election through a Lease), [`events`] (recording events.k8s.io Events
+//! without holding up the caller), [`token`] (join tokens) and [`proxy`] (forwarding
+//! requests and upgraded streams: API server to agent, agent to runtime).
 
 pub mod connect;
 pub mod events;
 pub mod leader;
+pub mod proxy;
+pub mod token;
 
-pub use connect::connect;
+pub use connect::{connect, connect_with_token};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +20,8 @@ pub enum Error {
     Client(#[from] kube::Error),
     #[error("{0}")]
     Config(String),
+    #[error("the CA certificate served by {server} (sha256 {found}) is not the one the join token names")]
+    CaMismatch { server: String, found: String },
 }
 
 /// Whether `error` is an API error response with one of these HTTP status codes.

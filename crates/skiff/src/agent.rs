@@ -1,37 +1,59 @@
-//! `skiff agent`: the node agent. Today it runs simulated nodes (`--simulate N`); real
-//! containers through containerd come with the agent issue, behind the same runtime trait.
+//! `skiff agent`: the node agent. By default one real node on this machine, running pods
+//! as containers through containerd (a private instance it supervises, or an existing
+//! CRI socket with `--container-runtime-endpoint`); with `--simulate N`, N simulated
+//! nodes in this process. `skiff server` runs a real node in-process the same way.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use skiff_agent::config::{self, NodeTemplate, Timing};
+use skiff_agent::machine::{self, Machine};
 use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
+use skiff_agent::runtime::Runtime;
+use skiff_agent::server::{self, NodeServer, ServerConfig};
+use skiff_agent::volumes::VolumeHost;
 use skiff_agent::{Agent, NodeHandle};
+use tokio::task::JoinHandle;
 
 #[derive(Parser)]
 pub struct AgentArgs {
-    /// The API server's URL (default: the one in the kubeconfig).
+    /// The API server's URL (default: the one in the kubeconfig; required with --token).
     #[arg(long)]
     server: Option<String>,
-    /// A join token. Not accepted yet: token authentication comes with the security
-    /// work; until then use --kubeconfig.
-    #[arg(long)]
+    /// The join token the server wrote to DATA/token (`K10<CA hash>::server:<secret>`):
+    /// the agent checks the server's CA against it, then authenticates with it instead
+    /// of --kubeconfig.
+    #[arg(long, env = "SKIFF_TOKEN")]
     token: Option<String>,
     /// Credentials for the API server: the admin kubeconfig the server writes under its
     /// data directory.
     #[arg(long, env = "KUBECONFIG", default_value = "/var/lib/skiff/kubeconfig.yaml")]
     kubeconfig: PathBuf,
+    /// Where the node keeps its files (DATA/agent: containerd, CNI config, images to import).
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    data_dir: PathBuf,
     /// Run N simulated nodes in this process (no containers; pods run in a simulated
     /// runtime and report status as real ones do).
     #[arg(long, value_name = "N")]
     simulate: Option<usize>,
-    /// The node's name; with --simulate, the prefix of `PREFIX-0`, `PREFIX-1`, ...
-    #[arg(long, default_value = "sim")]
-    node_name: String,
+    /// The node's name (default: the host name); with --simulate, the prefix of
+    /// `PREFIX-0`, `PREFIX-1`, ... (default: sim).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's address (default: the address of the interface of the default route).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Use this CRI socket (unix:///path) instead of starting containerd.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// The real node's pod CIDR.
+    #[arg(long, default_value = machine::DEFAULT_POD_CIDR)]
+    pod_cidr: String,
     /// Extra node labels: key=value,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -42,10 +64,10 @@ pub struct AgentArgs {
     /// resources such as nvidia.com/gpu=4 too).
     #[arg(long)]
     capacity: Option<String>,
-    /// The range pod addresses come from; node i gets its i-th subnet.
+    /// The range simulated pod addresses come from; node i gets its i-th subnet.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
-    /// The prefix length of each node's pod subnet.
+    /// The prefix length of each simulated node's pod subnet.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
     /// How long simulated containers take to exit after SIGTERM (seconds).
@@ -54,18 +76,84 @@ pub struct AgentArgs {
     /// API requests the agent keeps in flight at most (all nodes together).
     #[arg(long, default_value_t = 64)]
     max_in_flight: usize,
+    /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// Seconds between Lease renewals of each node.
     #[arg(long, default_value_t = 10)]
     lease_renew_seconds: u64,
 }
 
-pub async fn run(args: AgentArgs) -> Result<()> {
-    if args.token.is_some() {
-        bail!("--token is not supported yet (join tokens come with the security work): use --kubeconfig");
+/// A real node on this machine: what `skiff agent` and `skiff server` need to start one.
+pub struct RealNode {
+    pub data_dir: PathBuf,
+    pub name: Option<String>,
+    pub address: Option<IpAddr>,
+    pub pod_cidr: String,
+    pub runtime_endpoint: Option<String>,
+    pub labels: String,
+    pub taints: String,
+    pub timing: Timing,
+    /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
+    pub kubelet_port: u16,
+}
+
+/// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
+pub struct RunningNode {
+    pub agent: JoinHandle<skiff_agent::Result<()>>,
+    machine: Machine,
+    /// Serves while it is kept.
+    _server: NodeServer,
+}
+
+impl RunningNode {
+    /// Stops the agent and the private containerd. Containers keep running; the next
+    /// start adopts them.
+    pub async fn shutdown(self) {
+        self.agent.abort();
+        self.machine.shutdown().await;
     }
-    let Some(count) = args.simulate else {
-        bail!("running real containers needs the containerd runtime, which is not built yet: use --simulate N");
-    };
+}
+
+/// Starts containerd (or connects to the endpoint), then the agent for one real node.
+pub async fn start_real_node(
+    client: kube::Client,
+    node: RealNode,
+    extra_labels: &[(&str, &str)],
+) -> Result<RunningNode> {
+    let name = node.name.clone().unwrap_or_else(machine::hostname);
+    let address = node.address.or_else(skiff_apiserver::server::detect_node_ip).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let agent_dir = node.data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir).with_context(|| format!("creating {}", agent_dir.display()))?;
+    let mut options = machine::Options::new(agent_dir.clone(), name, address);
+    options.pod_cidr = node.pod_cidr.parse().map_err(anyhow::Error::msg)?;
+    options.runtime_endpoint = node.runtime_endpoint.clone();
+    let machine = Machine::start(&options).await?;
+
+    let mut template = machine::template(&node.data_dir);
+    template.labels.extend(extra_labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    template.labels.extend(config::parse_labels(&node.labels).map_err(anyhow::Error::msg)?);
+    template.taints = config::parse_taints(&node.taints).map_err(anyhow::Error::msg)?;
+    let runtime = machine.runtime.clone() as Arc<dyn Runtime>;
+    let listen = SocketAddr::from(([0, 0, 0, 0], node.kubelet_port));
+    let config = ServerConfig { listen, ..ServerConfig::default() };
+    let server = server::start_for_node(&client, config, &machine.identity, runtime.clone())
+        .await
+        .with_context(|| format!("starting the node server on {listen}"))?;
+    let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
+    let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
+    let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
+    eprintln!(
+        "skiff agent: node {} ({}, pods in {}) on {}",
+        machine.identity.name,
+        machine.identity.address,
+        machine.identity.pod_cidr,
+        machine.runtime.socket().display()
+    );
+    Ok(RunningNode { agent: tokio::spawn(agent.run()), machine, _server: server })
+}
+
+fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<NodeHandle>)> {
     let mut template = NodeTemplate::simulated();
     if let Some(capacity) = &args.capacity {
         template.capacity.extend(config::parse_resources(capacity).map_err(anyhow::Error::msg)?);
@@ -73,8 +161,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     template.labels.extend(config::parse_labels(&args.node_labels).map_err(anyhow::Error::msg)?);
     template.taints = config::parse_taints(&args.register_with_taints).map_err(anyhow::Error::msg)?;
     let cidr = args.cluster_cidr.parse().map_err(anyhow::Error::msg)?;
-    let ids = config::simulated_identities(&args.node_name, count, cidr, args.node_cidr_mask_size)
-        .map_err(anyhow::Error::msg)?;
+    let prefix = args.node_name.as_deref().unwrap_or("sim");
+    let ids =
+        config::simulated_identities(prefix, count, cidr, args.node_cidr_mask_size).map_err(anyhow::Error::msg)?;
     let behaviour = Behaviour { stop_delay: Duration::from_secs_f64(args.stop_delay.max(0.0)), ..Behaviour::default() };
     let nodes = ids
         .into_iter()
@@ -83,10 +172,43 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             NodeHandle::new(id, runtime)
         })
         .collect();
-    let client = skiff_client::connect(&args.kubeconfig, args.server.as_deref()).await?;
+    Ok((template, nodes))
+}
+
+pub async fn run(args: AgentArgs) -> Result<()> {
+    let client = match (&args.token, &args.server) {
+        (Some(token), Some(server)) => skiff_client::connect_with_token(server, token).await?,
+        (Some(_), None) => bail!("--token needs --server https://HOST:6443"),
+        (None, server) => skiff_client::connect(&args.kubeconfig, server.as_deref()).await?,
+    };
     let timing = Timing { renew_interval: Duration::from_secs(args.lease_renew_seconds.max(1)), ..Timing::default() };
+    let Some(count) = args.simulate else {
+        let node = RealNode {
+            data_dir: args.data_dir.clone(),
+            name: args.node_name.clone(),
+            address: args.node_ip,
+            pod_cidr: args.pod_cidr.clone(),
+            runtime_endpoint: args.container_runtime_endpoint.clone(),
+            labels: args.node_labels.clone(),
+            taints: args.register_with_taints.clone(),
+            timing,
+            kubelet_port: args.kubelet_port,
+        };
+        let mut running = start_real_node(client, node, &[]).await?;
+        let outcome = tokio::select! {
+            result = &mut running.agent => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        running.shutdown().await;
+        return match outcome {
+            Some(Ok(result)) => Ok(result?),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(()),
+        };
+    };
+    let (template, nodes) = simulated_nodes(&args, count)?;
     let agent = Agent::new(client, template, timing, nodes, args.max_in_flight).with_pod_timing(PodTiming::simulated());
-    eprintln!("skiff agent: {count} simulated nodes ({}-0 …)", args.node_name);
+    eprintln!("skiff agent: {count} simulated nodes ({}-0 …)", args.node_name.as_deref().unwrap_or("sim"));
     tokio::select! {
         result = agent.run() => result?,
         _ = tokio::signal::ctrl_c() => {}

@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server on an embedded store.
     Server(ServerArgs),
-    /// Run a node agent (today: simulated nodes, `--simulate N`).
+    /// Run a node agent: this machine as a node, or simulated nodes (`--simulate N`).
     Agent(agent::AgentArgs),
     /// Run the scheduler on its own (`skiff server` runs one already).
     Scheduler(scheduler::SchedulerArgs),
@@ -73,6 +73,21 @@ struct ServerArgs {
     /// Do not run the controller manager (e.g. to run `skiff controller-manager` apart).
     #[arg(long)]
     disable_controllers: bool,
+    /// Do not run a node agent in the server (no pods run on this machine).
+    #[arg(long)]
+    disable_agent: bool,
+    /// The in-process node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The in-process node's pod CIDR.
+    #[arg(long, default_value = skiff_agent::machine::DEFAULT_POD_CIDR)]
+    pod_cidr: String,
+    /// Use this CRI socket (unix:///path) instead of starting containerd.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// The port of the in-process node's HTTPS server (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -107,6 +122,28 @@ async fn server(args: ServerArgs) -> Result<()> {
     if !args.disable_controllers {
         controllers::spawn_in_server(&server.kubeconfig, &server.pki.ca_cert_pem).await?;
     }
+    let node = if args.disable_agent {
+        None
+    } else {
+        let client = skiff_client::connect(&server.kubeconfig, None).await?;
+        let node = agent::RealNode {
+            data_dir: args.data_dir.clone(),
+            name: args.node_name.clone(),
+            address: args.node_ip,
+            pod_cidr: args.pod_cidr.clone(),
+            runtime_endpoint: args.container_runtime_endpoint.clone(),
+            labels: String::new(),
+            taints: String::new(),
+            timing: skiff_agent::config::Timing::default(),
+            kubelet_port: args.kubelet_port,
+        };
+        let role = [("node-role.kubernetes.io/control-plane", "true")];
+        Some(
+            agent::start_real_node(client, node, &role)
+                .await
+                .context("starting the node agent (--disable-agent to run without)")?,
+        )
+    };
     eprintln!(
         "skiff server ready on https://{} in {} ms\n  export KUBECONFIG={}\n  kubectl get namespaces",
         server.addr,
@@ -114,6 +151,9 @@ async fn server(args: ServerArgs) -> Result<()> {
         server.kubeconfig.display()
     );
     tokio::signal::ctrl_c().await?;
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
     Ok(())
 }
 

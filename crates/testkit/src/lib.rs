@@ -1,6 +1,8 @@
 //! Test harness: boots a skiff API server in-process on a temporary directory, with
 //! HTTPS clients that authenticate as the admin (client certificate) or anonymously,
-//! and a way to run the real kubectl against it.
+//! and a way to run the real kubectl against it; [`images`] builds OCI test images.
+
+pub mod images;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

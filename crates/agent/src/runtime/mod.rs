@@ -8,6 +8,7 @@
 //! epoch; labels carry the pod and container identity so that an agent that restarts can
 //! find what it started before.
 
+pub mod cri;
 pub mod simulated;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,9 @@ pub struct PodSandboxConfig {
     /// Pod-level host networking: the sandbox shares the node's network namespace and
     /// reports no IP of its own.
     pub host_network: bool,
+    /// Whether any container of the pod is privileged: CRI runtimes refuse a privileged
+    /// container in a sandbox that is not.
+    pub privileged: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +230,9 @@ pub struct ContainerStatus {
     pub reason: String,
     pub message: String,
     pub labels: BTreeMap<String, String>,
+    /// The container's log file (CRI's format), absolute: the sandbox's `log_directory`
+    /// joined with the container's `log_path`. Empty when the container has no log.
+    pub log_path: String,
 }
 
 /// A container as ListContainers returns it.

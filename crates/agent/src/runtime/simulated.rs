@@ -65,6 +65,7 @@ struct ContainerRecord {
     script: Option<(Duration, i32)>,
     /// When (nanoseconds since the epoch) the running container exits by itself.
     exits_at: Option<(i64, i32)>,
+    log_path: String,
 }
 
 impl ContainerRecord {
@@ -166,6 +167,8 @@ struct State {
     crashing: HashMap<String, i32>,
     /// Images that no registry has: pulls fail.
     missing_images: HashSet<String>,
+    /// What exec, attach and port-forward answer (see [`SimulatedRuntime::set_streaming_url`]).
+    streaming_url: Option<String>,
 }
 
 /// The simulated runtime of one node.
@@ -193,6 +196,14 @@ fn image_ref(image: &str) -> String {
     format!("sha256:{:016x}{:048x}", hasher.finish(), 0)
 }
 
+/// The sandbox's log directory joined with the container's log path, as CRI reports it.
+fn log_path(sandbox: &PodSandboxConfig, container: &ContainerConfig) -> String {
+    if sandbox.log_directory.is_empty() || container.log_path.is_empty() {
+        return String::new();
+    }
+    std::path::Path::new(&sandbox.log_directory).join(&container.log_path).to_string_lossy().into_owned()
+}
+
 fn not_found(kind: &'static str, id: &str) -> RuntimeError {
     RuntimeError::NotFound { kind, id: id.to_string() }
 }
@@ -207,6 +218,7 @@ impl SimulatedRuntime {
                 containers: HashMap::new(),
                 crashing: HashMap::new(),
                 missing_images: HashSet::new(),
+                streaming_url: None,
             }),
             behaviour,
         }
@@ -218,9 +230,29 @@ impl SimulatedRuntime {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Succeeds when the container exists and runs.
+    fn running(&self, id: &str) -> Result<()> {
+        match self.lock().containers.get(id) {
+            Some(c) if c.state == ContainerState::Running => Ok(()),
+            Some(_) => Err(RuntimeError::InvalidState(format!("container {id} is not running"))),
+            None => Err(not_found("container", id)),
+        }
+    }
+
     /// How many sandboxes exist (for tests and metrics).
     pub fn sandbox_count(&self) -> usize {
         self.lock().sandboxes.len()
+    }
+
+    /// Makes exec, attach and port-forward answer `url` (a test's streaming endpoint), as a
+    /// real runtime answers with the URL of its streaming server. Without it they are
+    /// unsupported: simulated containers run no processes.
+    pub fn set_streaming_url(&self, url: impl Into<String>) {
+        self.lock().streaming_url = Some(url.into());
+    }
+
+    fn streaming_url(&self, what: &'static str) -> Result<String> {
+        self.lock().streaming_url.clone().ok_or(RuntimeError::Unsupported(what))
     }
 
     /// Makes a running container exit, as if its process ended (tests of restarts).
@@ -400,7 +432,7 @@ impl Runtime for SimulatedRuntime {
         &self,
         sandbox_id: &str,
         config: &ContainerConfig,
-        _sandbox: &PodSandboxConfig,
+        sandbox_config: &PodSandboxConfig,
     ) -> Result<String> {
         let mut state = self.lock();
         let sandbox = state.sandboxes.get(sandbox_id).ok_or_else(|| not_found("sandbox", sandbox_id))?;
@@ -425,6 +457,9 @@ impl Runtime for SimulatedRuntime {
                 config: self.behaviour.record_configs.then(|| Box::new(config.clone())),
                 script: scripted_exit(&[config.command.as_slice(), config.args.as_slice()].concat(), &config.envs),
                 exits_at: None,
+                // Where a real runtime would write the container's output; nothing writes
+                // it here (tests may, as the container's output).
+                log_path: log_path(sandbox_config, config),
             },
         );
         Ok(id)
@@ -513,6 +548,7 @@ impl Runtime for SimulatedRuntime {
             reason: c.reason.to_string(),
             message: String::new(),
             labels: c.labels.clone(),
+            log_path: c.log_path.clone(),
         })
     }
 
@@ -559,16 +595,23 @@ impl Runtime for SimulatedRuntime {
         Some(self.lock().containers.get(container_id).is_some_and(|c| c.state == ContainerState::Running && c.healthy))
     }
 
-    async fn exec(&self, _request: &StreamRequest) -> Result<String> {
-        Err(RuntimeError::Unsupported("exec"))
+    async fn exec(&self, request: &StreamRequest) -> Result<String> {
+        self.running(&request.container_id)?;
+        self.streaming_url("exec")
     }
 
-    async fn attach(&self, _request: &StreamRequest) -> Result<String> {
-        Err(RuntimeError::Unsupported("attach"))
+    async fn attach(&self, request: &StreamRequest) -> Result<String> {
+        self.running(&request.container_id)?;
+        self.streaming_url("attach")
     }
 
-    async fn port_forward(&self, _sandbox_id: &str, _ports: &[i32]) -> Result<String> {
-        Err(RuntimeError::Unsupported("port-forward"))
+    async fn port_forward(&self, sandbox_id: &str, _ports: &[i32]) -> Result<String> {
+        match self.lock().sandboxes.get(sandbox_id) {
+            Some(s) if s.state == SandboxState::Ready => {}
+            Some(_) => return Err(RuntimeError::InvalidState(format!("sandbox {sandbox_id} is not ready"))),
+            None => return Err(not_found("sandbox", sandbox_id)),
+        }
+        self.streaming_url("port-forward")
     }
 
     async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<String> {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a node needs (containerd, runc, CNI plugins), the busybox
+# that test images are built from, and protoc (the k8s-cri crate's build needs it).
+# Runs `apt-get update` once, and only when something is missing.
+set -euo pipefail
+
+missing=()
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v iptables >/dev/null || missing+=(iptables)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
