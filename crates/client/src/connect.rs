@@ -82,10 +82,11 @@ async fn fetch_cacerts(url: &http::Uri) -> Result<Vec<u8>, Error> {
     Ok(response.into_body().collect().await.map_err(|e| fail("body", &e))?.to_bytes().to_vec())
 }
 
-/// Accepts any server certificate (signatures are still checked): only for fetching the
-/// CA, whose hash the token pins.
+/// Accepts any server certificate (handshake signatures are still checked). For fetching
+/// the CA, whose hash the token pins, and for what Kubernetes does not verify either
+/// (the kubelet's HTTPS probes).
 #[derive(Debug)]
-struct AnyServer(std::sync::Arc<rustls::crypto::CryptoProvider>);
+pub struct AnyServer(pub std::sync::Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AnyServer {
     fn verify_server_cert(
