@@ -169,11 +169,17 @@ async fn releases_a_relabelled_pod_and_readopts_it() {
     .await;
     wait_ready(&sets, "api", 2).await;
 
-    // Matching again, it is adopted, and the ReplicaSet is one pod over: the newest goes.
+    // Matching again, it is adopted, and the ReplicaSet is one pod over: one goes. Which
+    // one the ranking picks depends on age buckets (ties break by UID, as in Kubernetes'
+    // LogarithmicScaleDown); that an orphan matching the selector is not left beside two
+    // owned pods shows the adoption.
     pods.patch(&pod, &PatchParams::default(), &Patch::Merge(relabel("api"))).await.unwrap();
     eventually("the pod adopted back and the surplus pod deleted", PATIENCE, || async {
         let owned = owned_pods(&pods, &rs).await;
-        (owned.len() == 2 && owned.iter().any(|p| p.name_any() == pod)).then_some(())
+        let matching = pods.list(&ListParams::default().labels("app=api")).await.ok()?.items;
+        let live: Vec<_> = matching.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        (owned.len() == 2 && live.len() == 2 && live.iter().all(|p| p.owner_references().iter().any(|r| r.uid == uid)))
+            .then_some(())
     })
     .await;
 }
