@@ -209,7 +209,14 @@ impl Agent {
             }));
         }
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
-        let pods = follow_pods(self.shared.clone(), self.nodes.clone());
+        // As the kubelet: no container starts before the Services have been read once, or
+        // it would miss the service-link variables of Services that already exist.
+        let services_read = services.clone();
+        let (shared, nodes) = (self.shared.clone(), self.nodes.clone());
+        let pods = async move {
+            let _ = services_read.wait_until_ready().await;
+            follow_pods(shared, nodes).await
+        };
         tokio::select! {
             () = heartbeats => Ok(()),
             result = pods => result,

@@ -33,8 +33,18 @@ impl Drop for Cluster {
 }
 
 async fn cluster() -> Cluster {
+    cluster_with_services(&[]).await
+}
+
+/// A cluster whose `services` (in default) exist before the agent starts, so that every
+/// pod sees their service-link variables.
+async fn cluster_with_services(services: &[serde_json::Value]) -> Cluster {
     let server = TestServer::start().await;
     let client = skiff_client::connect(server.kubeconfig(), None).await.unwrap();
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    for service in services {
+        api.create(&PostParams::default(), &serde_json::from_value(service.clone()).unwrap()).await.unwrap();
+    }
     let data = tempfile::tempdir().unwrap();
     let ids = config::simulated_identities("sim", 1, "10.42.0.0/16".parse().unwrap(), 24).unwrap();
     let behaviour = Behaviour { record_configs: true, ..Behaviour::default() };
@@ -105,21 +115,19 @@ async fn events_with(client: &kube::Client, reason: &str) -> Vec<Event> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_maps_reach_env_and_volumes_and_updates_follow() {
-    let c = cluster().await;
+    let c = cluster_with_services(&[json!({"metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}})]).await;
     let config_maps: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
     let settings: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "settings"},
         "data": {"MODE": "fast", "app.conf": "version=1"}}))
     .unwrap();
     config_maps.create(&PostParams::default(), &settings).await.unwrap();
     let services: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let db: Service =
-        serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}})).unwrap();
-    let db = services.create(&PostParams::default(), &db).await.unwrap();
+    let db = services.get("db").await.unwrap();
     let db_ip = db.spec.unwrap().cluster_ip.unwrap();
 
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     let spec = json!({"containers": [{"name": "app", "image": "busybox:1.36",
-        "command": ["sh", "-c", "echo $(MODE) $(POD_NAME)"],
+        "command": ["sh", "-c", "echo $(MODE) $(POD_NAME); sleep 3600"],
         "env": [
             {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "MODE"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
@@ -137,7 +145,7 @@ async fn config_maps_reach_env_and_volumes_and_updates_follow() {
     assert_eq!(env("POD_NAME").as_deref(), Some("web"));
     assert_eq!(env("DB_SERVICE_HOST"), Some(db_ip.clone()), "service links");
     assert_eq!(env("DB_PORT").unwrap(), format!("tcp://{db_ip}:5432"));
-    assert_eq!(config.command, vec!["sh", "-c", "echo fast web"]);
+    assert_eq!(config.command, vec!["sh", "-c", "echo fast web; sleep 3600"]);
 
     let mount = config.mounts.iter().find(|m| m.container_path == "/etc/config").unwrap();
     assert!(mount.readonly);
