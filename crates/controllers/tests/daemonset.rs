@@ -31,18 +31,6 @@ fn node_name(pod: &Pod) -> String {
     pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default()
 }
 
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
-    let kubeconfig = cluster.server.kubeconfig().to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let output = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        skiff_testkit::kubectl(&kubeconfig, &args, None)
-    })
-    .await
-    .unwrap();
-    skiff_testkit::ok(&output)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_daemon_per_eligible_node_as_nodes_come_and_an_image_update_rolls_out() {
     let mut cluster = Cluster::start(2).await;
@@ -116,7 +104,7 @@ async fn one_daemon_per_eligible_node_as_nodes_come_and_an_image_update_rolls_ou
     // A new image rolls out, one node at a time.
     let update = json!({"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "fluentd:2"}]}}}});
     sets.patch("logs", &PatchParams::default(), &Patch::Strategic(update)).await.unwrap();
-    let out = kubectl(&cluster, &["rollout", "status", "ds/logs", "--timeout=60s"]).await;
+    let out = cluster.kubectl_ok(&["rollout", "status", "ds/logs", "--timeout=60s"]).await;
     assert!(out.trim_end().ends_with("daemon set \"logs\" successfully rolled out"), "{out}");
     let pods = daemon_pods(&cluster, "logs").await;
     assert_eq!(pods.len(), 3);

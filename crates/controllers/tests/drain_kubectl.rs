@@ -12,17 +12,6 @@ use kube::api::{Api, PostParams};
 use support::{eventually, json, Cluster, PATIENCE};
 
 /// Runs kubectl off the async threads (the API server answers it from them).
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> Output {
-    let kubeconfig = cluster.server.kubeconfig().to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        skiff_testkit::kubectl(&kubeconfig, &args, None)
-    })
-    .await
-    .expect("kubectl task")
-}
-
 fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
@@ -74,7 +63,7 @@ async fn cordon_and_uncordon_toggle_scheduling_and_the_unschedulable_taint() {
     let nodes = Api::<Node>::all(cluster.client.clone());
     eventually("node-0 registered", PATIENCE, || async { nodes.get_opt("node-0").await.ok()? }).await;
 
-    let cordoned = kubectl(&cluster, &["cordon", "node-0"]).await;
+    let cordoned = cluster.kubectl(&["cordon", "node-0"]).await;
     assert!(cordoned.status.success(), "{}", text(&cordoned));
     assert_eq!(String::from_utf8_lossy(&cordoned.stdout).trim(), "node/node-0 cordoned");
     eventually("unschedulable taint", PATIENCE, || async {
@@ -82,16 +71,16 @@ async fn cordon_and_uncordon_toggle_scheduling_and_the_unschedulable_taint() {
         taint_keys(&node).contains(&"node.kubernetes.io/unschedulable:NoSchedule".to_string()).then_some(())
     })
     .await;
-    let listed = kubectl(&cluster, &["get", "nodes", "node-0", "--no-headers"]).await;
+    let listed = cluster.kubectl(&["get", "nodes", "node-0", "--no-headers"]).await;
     assert!(text(&listed).contains("Ready,SchedulingDisabled"), "{}", text(&listed));
 
-    let uncordoned = kubectl(&cluster, &["uncordon", "node-0"]).await;
+    let uncordoned = cluster.kubectl(&["uncordon", "node-0"]).await;
     assert_eq!(String::from_utf8_lossy(&uncordoned.stdout).trim(), "node/node-0 uncordoned");
     eventually("no taints", PATIENCE, || async {
         taint_keys(&nodes.get("node-0").await.ok()?).is_empty().then_some(())
     })
     .await;
-    let again = kubectl(&cluster, &["uncordon", "node-0"]).await;
+    let again = cluster.kubectl(&["uncordon", "node-0"]).await;
     assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "node/node-0 already uncordoned");
 }
 
@@ -100,15 +89,13 @@ async fn drain_keeps_retrying_while_a_budget_allows_no_disruption() {
     let cluster = Cluster::start(2).await;
     ready_pods_on(&cluster, &[("web-1", "node-0"), ("web-2", "node-0")]).await;
     budget(&cluster, 2, 2).await;
-    let listed = kubectl(&cluster, &["get", "pdb", "web", "--no-headers"]).await;
+    let listed = cluster.kubectl(&["get", "pdb", "web", "--no-headers"]).await;
     let columns: Vec<String> = text(&listed).split_whitespace().map(str::to_string).collect();
     assert_eq!(columns[..4], ["web", "2", "N/A", "0"], "{}", text(&listed));
 
-    let drain = kubectl(
-        &cluster,
-        &["drain", "node-0", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=12s"],
-    )
-    .await;
+    let drain = cluster
+        .kubectl(&["drain", "node-0", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=12s"])
+        .await;
     let output = text(&drain);
     assert!(!drain.status.success(), "drain should fail: {output}");
     assert!(output.contains("node/node-0 cordoned"), "{output}");
@@ -133,11 +120,9 @@ async fn drain_evicts_what_the_budget_allows() {
     // Two healthy, one required: the pod on node-0 may go.
     budget(&cluster, 1, 2).await;
 
-    let drain = kubectl(
-        &cluster,
-        &["drain", "node-0", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=60s"],
-    )
-    .await;
+    let drain = cluster
+        .kubectl(&["drain", "node-0", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=60s"])
+        .await;
     let output = text(&drain);
     assert!(drain.status.success(), "{output}");
     assert!(output.contains("evicting pod default/web-1"), "{output}");

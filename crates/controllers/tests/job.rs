@@ -49,18 +49,6 @@ async fn events_of(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
-    let kubeconfig = cluster.server.kubeconfig().to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let output = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        skiff_testkit::kubectl(&kubeconfig, &args, None)
-    })
-    .await
-    .unwrap();
-    skiff_testkit::ok(&output)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_its_completions_in_parallel_and_completes() {
     let cluster = Cluster::start(2).await;
@@ -100,7 +88,7 @@ async fn a_job_runs_its_completions_in_parallel_and_completes() {
         assert!(events.contains(&("SuccessfulCreate".into(), format!("Created pod: {}", pod.name_any()))));
     }
 
-    let table = kubectl(&cluster, &["get", "jobs"]).await;
+    let table = cluster.kubectl_ok(&["get", "jobs"]).await;
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]);
@@ -137,7 +125,7 @@ async fn a_failing_job_retries_with_backoff_then_fails() {
             .then_some(())
     })
     .await;
-    let table = kubectl(&cluster, &["get", "job", "flaky", "--no-headers"]).await;
+    let table = cluster.kubectl_ok(&["get", "job", "flaky", "--no-headers"]).await;
     let row: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(&row[..3], ["flaky", "Failed", "0/1"], "{table}");
 }
@@ -262,7 +250,7 @@ async fn a_suspended_job_has_no_pods_until_resumed() {
     .await;
     let status = jobs.get("later").await.unwrap().status.unwrap();
     assert_eq!((status.active, status.failed), (Some(0), Some(0)), "suspension is not a failure");
-    let table = kubectl(&cluster, &["get", "job", "later", "--no-headers"]).await;
+    let table = cluster.kubectl_ok(&["get", "job", "later", "--no-headers"]).await;
     assert_eq!(table.split_whitespace().nth(1), Some("Suspended"), "{table}");
 
     let resume = Patch::Merge(json!({"spec": {"suspend": false}}));

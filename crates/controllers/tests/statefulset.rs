@@ -39,18 +39,6 @@ async fn pods_by_name(cluster: &Cluster, app: &str) -> BTreeMap<String, Pod> {
     list.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| (p.name_any(), p)).collect()
 }
 
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
-    let kubeconfig = cluster.server.kubeconfig().to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let output = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        skiff_testkit::kubectl(&kubeconfig, &args, None)
-    })
-    .await
-    .unwrap();
-    skiff_testkit::ok(&output)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_pods_with_claims_scale_and_roll_out_by_partition() {
     let cluster = Cluster::start(2).await;
@@ -100,15 +88,15 @@ async fn ordered_pods_with_claims_scale_and_roll_out_by_partition() {
     }
 
     // Scale down with kubectl: the highest ordinals go, the claims stay (whenScaled: Retain).
-    kubectl(&cluster, &["scale", "sts", "web", "--replicas=1"]).await;
+    cluster.kubectl_ok(&["scale", "sts", "web", "--replicas=1"]).await;
     eventually("one pod left", PATIENCE, || async {
         let pods = pods_by_name(&cluster, "web").await;
         (pods.keys().cloned().collect::<Vec<_>>() == ["web-0"]).then_some(())
     })
     .await;
     assert!(pvcs.get_opt("data-web-2").await.unwrap().is_some());
-    kubectl(&cluster, &["scale", "sts", "web", "--replicas=3"]).await;
-    kubectl(&cluster, &["rollout", "status", "sts/web", "--timeout=60s"]).await;
+    cluster.kubectl_ok(&["scale", "sts", "web", "--replicas=3"]).await;
+    cluster.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=60s"]).await;
 
     // A partitioned update: ordinals 1 and 2 are replaced (2 first), 0 keeps the old image.
     let update = json!({"spec": {
@@ -116,7 +104,7 @@ async fn ordered_pods_with_claims_scale_and_roll_out_by_partition() {
         "template": {"spec": {"containers": [{"name": "main", "image": "db:2"}]}},
     }});
     sets.patch("web", &PatchParams::default(), &Patch::Strategic(update)).await.unwrap();
-    let out = kubectl(&cluster, &["rollout", "status", "sts/web", "--timeout=60s"]).await;
+    let out = cluster.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=60s"]).await;
     assert!(out.contains("partitioned roll out complete: 2 new pods have been updated"), "{out}");
     let image = |pod: &Pod| pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
     let pods = pods_by_name(&cluster, "web").await;
@@ -129,7 +117,7 @@ async fn ordered_pods_with_claims_scale_and_roll_out_by_partition() {
     // Partition 0: the rest follows, and the update revision becomes current.
     let all = json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}});
     sets.patch("web", &PatchParams::default(), &Patch::Strategic(all)).await.unwrap();
-    let out = kubectl(&cluster, &["rollout", "status", "sts/web", "--timeout=60s"]).await;
+    let out = cluster.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=60s"]).await;
     // kubectl reports every RollingUpdate set (whose partition defaults to 0) as partitioned.
     assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
     let pods = pods_by_name(&cluster, "web").await;

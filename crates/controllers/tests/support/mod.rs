@@ -95,6 +95,24 @@ impl Cluster {
         Client::try_from(config).expect("client")
     }
 
+    /// Runs the real kubectl against the cluster, off the async runtime (the controllers
+    /// and the agent keep running while it waits).
+    pub async fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        let kubeconfig = self.server.kubeconfig().to_path_buf();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            skiff_testkit::kubectl(&kubeconfig, &args, None)
+        })
+        .await
+        .expect("kubectl task")
+    }
+
+    /// kubectl's stdout, failing the test when kubectl fails.
+    pub async fn kubectl_ok(&self, args: &[&str]) -> String {
+        skiff_testkit::ok(&self.kubectl(args).await)
+    }
+
     pub fn api<K>(&self, namespace: &str) -> kube::Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
