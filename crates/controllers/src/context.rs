@@ -7,6 +7,7 @@ use kube::Client;
 use skiff_client::events::Recorder;
 
 use crate::clock::Clock;
+use crate::nodeipam::ClusterCidr;
 
 /// Durations controllers wait on, injectable so tests need not wait Kubernetes' defaults.
 #[derive(Clone, Debug)]
@@ -59,6 +60,8 @@ pub struct Context {
     pub timing: Timing,
     /// The cluster CA (PEM) published in every namespace; empty: not published.
     pub root_ca: Arc<str>,
+    /// The range node pod CIDRs are allocated from; None: not allocated.
+    pub cluster_cidr: Option<ClusterCidr>,
 }
 
 impl Context {
@@ -68,8 +71,9 @@ impl Context {
         host: String,
         timing: Timing,
         root_ca: &str,
+        cluster_cidr: Option<ClusterCidr>,
     ) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
         let (events, writer) = Recorder::new(client.clone(), "kube-controller-manager".into(), host);
-        (Arc::new(Context { client, events, timing, root_ca: root_ca.into() }), writer)
+        (Arc::new(Context { client, events, timing, root_ca: root_ca.into(), cluster_cidr }), writer)
     }
 }

@@ -25,6 +25,7 @@ pub mod gc;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod ownership;
 pub mod pods;
@@ -64,6 +65,7 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: endpointslice::NAME, run: |c| Box::pin(endpointslice::run(c)) },
     Controller { name: rootca::NAME, run: |c| Box::pin(rootca::run(c)) },
     Controller { name: disruption::NAME, run: |c| Box::pin(disruption::run(c)) },
+    Controller { name: nodeipam::NAME, run: |c| Box::pin(nodeipam::run(c)) },
     Controller { name: nodelifecycle::NAME, run: |c| Box::pin(nodelifecycle::run(c)) },
     Controller { name: tainteviction::NAME, run: |c| Box::pin(tainteviction::run(c)) },
     Controller { name: job::NAME, run: |c| Box::pin(job::run(c)) },
@@ -85,6 +87,9 @@ pub struct Config {
     /// The cluster CA (PEM) to publish as `kube-root-ca.crt` in every namespace (the
     /// API server's CA, e.g. [`rootca::ca_from_kubeconfig`]); empty turns that off.
     pub root_ca: String,
+    /// The range node pod CIDRs are allocated from (`--cluster-cidr`,
+    /// `--node-cidr-mask-size`); None leaves nodes' pod CIDRs to them.
+    pub cluster_cidr: Option<nodeipam::ClusterCidr>,
 }
 
 impl Default for Config {
@@ -96,6 +101,7 @@ impl Default for Config {
             disabled: Vec::new(),
             timing: Timing::default(),
             root_ca: String::new(),
+            cluster_cidr: Some(nodeipam::ClusterCidr::default()),
         }
     }
 }
@@ -110,7 +116,7 @@ pub async fn run(client: Client, config: Config) {
 
 async fn run_all(client: Client, config: Config) {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let (context, recorder) = Context::new(client, host, config.timing.clone(), &config.root_ca);
+    let (context, recorder) = Context::new(client, host, config.timing.clone(), &config.root_ca, config.cluster_cidr);
     let mut tasks = JoinSet::new();
     tasks.spawn(recorder);
     for controller in CONTROLLERS.iter().filter(|c| !config.disabled.iter().any(|d| d == c.name)) {

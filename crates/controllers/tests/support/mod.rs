@@ -44,6 +44,17 @@ impl Cluster {
     /// A cluster whose controller manager does not run the `disabled` controllers (by
     /// name), for tests that play a controller's part themselves.
     pub async fn start_without(nodes: usize, timing: Timing, disabled: &[&str]) -> Self {
+        let disabled: Vec<String> = disabled.iter().map(|name| name.to_string()).collect();
+        Self::start_configured(nodes, move |config| {
+            config.timing = timing;
+            config.disabled = disabled;
+        })
+        .await
+    }
+
+    /// A cluster whose controller manager's configuration `configure` adjusts (e.g. the
+    /// cluster CIDR).
+    pub async fn start_configured(nodes: usize, configure: impl FnOnce(&mut skiff_controllers::Config)) -> Self {
         let server = TestServer::start().await;
         let client = skiff_client::connect(server.kubeconfig(), None).await.expect("client");
         let mut cluster = Cluster { server, client, tasks: Vec::new() };
@@ -56,12 +67,14 @@ impl Cluster {
             let _ = skiff_scheduler::run(client, scheduler).await;
         }));
         let root_ca = cluster.server.server.pki.ca_cert_pem.clone();
-        let controllers = skiff_controllers::Config {
+        let mut controllers = skiff_controllers::Config {
             leader_election: None,
-            timing,
+            timing: Timing::default(),
             root_ca,
-            disabled: disabled.iter().map(|name| name.to_string()).collect(),
+            disabled: Vec::new(),
+            cluster_cidr: Some(skiff_controllers::nodeipam::ClusterCidr::default()),
         };
+        configure(&mut controllers);
         cluster.tasks.push(tokio::spawn(skiff_controllers::run(cluster.client.clone(), controllers)));
         cluster
     }
