@@ -1,7 +1,10 @@
 //! Pod networking through CNI: the conflist the agent writes for containerd's CRI plugin
-//! (a `cni0` bridge that is the pods' gateway and masquerades their traffic, host-local
+//! (a `cni0` bridge that is the pods' gateway, host-local
 //! addresses from the node's pod CIDR, hostPorts through portmap). containerd sets up
 //! each sandbox's loopback interface itself, so the chain does not list `loopback`.
+//! The bridge does not masquerade (`ipMasq: false`): it would hide a pod's address from
+//! pods on other nodes; [`crate::network::masquerade`] masquerades only traffic leaving
+//! the cluster CIDR.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +29,7 @@ pub fn conflist(pod_cidr: Ipv4Cidr, ipam_dir: &Path) -> serde_json::Value {
                 "type": "bridge",
                 "bridge": BRIDGE,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -66,7 +69,7 @@ mod tests {
         let bridge = &list["plugins"][0];
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["bridge"], "cni0");
-        assert_eq!((bridge["isGateway"].as_bool(), bridge["ipMasq"].as_bool()), (Some(true), Some(true)));
+        assert_eq!((bridge["isGateway"].as_bool(), bridge["ipMasq"].as_bool()), (Some(true), Some(false)));
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.42.0.0/24");
         assert_eq!(bridge["ipam"]["dataDir"], "/data/agent/cni/ipam");

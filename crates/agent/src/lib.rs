@@ -15,7 +15,7 @@
 //! QoS, security context), [`probes`], [`lifecycle`] (hooks), [`backoff`] (crash loops
 //! and image pulls). A real node: [`machine`] (capacity, starting its runtime),
 //! [`containerd`] (the private containerd and image import), [`cni`] (pod networking
-//! config), [`oci`] (images built without a registry), [`runtime::cri`] (the runtime
+//! config), [`network`] (pod CIDR, host-gw routes, masquerade, node IP), [`oci`] (images built without a registry), [`runtime::cri`] (the runtime
 //! over CRI gRPC). Serving the node: [`server`] (the node's HTTPS server: logs, exec,
 //! attach, port-forward).
 
@@ -30,6 +30,7 @@ pub mod error;
 pub mod ipam;
 pub mod lifecycle;
 pub mod machine;
+pub mod network;
 pub mod node;
 pub mod oci;
 pub mod podstatus;

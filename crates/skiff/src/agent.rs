@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use skiff_agent::config::{self, NodeTemplate, Timing};
+use skiff_agent::ipam::Ipv4Cidr;
 use skiff_agent::machine::{self, Machine};
+use skiff_agent::network::{masquerade, nodeip, podcidr, routes};
 use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
 use skiff_agent::runtime::Runtime;
@@ -45,15 +47,18 @@ pub struct AgentArgs {
     /// `PREFIX-0`, `PREFIX-1`, ... (default: sim).
     #[arg(long)]
     node_name: Option<String>,
-    /// The node's address (default: the address of the interface of the default route).
+    /// The node's address, which other nodes route this node's pods through (default: the
+    /// first global IPv4 of the default route's interface; with no default route, of the
+    /// lowest-index interface that is up).
     #[arg(long)]
     node_ip: Option<IpAddr>,
     /// Use this CRI socket (unix:///path) instead of starting containerd.
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
-    /// The real node's pod CIDR.
-    #[arg(long, default_value = machine::DEFAULT_POD_CIDR)]
-    pod_cidr: String,
+    /// The real node's pod CIDR, registered with the Node instead of waiting for the
+    /// server's node-ipam-controller to assign one (a pod CIDR the Node already has wins).
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// Extra node labels: key=value,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -64,7 +69,8 @@ pub struct AgentArgs {
     /// resources such as nvidia.com/gpu=4 too).
     #[arg(long)]
     capacity: Option<String>,
-    /// The range simulated pod addresses come from; node i gets its i-th subnet.
+    /// The cluster's pod range: a real node masquerades pod traffic leaving it; simulated
+    /// node i takes its i-th subnet.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
     /// The prefix length of each simulated node's pod subnet.
@@ -89,7 +95,10 @@ pub struct RealNode {
     pub data_dir: PathBuf,
     pub name: Option<String>,
     pub address: Option<IpAddr>,
-    pub pod_cidr: String,
+    /// An explicit pod CIDR; None waits for the server to assign one.
+    pub pod_cidr: Option<String>,
+    /// The cluster's pod range (traffic leaving it is masqueraded).
+    pub cluster_cidr: String,
     pub runtime_endpoint: Option<String>,
     pub labels: String,
     pub taints: String,
@@ -101,6 +110,8 @@ pub struct RealNode {
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
 pub struct RunningNode {
     pub agent: JoinHandle<skiff_agent::Result<()>>,
+    /// Keeps the routes to other nodes' pods.
+    routes: JoinHandle<()>,
     machine: Machine,
     /// Serves while it is kept.
     _server: NodeServer,
@@ -111,6 +122,7 @@ impl RunningNode {
     /// start adopts them.
     pub async fn shutdown(self) {
         self.agent.abort();
+        self.routes.abort();
         self.machine.shutdown().await;
     }
 }
@@ -122,18 +134,35 @@ pub async fn start_real_node(
     extra_labels: &[(&str, &str)],
 ) -> Result<RunningNode> {
     let name = node.name.clone().unwrap_or_else(machine::hostname);
-    let address = node.address.or_else(skiff_apiserver::server::detect_node_ip).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let address = match node.address {
+        Some(address) => address,
+        None => detect_node_ip().await,
+    };
+    let cluster_cidr: Ipv4Cidr = node.cluster_cidr.parse().map_err(anyhow::Error::msg)?;
+    let explicit_cidr: Option<Ipv4Cidr> =
+        node.pod_cidr.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
     let agent_dir = node.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir).with_context(|| format!("creating {}", agent_dir.display()))?;
-    let mut options = machine::Options::new(agent_dir.clone(), name, address);
-    options.pod_cidr = node.pod_cidr.parse().map_err(anyhow::Error::msg)?;
-    options.runtime_endpoint = node.runtime_endpoint.clone();
-    let machine = Machine::start(&options).await?;
 
     let mut template = machine::template(&node.data_dir);
     template.labels.extend(extra_labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     template.labels.extend(config::parse_labels(&node.labels).map_err(anyhow::Error::msg)?);
     template.taints = config::parse_taints(&node.taints).map_err(anyhow::Error::msg)?;
+    // The CNI config needs the pod CIDR, which the server assigns to the registered Node.
+    let registration = podcidr::unready_node(&template, &name, address, explicit_cidr);
+    let pod_cidr = podcidr::register_and_wait(&client, &registration, Duration::from_secs(30))
+        .await
+        .context("registering the node and waiting for its pod CIDR")?;
+
+    let mut options = machine::Options::new(agent_dir.clone(), name.clone(), address);
+    options.pod_cidr = pod_cidr;
+    options.runtime_endpoint = node.runtime_endpoint.clone();
+    let machine = Machine::start(&options).await?;
+    if let Err(e) = masquerade::apply(cluster_cidr).await {
+        tracing::warn!(error = %e, "pod traffic leaving the cluster is not masqueraded (is nft installed?)");
+    }
+    let routes = tokio::spawn(routes::run(client.clone(), name, Duration::from_secs(30)));
+
     let runtime = machine.runtime.clone() as Arc<dyn Runtime>;
     let listen = SocketAddr::from(([0, 0, 0, 0], node.kubelet_port));
     let config = ServerConfig { listen, ..ServerConfig::default() };
@@ -150,7 +179,20 @@ pub async fn start_real_node(
         machine.identity.pod_cidr,
         machine.runtime.socket().display()
     );
-    Ok(RunningNode { agent: tokio::spawn(agent.run()), machine, _server: server })
+    Ok(RunningNode { agent: tokio::spawn(agent.run()), routes, machine, _server: server })
+}
+
+/// The node's IP when `--node-ip` is not given ([`nodeip`]), loopback on a machine without
+/// a global IPv4 address.
+pub async fn detect_node_ip() -> IpAddr {
+    match nodeip::detect().await {
+        Ok(Some(ip)) => IpAddr::V4(ip),
+        Ok(None) => IpAddr::from([127, 0, 0, 1]),
+        Err(e) => {
+            tracing::warn!(error = %e, "detecting the node IP failed; using the default route's source address");
+            skiff_apiserver::server::detect_node_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+        }
+    }
 }
 
 fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<NodeHandle>)> {
@@ -188,6 +230,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             name: args.node_name.clone(),
             address: args.node_ip,
             pod_cidr: args.pod_cidr.clone(),
+            cluster_cidr: args.cluster_cidr.clone(),
             runtime_endpoint: args.container_runtime_endpoint.clone(),
             labels: args.node_labels.clone(),
             taints: args.register_with_taints.clone(),

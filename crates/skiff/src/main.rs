@@ -56,9 +56,16 @@ struct ServerArgs {
     /// The range ClusterIPs are allocated from.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
-    /// This node's IP (detected from the default route when unset).
+    /// This node's IP (default: the first global IPv4 of the default route's interface;
+    /// with no default route, of the lowest-index interface that is up).
     #[arg(long)]
     node_ip: Option<IpAddr>,
+    /// The range nodes' pod CIDRs are allocated from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     #[arg(long, value_enum, default_value = "sqlite")]
     store: StoreKind,
     /// Keep store history at least this many seconds (watch resume window).
@@ -79,9 +86,9 @@ struct ServerArgs {
     /// The in-process node's name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
-    /// The in-process node's pod CIDR.
-    #[arg(long, default_value = skiff_agent::machine::DEFAULT_POD_CIDR)]
-    pod_cidr: String,
+    /// The in-process node's pod CIDR (default: assigned by the controller manager).
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// Use this CRI socket (unix:///path) instead of starting containerd.
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
@@ -114,13 +121,20 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.listen = SocketAddr::new(args.bind_address, args.https_listen_port);
     config.tls_sans = args.tls_san.clone();
     config.service_cidr = args.service_cidr.parse().map_err(anyhow::Error::msg)?;
-    config.node_ip = args.node_ip;
+    // One node IP for the API server's advertised address and the in-process node.
+    let node_ip = match args.node_ip {
+        Some(ip) => Some(ip),
+        None if args.disable_agent => None,
+        None => Some(agent::detect_node_ip().await),
+    };
+    config.node_ip = node_ip;
+    let cluster_cidr = skiff_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask_size)?;
     let server = skiff_apiserver::start(config, store).await?;
     if !args.disable_scheduler {
         scheduler::spawn_in_server(&server.kubeconfig).await?;
     }
     if !args.disable_controllers {
-        controllers::spawn_in_server(&server.kubeconfig, &server.pki.ca_cert_pem).await?;
+        controllers::spawn_in_server(&server.kubeconfig, &server.pki.ca_cert_pem, cluster_cidr).await?;
     }
     let node = if args.disable_agent {
         None
@@ -129,8 +143,9 @@ async fn server(args: ServerArgs) -> Result<()> {
         let node = agent::RealNode {
             data_dir: args.data_dir.clone(),
             name: args.node_name.clone(),
-            address: args.node_ip,
+            address: node_ip,
             pod_cidr: args.pod_cidr.clone(),
+            cluster_cidr: args.cluster_cidr.clone(),
             runtime_endpoint: args.container_runtime_endpoint.clone(),
             labels: String::new(),
             taints: String::new(),

@@ -1,0 +1,112 @@
+//! The pod network across nodes, on a real server and two real agents, each agent in its
+//! own network namespace with its own containerd ([`netharness`]): nodes get pod CIDRs
+//! from the server and InternalIPs from their default route; a pod reaches a pod on the
+//! other node by IP and is seen with its own address; traffic leaving the cluster CIDR is
+//! masqueraded; a deleted node's route goes away.
+
+mod netharness;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use netharness::{serial, Cluster};
+
+/// busybox httpd on :8080 with a CGI script answering the client's address as it sees it.
+const REMOTE_ADDR_SERVER: &str = "mkdir -p /www/cgi-bin && \
+     printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/addr && \
+     busybox chmod +x /www/cgi-bin/addr && exec httpd -f -p 8080 -h /www";
+
+/// Runs `wget -qO- URL` in `pod` until it answers, for up to a minute (routes arrive
+/// asynchronously); returns the body.
+fn wget(cluster: &Cluster, pod: &str, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = cluster.exec(pod, &["wget", "-qO-", "-T", "5", url]);
+        if output.status.success() {
+            return String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wget {url} from {pod}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_pod_reaches_a_pod_on_another_node_with_its_own_address() {
+    let _serial = serial();
+    let cluster = Cluster::start(2);
+    // The server assigned distinct pod CIDRs; the InternalIPs are the namespaces' eth0.
+    let (cidr_a, cidr_b) = (cluster.pod_cidr(0), cluster.pod_cidr(1));
+    assert!(cidr_a.starts_with("10.42.") && cidr_b.starts_with("10.42.") && cidr_a != cidr_b, "{cidr_a} {cidr_b}");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let ip = cluster.kubectl_ok(&[
+            "get",
+            "node",
+            &node.name,
+            "-o",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+        ]);
+        assert_eq!(ip, node.ip.to_string(), "node {i}");
+    }
+    // Each agent routes the other node's pod CIDR via its InternalIP, marked as its own.
+    let route_b = format!("{cidr_b} via {}", cluster.nodes[1].ip);
+    cluster.routes_until(0, |routes| routes.contains(&route_b));
+    let route_a = format!("{cidr_a} via {}", cluster.nodes[0].ip);
+    cluster.routes_until(1, |routes| routes.contains(&route_a));
+
+    let server_ip = cluster.run_pod("web", 1, REMOTE_ADDR_SERVER);
+    let client_ip = cluster.run_pod("client", 0, "exec sleep 3600");
+    assert!(server_ip.starts_with(cidr_b.trim_end_matches("0/24")), "{server_ip} in {cidr_b}");
+    assert!(client_ip.starts_with(cidr_a.trim_end_matches("0/24")), "{client_ip} in {cidr_a}");
+
+    let seen = wget(&cluster, "client", &format!("http://{server_ip}:8080/cgi-bin/addr"));
+    assert_eq!(seen.trim(), client_ip, "node B must see the client pod's address, not node A's");
+    let page = wget(&cluster, "client", &format!("http://{server_ip}:8080/"));
+    assert_eq!(page, "hello from skiff\n");
+}
+
+#[test]
+fn traffic_leaving_the_cluster_cidr_is_masqueraded() {
+    let _serial = serial();
+    let cluster = Cluster::start(2);
+    // A server outside the cluster CIDR: on the bridge address, in the root namespace.
+    let listener = TcpListener::bind((cluster.server_ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\noutside\n");
+        peer.ip()
+    });
+    cluster.run_pod("client", 0, "exec sleep 3600");
+    let body = wget(&cluster, "client", &format!("http://{}:{port}/", cluster.server_ip));
+    assert_eq!(body, "outside\n");
+    let peer = accepted.join().unwrap();
+    assert_eq!(peer.to_string(), cluster.nodes[0].ip.to_string(), "the pod's traffic leaves with node A's address");
+
+    let table = cluster.in_netns(0, &["nft", "list", "table", "ip", "skiff-nat"]);
+    assert!(table.contains("masquerade"), "{table}");
+}
+
+#[test]
+fn deleting_a_node_removes_its_route() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(2);
+    let cidr_b = cluster.pod_cidr(1);
+    cluster.routes_until(0, |routes| routes.contains(&cidr_b));
+    // A route someone else made is never touched by the agent.
+    cluster.in_netns(0, &["ip", "route", "add", "192.0.2.0/24", "via", &cluster.nodes[1].ip.to_string()]);
+
+    cluster.stop_agent(1);
+    let name_b = cluster.nodes[1].name.clone();
+    cluster.kubectl_ok(&["delete", "node", &name_b]);
+    cluster.routes_until(0, |routes| !routes.contains(&cidr_b));
+    let all = cluster.in_netns(0, &["ip", "-4", "route", "show"]);
+    assert!(all.contains("192.0.2.0/24"), "{all}");
+}
