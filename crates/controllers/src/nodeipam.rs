@@ -41,6 +41,17 @@ pub struct ClusterCidr {
     pub node_mask_size: u8,
 }
 
+impl ClusterCidr {
+    /// The range from its flags' text (`--cluster-cidr 10.42.0.0/16 --node-cidr-mask-size 24`),
+    /// checked as the allocator will use it.
+    pub fn parse(cidr: &str, node_mask_size: u8) -> Result<Self, CidrError> {
+        let cidr: Ipv4Net = cidr.parse().map_err(|_| CidrError::Invalid(cidr.to_string()))?;
+        let range = ClusterCidr { cidr, node_mask_size };
+        CidrSet::new(range)?;
+        Ok(range)
+    }
+}
+
 impl Default for ClusterCidr {
     /// k3s' defaults: 10.42.0.0/16, a /24 per node.
     fn default() -> Self {
@@ -50,6 +61,8 @@ impl Default for ClusterCidr {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CidrError {
+    #[error("{0:?} is not an IPv4 CIDR (a.b.c.d/n)")]
+    Invalid(String),
     #[error("node CIDR mask size /{mask} must be at least the cluster CIDR's /{cluster} and at most /32")]
     MaskOutsideRange { mask: u8, cluster: u8 },
     #[error("node CIDR mask size /{mask} cuts {cluster} into more than 2^16 subnets")]
@@ -327,6 +340,8 @@ mod tests {
         assert!(matches!(CidrSet::new(range("10.42.0.0/16", 8)), Err(CidrError::MaskOutsideRange { .. })));
         assert!(matches!(CidrSet::new(range("10.0.0.0/8", 25)), Err(CidrError::TooManySubnets { .. })));
         assert!(CidrSet::new(range("10.0.0.0/8", 24)).is_ok());
+        assert_eq!(ClusterCidr::parse("10.42.0.0/16", 24), Ok(ClusterCidr::default()));
+        assert!(matches!(ClusterCidr::parse("fd00::/48", 64), Err(CidrError::Invalid(_))));
     }
 
     #[test]

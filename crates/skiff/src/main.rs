@@ -86,7 +86,9 @@ struct ServerArgs {
     /// The in-process node's name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
-    /// The in-process node's pod CIDR (default: assigned by the controller manager).
+    /// The in-process node's pod CIDR (default: assigned by the controller manager; the
+    /// node waits for it, so give one with --disable-controllers and no other controller
+    /// manager).
     #[arg(long)]
     pod_cidr: Option<String>,
     /// Use this CRI socket (unix:///path) instead of starting containerd.

@@ -10,26 +10,30 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use netharness::{serial, Cluster};
+use netharness::{serial, Cluster, CLUSTER_CIDR};
 
 /// busybox httpd on :8080 with a CGI script answering the client's address as it sees it.
 const REMOTE_ADDR_SERVER: &str = "mkdir -p /www/cgi-bin && \
      printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/addr && \
      busybox chmod +x /www/cgi-bin/addr && exec httpd -f -p 8080 -h /www";
 
-/// Runs `wget -qO- URL` in `pod` until it answers, for up to a minute (routes arrive
-/// asynchronously); returns the body.
-fn wget(cluster: &Cluster, pod: &str, url: &str) -> String {
+/// GETs `http://ADDRESS:PORT/PATH` from `pod` with busybox nc (busybox-static's wget
+/// crashes in a rootfs without glibc's NSS libraries), retrying for up to a minute (routes
+/// arrive asynchronously); returns the body of the 200 answer.
+fn http_get(cluster: &Cluster, pod: &str, address: &str, port: u16, path: &str) -> String {
+    let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {address} {port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let output = cluster.exec(pod, &["wget", "-qO-", "-T", "5", url]);
-        if output.status.success() {
-            return String::from_utf8_lossy(&output.stdout).into_owned();
+        let output = cluster.exec(pod, &["sh", "-c", &script]);
+        // CGI answers end their headers with bare newlines.
+        let answer = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+        if let (true, Some((head, body))) = (output.status.success(), answer.split_once("\n\n")) {
+            assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{answer}");
+            return body.to_string();
         }
         assert!(
             Instant::now() < deadline,
-            "wget {url} from {pod}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
+            "GET {address}:{port}{path} from {pod}: {answer}{}",
             String::from_utf8_lossy(&output.stderr)
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -42,7 +46,8 @@ fn a_pod_reaches_a_pod_on_another_node_with_its_own_address() {
     let cluster = Cluster::start(2);
     // The server assigned distinct pod CIDRs; the InternalIPs are the namespaces' eth0.
     let (cidr_a, cidr_b) = (cluster.pod_cidr(0), cluster.pod_cidr(1));
-    assert!(cidr_a.starts_with("10.42.") && cidr_b.starts_with("10.42.") && cidr_a != cidr_b, "{cidr_a} {cidr_b}");
+    let prefix = CLUSTER_CIDR.trim_end_matches("0.0/16");
+    assert!(cidr_a.starts_with(prefix) && cidr_b.starts_with(prefix) && cidr_a != cidr_b, "{cidr_a} {cidr_b}");
     for (i, node) in cluster.nodes.iter().enumerate() {
         let ip = cluster.kubectl_ok(&[
             "get",
@@ -64,9 +69,11 @@ fn a_pod_reaches_a_pod_on_another_node_with_its_own_address() {
     assert!(server_ip.starts_with(cidr_b.trim_end_matches("0/24")), "{server_ip} in {cidr_b}");
     assert!(client_ip.starts_with(cidr_a.trim_end_matches("0/24")), "{client_ip} in {cidr_a}");
 
-    let seen = wget(&cluster, "client", &format!("http://{server_ip}:8080/cgi-bin/addr"));
-    assert_eq!(seen.trim(), client_ip, "node B must see the client pod's address, not node A's");
-    let page = wget(&cluster, "client", &format!("http://{server_ip}:8080/"));
+    let seen = http_get(&cluster, "client", &server_ip, 8080, "/cgi-bin/addr");
+    // httpd listens on IPv6 too, so it reports IPv4 peers as mapped addresses.
+    let seen = seen.trim().trim_start_matches("[::ffff:").trim_end_matches(']');
+    assert_eq!(seen, client_ip, "node B must see the client pod's address, not node A's");
+    let page = http_get(&cluster, "client", &server_ip, 8080, "/");
     assert_eq!(page, "hello from skiff\n");
 }
 
@@ -85,7 +92,7 @@ fn traffic_leaving_the_cluster_cidr_is_masqueraded() {
         peer.ip()
     });
     cluster.run_pod("client", 0, "exec sleep 3600");
-    let body = wget(&cluster, "client", &format!("http://{}:{port}/", cluster.server_ip));
+    let body = http_get(&cluster, "client", &cluster.server_ip.to_string(), port, "/");
     assert_eq!(body, "outside\n");
     let peer = accepted.join().unwrap();
     assert_eq!(peer.to_string(), cluster.nodes[0].ip.to_string(), "the pod's traffic leaves with node A's address");

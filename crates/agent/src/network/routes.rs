@@ -122,10 +122,17 @@ pub async fn apply(wanted: &Routes) -> Result<bool, NetworkError> {
 /// call for change, and every `resync` (to repair routes removed behind the agent's back).
 pub async fn run(client: Client, own_name: String, resync: Duration) {
     let (store, writer) = reflector::store();
-    let events = reflector(writer, watcher(Api::<Node>::all(client), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let events = reflector(writer, watcher(Api::<Node>::all(client), watcher::Config::default())).default_backoff();
     let mut events = std::pin::pin!(events);
+    // The first listing must be in the store before routes are computed from it.
+    loop {
+        match events.next().await {
+            None => return,
+            Some(Ok(watcher::Event::InitDone)) => break,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => debug!(error = %e, "node watch failed"),
+        }
+    }
     let mut tick = tokio::time::interval(resync);
     // What the table was last brought to; Node updates that change no route (heartbeats)
     // then cost nothing.
@@ -139,9 +146,6 @@ pub async fn run(client: Client, own_name: String, resync: Duration) {
             },
             _ = tick.tick() => true,
         };
-        if store.wait_until_ready().await.is_err() {
-            return;
-        }
         let wanted = desired_in(&store, &own_name);
         if !forced && applied.as_ref() == Some(&wanted) {
             continue;

@@ -1,9 +1,13 @@
 //! A multi-node cluster on one machine for network tests: a bridge in the root network
 //! namespace with an address from 10.213.N.0/24, one network namespace per node joined to
 //! it by a veth pair (the node's `eth0`, default route via the bridge), the real `skiff
-//! server --disable-agent` on the host advertising the bridge IP, and one `ip netns exec
-//! NS skiff agent --server … --token …` per node, each with its own data dir and so its
-//! own containerd, cni0, routes and nftables tables.
+//! server --disable-agent` on the host advertising the bridge IP, and one `nsenter
+//! --net=/run/netns/NS skiff agent --server … --token …` per node, each with its own data
+//! dir and so its own containerd, cni0, routes and nftables tables.
+//!
+//! Why nsenter and not `ip netns exec`: the latter also gives the command a private mount
+//! namespace with a fresh /sys, which has no /sys/fs/cgroup, and runc then fails with "no
+//! cgroup mount found in mountinfo". nsenter switches only the network namespace.
 //!
 //! Everything is removed on drop, also when a test fails: pods (through each node's CRI
 //! socket), the agents, the server, the namespaces, the bridge. Tests using a cluster hold
@@ -30,6 +34,10 @@ use skiff_testkit::{images, kubectl, ok};
 
 /// The busybox image every node has imported.
 pub const IMAGE: &str = "skiff.local/busybox:1";
+/// The cluster's pod range. Not the default 10.42.0.0/16: the bridge's traffic passes the
+/// root namespace's iptables (br_netfilter), where the CNI masquerade rules of pods other
+/// tests ran on the host's own cni0 (10.42.0.x) would rewrite our pods' packets.
+pub const CLUSTER_CIDR: &str = "10.212.0.0/16";
 /// The API server's port on the bridge IP.
 pub const API_PORT: u16 = 6443;
 
@@ -177,6 +185,7 @@ impl Cluster {
             .args(["server", "--store", "memory", "--disable-agent"])
             .args(["--bind-address", &server_ip.to_string(), "--https-listen-port", &API_PORT.to_string()])
             .args(["--node-ip", &server_ip.to_string(), "--tls-san", &server_ip.to_string()])
+            .args(["--cluster-cidr", CLUSTER_CIDR])
             .arg("--data-dir")
             .arg(&server_dir)
             .stdout(Stdio::null())
@@ -212,10 +221,12 @@ impl Cluster {
         let url = format!("https://{}:{API_PORT}", self.server_ip);
         let node = &mut self.nodes[i];
         let log = File::options().create(true).append(true).open(self.dir.path().join(format!("{}.log", node.name)));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &node.netns])
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            .arg("--")
             .arg(binary)
             .args(["agent", "--server", &url, "--token", &self.token, "--node-name", &node.name])
+            .args(["--cluster-cidr", CLUSTER_CIDR])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .env_remove("KUBECONFIG")
