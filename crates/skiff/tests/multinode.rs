@@ -58,6 +58,14 @@ fn a_pod_reaches_a_pod_on_another_node_with_its_own_address() {
         ]);
         assert_eq!(ip, node.ip.to_string(), "node {i}");
     }
+    // The agent waited for the assignment and wrote its CNI config for that subnet, without
+    // the bridge's own masquerade.
+    assert!(cluster.log("node-a").contains("waiting for the server to assign the node's pod CIDR"));
+    let conflist =
+        std::fs::read_to_string(cluster.nodes[0].data_dir.join("agent/cni/net.d/10-skiff.conflist")).unwrap();
+    let conflist: serde_json::Value = serde_json::from_str(&conflist).unwrap();
+    assert_eq!(conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], cidr_a.as_str());
+    assert_eq!(conflist["plugins"][0]["ipMasq"], false);
     // Each agent routes the other node's pod CIDR via its InternalIP, marked as its own.
     let route_b = format!("{cidr_b} via {}", cluster.nodes[1].ip);
     cluster.routes_until(0, |routes| routes.contains(&route_b));
