@@ -161,7 +161,6 @@ pub async fn start_real_node(
     if let Err(e) = masquerade::apply(cluster_cidr).await {
         tracing::warn!(error = %e, "pod traffic leaving the cluster is not masqueraded (is nft installed?)");
     }
-    let routes = tokio::spawn(routes::run(client.clone(), name, Duration::from_secs(30)));
 
     let runtime = machine.runtime.clone() as Arc<dyn Runtime>;
     let listen = SocketAddr::from(([0, 0, 0, 0], node.kubelet_port));
@@ -171,6 +170,7 @@ pub async fn start_real_node(
         .with_context(|| format!("starting the node server on {listen}"))?;
     let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
     let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
+    let routes = tokio::spawn(routes::run(client.clone(), name, Duration::from_secs(30)));
     let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
     eprintln!(
         "skiff agent: node {} ({}, pods in {}) on {}",
