@@ -209,11 +209,11 @@ fn service_ports(service: &Service, slices: &[&EndpointSlice], node: &NodeInfo) 
         return Vec::new(); // headless ("None"), unallocated or IPv6
     };
     let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
-    let mut external_ips: Vec<Ipv4Addr> =
-        spec.external_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
+    let mut external_ips: Vec<Ipv4Addr> = spec.external_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
     if kind == "LoadBalancer" {
         let ingress = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
-        external_ips.extend(ingress.iter().copied().flatten().filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()));
+        external_ips
+            .extend(ingress.iter().copied().flatten().filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()));
     }
     external_ips.sort();
     external_ips.dedup();
@@ -442,7 +442,8 @@ mod tests {
             "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}],
             "sessionAffinity": "ClientIP",
         }));
-        svc.status = Some(serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}})).expect("status"));
+        svc.status =
+            Some(serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}})).expect("status"));
         let slices = [endpoints(json!([{"addresses": ["10.42.0.5"], "nodeName": "a"}]))];
         let model = Model::build(&[svc], &slices, &NodeInfo::named("b"));
         let port = only_port(&model);

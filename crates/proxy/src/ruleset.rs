@@ -184,7 +184,8 @@ impl Ruleset {
         for endpoint in endpoints {
             let chain = format!("ep-{}__{}/{}", port.key, endpoint.ip, endpoint.port);
             let set = format!("aff-{}__{}/{}-t{seconds}", port.key, endpoint.ip, endpoint.port);
-            self.sets.insert(set.clone(), format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {seconds}s ; }}"));
+            self.sets
+                .insert(set.clone(), format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {seconds}s ; }}"));
             self.chains.insert(
                 chain.clone(),
                 vec![
@@ -343,7 +344,10 @@ mod tests {
         let set = "aff-default/web/tcp/p80__10.42.0.5/8080-t60";
         assert_eq!(ruleset.sets[set], "{ type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }");
         let endpoint = "ep-default/web/tcp/p80__10.42.0.5/8080";
-        assert_eq!(ruleset.chains[endpoint], [format!("update @{set} {{ ip saddr }}"), "meta l4proto tcp dnat ip to 10.42.0.5:8080".into()]);
+        assert_eq!(
+            ruleset.chains[endpoint],
+            [format!("update @{set} {{ ip saddr }}"), "meta l4proto tcp dnat ip to 10.42.0.5:8080".into()]
+        );
         let service = &ruleset.chains["svc-default/web/tcp/p80"];
         assert_eq!(service[1], format!("ip saddr @{set} goto {endpoint}"));
         assert!(service[3].starts_with("numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/p80__10.42.0.5/8080"));
@@ -351,9 +355,7 @@ mod tests {
 
     #[test]
     fn without_cluster_cidr_nothing_is_masqueraded_for_cluster_ips() {
-        let model = Model {
-            ports: [port(&[("10.42.0.5", true)])].into_iter().map(|p| (p.key.clone(), p)).collect(),
-        };
+        let model = Model { ports: [port(&[("10.42.0.5", true)])].into_iter().map(|p| (p.key.clone(), p)).collect() };
         let ruleset = Ruleset::render(&model, &RenderOptions::default());
         assert_eq!(ruleset.chains["svc-default/web/tcp/p80"], ["meta l4proto tcp dnat ip to 10.42.0.5:8080"]);
     }

@@ -92,8 +92,12 @@ pub fn partial(old: &Ruleset, new: &Ruleset) -> String {
     for name in new.chains.keys().filter(|name| !old.chains.contains_key(*name)) {
         let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
     }
-    let changed: Vec<&String> =
-        new.chains.iter().filter(|(name, rules)| old.chains.get(*name).is_some_and(|o| o != *rules)).map(|(n, _)| n).collect();
+    let changed: Vec<&String> = new
+        .chains
+        .iter()
+        .filter(|(name, rules)| old.chains.get(*name).is_some_and(|o| o != *rules))
+        .map(|(n, _)| n)
+        .collect();
     let removed: Vec<&String> = old.chains.keys().filter(|name| !new.chains.contains_key(*name)).collect();
     for name in changed.iter().chain(&removed) {
         let _ = writeln!(script, "flush chain {FAMILY} {TABLE} {name}");
