@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a node needs (containerd, runc, CNI plugins), the busybox
-# that test images are built from, and protoc (the k8s-cri crate's build needs it).
+# Installs the Debian packages a node needs (containerd, runc, CNI plugins, nftables for the
+# service proxy), the busybox that test images are built from, and protoc (the k8s-cri
+# crate's build needs it).
 # Runs `apt-get update` once, and only when something is missing.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v runc >/dev/null || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v iptables >/dev/null || missing+=(iptables)
+command -v nft >/dev/null || missing+=(nftables)
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2

@@ -18,6 +18,7 @@ use skiff_agent::runtime::Runtime;
 use skiff_agent::server::{self, NodeServer, ServerConfig};
 use skiff_agent::volumes::VolumeHost;
 use skiff_agent::{Agent, NodeHandle};
+use skiff_proxy::ProxyConfig;
 use tokio::task::JoinHandle;
 
 #[derive(Parser)]
@@ -64,9 +65,13 @@ pub struct AgentArgs {
     /// resources such as nvidia.com/gpu=4 too).
     #[arg(long)]
     capacity: Option<String>,
-    /// The range simulated pod addresses come from; node i gets its i-th subnet.
+    /// The cluster's pod address range: the service proxy masquerades traffic to
+    /// Service IPs from outside it; simulated node i gets its i-th subnet.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// Do not run the service proxy (nftables rules for Services) on the real node.
+    #[arg(long)]
+    disable_kube_proxy: bool,
     /// The prefix length of each simulated node's pod subnet.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -96,11 +101,21 @@ pub struct RealNode {
     pub timing: Timing,
     /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
     pub kubelet_port: u16,
+    /// The service proxy's settings; None runs none (--disable-kube-proxy).
+    pub proxy: Option<ProxySettings>,
+}
+
+/// What the node's service proxy needs beyond the node.
+pub struct ProxySettings {
+    /// The cluster CIDR (--cluster-cidr).
+    pub cluster_cidr: String,
 }
 
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
 pub struct RunningNode {
     pub agent: JoinHandle<skiff_agent::Result<()>>,
+    /// The service proxy, unless disabled.
+    proxy: Option<JoinHandle<()>>,
     machine: Machine,
     /// Serves while it is kept.
     _server: NodeServer,
@@ -111,6 +126,9 @@ impl RunningNode {
     /// start adopts them.
     pub async fn shutdown(self) {
         self.agent.abort();
+        if let Some(proxy) = self.proxy {
+            proxy.abort();
+        }
         self.machine.shutdown().await;
     }
 }
@@ -142,6 +160,10 @@ pub async fn start_real_node(
         .with_context(|| format!("starting the node server on {listen}"))?;
     let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
     let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
+    let proxy = match &node.proxy {
+        Some(settings) => Some(start_proxy(client.clone(), &machine.identity.name, settings).await?),
+        None => None,
+    };
     let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
     eprintln!(
         "skiff agent: node {} ({}, pods in {}) on {}",
@@ -150,7 +172,19 @@ pub async fn start_real_node(
         machine.identity.pod_cidr,
         machine.runtime.socket().display()
     );
-    Ok(RunningNode { agent: tokio::spawn(agent.run()), machine, _server: server })
+    Ok(RunningNode { agent: tokio::spawn(agent.run()), proxy, machine, _server: server })
+}
+
+/// Starts the node's service proxy, once nft is known to work here.
+async fn start_proxy(client: kube::Client, node: &str, settings: &ProxySettings) -> Result<JoinHandle<()>> {
+    let mut config = ProxyConfig::new(node);
+    config.cluster_cidr = Some(settings.cluster_cidr.parse().map_err(anyhow::Error::msg).context("--cluster-cidr")?);
+    config
+        .nft
+        .run(&["--version"], None)
+        .await
+        .context("the service proxy needs nft (install nftables, or pass --disable-kube-proxy)")?;
+    Ok(tokio::spawn(skiff_proxy::run(client, config)))
 }
 
 fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<NodeHandle>)> {
@@ -193,6 +227,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             taints: args.register_with_taints.clone(),
             timing,
             kubelet_port: args.kubelet_port,
+            proxy: (!args.disable_kube_proxy).then(|| ProxySettings { cluster_cidr: args.cluster_cidr.clone() }),
         };
         let mut running = start_real_node(client, node, &[]).await?;
         let outcome = tokio::select! {

@@ -56,6 +56,13 @@ struct ServerArgs {
     /// The range ClusterIPs are allocated from.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// The cluster's pod address range (the service proxy masquerades traffic to Service
+    /// IPs from outside it).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Do not run the service proxy on the in-process node.
+    #[arg(long)]
+    disable_kube_proxy: bool,
     /// This node's IP (detected from the default route when unset).
     #[arg(long)]
     node_ip: Option<IpAddr>,
@@ -136,6 +143,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             taints: String::new(),
             timing: skiff_agent::config::Timing::default(),
             kubelet_port: args.kubelet_port,
+            proxy: (!args.disable_kube_proxy).then(|| agent::ProxySettings { cluster_cidr: args.cluster_cidr.clone() }),
         };
         let role = [("node-role.kubernetes.io/control-plane", "true")];
         Some(
