@@ -90,7 +90,8 @@ impl Ruleset {
         self.elements.entry(map).or_default().insert(key, value.to_string());
     }
 
-    fn add_port(&mut self, port: &ServicePort, options: &RenderOptions) {
+    /// Adds the objects of one service port (what a partial sync renders for a changed port).
+    pub fn add_port(&mut self, port: &ServicePort, options: &RenderOptions) {
         let key = &port.key;
         let proto = key.protocol.nft();
         let service_key = |ip| format!("{ip} . {proto} . {}", key.port);
@@ -137,8 +138,8 @@ impl Ruleset {
             }
         }
 
-        for endpoint in port.cluster_endpoints.iter().chain(&port.local_endpoints) {
-            self.element(Map::Hairpin, format!("{} . {}", endpoint.ip, endpoint.ip), "");
+        for key in hairpin_keys(port) {
+            self.element(Map::Hairpin, key, "");
         }
     }
 
@@ -205,6 +206,12 @@ impl Ruleset {
         });
         rules
     }
+}
+
+/// The hairpin set members one port needs: each of its endpoint addresses, once.
+/// Several ports may need the same member; [`crate::sync`] counts them.
+pub fn hairpin_keys(port: &ServicePort) -> std::collections::BTreeSet<String> {
+    port.cluster_endpoints.iter().chain(&port.local_endpoints).map(|e| format!("{} . {}", e.ip, e.ip)).collect()
 }
 
 pub fn chain_name(kind: &str, key: &PortKey) -> String {

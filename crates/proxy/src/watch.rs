@@ -43,7 +43,7 @@ impl ProxyConfig {
             cluster_cidr: None,
             nft: Nft::default(),
             debounce: Duration::from_millis(5),
-            retry: Syncer::RETRY,
+            retry: Duration::from_secs(1),
         }
     }
 }
