@@ -33,10 +33,11 @@ pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
     let (nodes, writer) = reflector::store::<Node>();
     // Node addresses and readiness change every LoadBalancer's ingress; there are few.
-    let node_changes = reflector::reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|result| async move { result.ok().map(|_| ()) });
+    let node_changes =
+        reflector::reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .filter_map(|result| async move { result.ok().map(|_| ()) });
     let state = Arc::new(State { context, nodes });
     Controller::new(Api::<Service>::all(client), watcher::Config::default())
         .reconcile_all_on(node_changes)
@@ -90,7 +91,8 @@ async fn reconcile(service: Arc<Service>, state: Arc<State>) -> Result<Action, k
         return Ok(Action::await_change());
     }
     let is_load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
-    let wanted = if is_load_balancer { ingress_addresses(state.nodes.state().iter().map(|n| n.as_ref())) } else { Vec::new() };
+    let wanted =
+        if is_load_balancer { ingress_addresses(state.nodes.state().iter().map(|n| n.as_ref())) } else { Vec::new() };
     let current = current_ingress(&service);
     if current == wanted {
         return Ok(Action::await_change());
@@ -102,7 +104,12 @@ async fn reconcile(service: Arc<Service>, state: Arc<State>) -> Result<Action, k
     api.patch_status(&service.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     if is_load_balancer {
         let events = state.context.events.reporting_as("service-controller");
-        events.normal(reference(service.as_ref()), "EnsureLoadBalancer", "EnsuredLoadBalancer", "Ensured load balancer".into());
+        events.normal(
+            reference(service.as_ref()),
+            "EnsureLoadBalancer",
+            "EnsuredLoadBalancer",
+            "Ensured load balancer".into(),
+        );
     }
     Ok(Action::await_change())
 }

@@ -291,7 +291,7 @@ mod tests {
         assert!(ruleset.chains.is_empty());
         assert_eq!(element(&ruleset, Map::NoEndpointServices, "10.43.0.20 . tcp . 80"), Some("goto reject-chain"));
         assert_eq!(element(&ruleset, Map::NoEndpointNodePorts, "tcp . 30080"), Some("goto reject-chain"));
-        assert!(ruleset.elements.get(&Map::ServiceIps).is_none());
+        assert!(!ruleset.elements.contains_key(&Map::ServiceIps));
 
         let mut remote_only = port(&[("10.42.1.5", false)]);
         remote_only.internal_local = true;
