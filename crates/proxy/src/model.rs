@@ -195,6 +195,29 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Replaces the ports of the Service `namespace/name` after it or one of its slices
+    /// changed (`service` None: deleted), leaving every other Service's ports as they are.
+    pub fn update_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        service: Option<&Service>,
+        slices: &[&EndpointSlice],
+        node: &NodeInfo,
+    ) {
+        let key = |protocol, port| PortKey { namespace: namespace.into(), name: name.into(), protocol, port };
+        let stale: Vec<PortKey> =
+            self.ports.range(key(Protocol::Tcp, 0)..=key(Protocol::Sctp, u16::MAX)).map(|(k, _)| k.clone()).collect();
+        for key in stale {
+            self.ports.remove(&key);
+        }
+        for port in service.map(|s| service_ports(s, slices, node)).unwrap_or_default() {
+            self.ports.insert(port.key.clone(), port);
+        }
+    }
+}
+
 /// The proxied ports of one Service (none for headless and ExternalName Services).
 fn service_ports(service: &Service, slices: &[&EndpointSlice], node: &NodeInfo) -> Vec<ServicePort> {
     let (Some(spec), Some(namespace), Some(name)) =
@@ -478,6 +501,22 @@ mod tests {
         ]))];
         let model = Model::build(&[web(json!({}))], &partial, &in_z1);
         assert_eq!(only_port(&model).cluster_endpoints.len(), 2, "hints ignored unless on every endpoint");
+    }
+
+    #[test]
+    fn updating_one_service_leaves_the_others() {
+        let other = service(json!({
+            "metadata": {"namespace": "default", "name": "webz"},
+            "spec": {"clusterIP": "10.43.0.30", "ports": [{"port": 80}]},
+        }));
+        let node = NodeInfo::named("b");
+        let mut model = Model::build(&[web(json!({})), other.clone()], &[], &node);
+        let slices = [endpoints(json!([{"addresses": ["10.42.0.5"]}]))];
+        let refs: Vec<&EndpointSlice> = slices.iter().collect();
+        model.update_service("default", "web", Some(&web(json!({}))), &refs, &node);
+        assert_eq!(model, Model::build(&[web(json!({})), other.clone()], &slices, &node));
+        model.update_service("default", "web", None, &[], &node);
+        assert_eq!(model, Model::build(&[other], &[], &node));
     }
 
     #[test]
