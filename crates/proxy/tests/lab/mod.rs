@@ -4,14 +4,13 @@
 //!  client ns 192.168.77.2 ── 192.168.77.1  node ns  10.42.0.1 ── 10.42.0.5,6,7…  pods ns
 //!  (outside the cluster)     (the proxy's rules,     (endpoints: busybox httpd, one
 //!                             ip_forward, default     address each, CGI answering
-//!                             route to client)       "NAME CLIENT_ADDRESS")
+//!                             route to client)        "NAME CLIENT_ADDRESS")
 //! ```
 //!
 //! Everything is removed on drop, also when a test fails.
 
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -151,10 +150,6 @@ impl Lab {
     pub fn list_chain(&self, chain: &str) -> Result<String> {
         in_ns(&self.node, &format!("nft -a list chain ip skiff-proxy {chain}"))
     }
-}
-
-pub fn ip(text: &str) -> Ipv4Addr {
-    text.parse().expect("an IPv4 address")
 }
 
 impl Drop for Lab {
