@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a node needs (containerd, runc, CNI plugins, nftables for
-# the agent's masquerade table), the busybox that test images are built from, and protoc
-# (the k8s-cri crate's build needs it).
+# Installs the Debian packages a node needs (containerd, runc, CNI plugins, nftables for the
+# agent's masquerade table and the service proxy), the busybox that test images are built
+# from, and protoc (the k8s-cri crate's build needs it).
 # Runs `apt-get update` once, and only when something is missing.
 set -euo pipefail
 

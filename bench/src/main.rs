@@ -11,6 +11,7 @@ mod load;
 mod machine;
 mod process;
 mod proto;
+mod proxy;
 mod report;
 mod schedule;
 mod servers;
@@ -62,6 +63,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// A Deployment of 1,000 replicas on 100 simulated nodes: create → available, rolling update; controller-manager RSS.
     Deployment(deployment::DeploymentArgs),
+    /// Service proxy: full nftables sync of 1,000 Services × 10 endpoints, and one endpoint change (needs root and nft).
+    Proxy(proxy::ProxyArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -115,6 +118,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Schedule(args) => schedule::run(env, args).await?,
         Command::Deployment(args) => deployment::run(env, args).await?,
         Command::Kubectl(args) => kubectl::run(env, args).await?,
+        Command::Proxy(args) => proxy::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);

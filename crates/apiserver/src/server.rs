@@ -155,7 +155,17 @@ async fn bootstrap(api: &Api, config: &Config, advertise: SocketAddr) -> Result<
         "subsets": [{ "addresses": [{ "ip": advertise.ip().to_string() }],
             "ports": [{ "name": "https", "port": advertise.port(), "protocol": "TCP" }] }],
     });
-    ensure(api, "endpoints", Some("default"), endpoints).await
+    ensure(api, "endpoints", Some("default"), endpoints).await?;
+    // As Kubernetes' apiserver, also as an EndpointSlice: service proxies read slices.
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "kubernetes", "namespace": "default",
+            "labels": { "kubernetes.io/service-name": "kubernetes" } },
+        "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{ "addresses": [advertise.ip().to_string()], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": advertise.port(), "protocol": "TCP" }],
+    });
+    ensure(api, "endpointslices", Some("default"), slice).await
 }
 
 /// Starts serving. `store` is the opened backend.

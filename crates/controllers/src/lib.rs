@@ -33,6 +33,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod servicepods;
 pub mod statefulset;
 pub mod tainteviction;
@@ -75,6 +76,7 @@ pub const CONTROLLERS: &[Controller] = &[
     Controller { name: ttlafterfinished::NAME, run: |c| Box::pin(ttlafterfinished::run(c)) },
     Controller { name: replicaset::NAME, run: |c| Box::pin(replicaset::run(c)) },
     Controller { name: deployment::NAME, run: |c| Box::pin(deployment::run(c)) },
+    Controller { name: servicelb::NAME, run: |c| Box::pin(servicelb::run(c)) },
 ];
 
 #[derive(Clone, Debug)]

@@ -20,6 +20,7 @@ use skiff_agent::runtime::Runtime;
 use skiff_agent::server::{self, NodeServer, ServerConfig};
 use skiff_agent::volumes::VolumeHost;
 use skiff_agent::{Agent, NodeHandle};
+use skiff_proxy::ProxyConfig;
 use tokio::task::JoinHandle;
 
 #[derive(Parser)]
@@ -69,10 +70,14 @@ pub struct AgentArgs {
     /// resources such as nvidia.com/gpu=4 too).
     #[arg(long)]
     capacity: Option<String>,
-    /// The cluster's pod range: a real node masquerades pod traffic leaving it; simulated
-    /// node i takes its i-th subnet.
+    /// The cluster's pod range: a real node masquerades pod traffic leaving it, and its
+    /// service proxy masquerades traffic to Service IPs from outside it; simulated node i
+    /// takes its i-th subnet.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// Do not run the service proxy (nftables rules for Services) on the real node.
+    #[arg(long)]
+    disable_kube_proxy: bool,
     /// The prefix length of each simulated node's pod subnet.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -105,6 +110,8 @@ pub struct RealNode {
     pub timing: Timing,
     /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
     pub kubelet_port: u16,
+    /// Runs the service proxy (not with --disable-kube-proxy).
+    pub kube_proxy: bool,
 }
 
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
@@ -112,6 +119,8 @@ pub struct RunningNode {
     pub agent: JoinHandle<skiff_agent::Result<()>>,
     /// Keeps the routes to other nodes' pods.
     routes: JoinHandle<()>,
+    /// The service proxy, unless disabled.
+    proxy: Option<JoinHandle<()>>,
     machine: Machine,
     /// Serves while it is kept.
     _server: NodeServer,
@@ -123,6 +132,9 @@ impl RunningNode {
     pub async fn shutdown(self) {
         self.agent.abort();
         self.routes.abort();
+        if let Some(proxy) = self.proxy {
+            proxy.abort();
+        }
         self.machine.shutdown().await;
     }
 }
@@ -171,6 +183,10 @@ pub async fn start_real_node(
     let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
     let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
     let routes = tokio::spawn(routes::run(client.clone(), name, Duration::from_secs(30)));
+    let proxy = match node.kube_proxy {
+        true => Some(start_proxy(client.clone(), &machine.identity.name, cluster_cidr).await?),
+        false => None,
+    };
     let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
     eprintln!(
         "skiff agent: node {} ({}, pods in {}) on {}",
@@ -179,7 +195,7 @@ pub async fn start_real_node(
         machine.identity.pod_cidr,
         machine.runtime.socket().display()
     );
-    Ok(RunningNode { agent: tokio::spawn(agent.run()), routes, machine, _server: server })
+    Ok(RunningNode { agent: tokio::spawn(agent.run()), routes, proxy, machine, _server: server })
 }
 
 /// The node's IP when `--node-ip` is not given ([`nodeip`]), loopback on a machine without
@@ -193,6 +209,18 @@ pub async fn detect_node_ip() -> IpAddr {
             skiff_apiserver::server::detect_node_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
         }
     }
+}
+
+/// Starts the node's service proxy, once nft is known to work here.
+async fn start_proxy(client: kube::Client, node: &str, cluster_cidr: Ipv4Cidr) -> Result<JoinHandle<()>> {
+    let mut config = ProxyConfig::new(node);
+    config.cluster_cidr = Some(cluster_cidr.to_string().parse().map_err(anyhow::Error::msg)?);
+    config
+        .nft
+        .run(&["--version"], None)
+        .await
+        .context("the service proxy needs nft (install nftables, or pass --disable-kube-proxy)")?;
+    Ok(tokio::spawn(skiff_proxy::run(client, config)))
 }
 
 fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<NodeHandle>)> {
@@ -236,6 +264,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             taints: args.register_with_taints.clone(),
             timing,
             kubelet_port: args.kubelet_port,
+            kube_proxy: !args.disable_kube_proxy,
         };
         let mut running = start_real_node(client, node, &[]).await?;
         let outcome = tokio::select! {

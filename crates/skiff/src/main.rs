@@ -56,6 +56,9 @@ struct ServerArgs {
     /// The range ClusterIPs are allocated from.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// Do not run the service proxy on the in-process node.
+    #[arg(long)]
+    disable_kube_proxy: bool,
     /// This node's IP (default: the first global IPv4 of the default route's interface;
     /// with no default route, of the lowest-index interface that is up).
     #[arg(long)]
@@ -153,6 +156,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             taints: String::new(),
             timing: skiff_agent::config::Timing::default(),
             kubelet_port: args.kubelet_port,
+            kube_proxy: !args.disable_kube_proxy,
         };
         let role = [("node-role.kubernetes.io/control-plane", "true")];
         Some(

@@ -59,6 +59,8 @@ fn server(data: &Path) -> (Process, PathBuf) {
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
         .args(["--kubelet-port", &kubelet_port.to_string()])
+        // The service proxy would program the host's own nftables: tests keep off it.
+        .arg("--disable-kube-proxy")
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

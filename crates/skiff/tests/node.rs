@@ -110,6 +110,8 @@ async fn server_runs_pods_in_real_containers() {
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--store", "sqlite", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
         .args(["--kubelet-port", &free_port().to_string()])
+        // The service proxy would program the host's own nftables: tests keep off it.
+        .arg("--disable-kube-proxy")
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

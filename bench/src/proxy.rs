@@ -1,0 +1,148 @@
+//! `proxy`: how fast the service proxy programs nftables, in-process through skiff-proxy's
+//! `Syncer` with the real `nft` in a fresh network namespace (so the host's rules are never
+//! touched). The workload is the issue's: `--services` (1,000) Services × `--endpoints`
+//! (10) ready endpoints. Measured: a full sync (the table recreated, as at start or after
+//! an error) and a sync after one endpoint of one Service changed (a partial transaction);
+//! each from the objects to nft's exit, so model, rendering, diff and nft are all inside
+//! (for a change, the changed Service's model is rebuilt, as the proxy's sync loop does).
+//! The compute part alone (model → ruleset → script) is reported beside it.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::json;
+use skiff_proxy::{transaction, Model, Nft, NodeInfo, RenderOptions, Ruleset, SyncKind, Syncer};
+
+use crate::load::{ms, Summary};
+use crate::report::{emit, Check, Table};
+use crate::Env;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ProxyArgs {
+    /// Services in the table.
+    #[arg(long, default_value_t = 1000)]
+    services: usize,
+    /// Ready endpoints per Service.
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    /// Full syncs measured.
+    #[arg(long, default_value_t = 10)]
+    full_rounds: usize,
+    /// Single-endpoint changes measured.
+    #[arg(long, default_value_t = 100)]
+    change_rounds: usize,
+}
+
+/// A network namespace of the benchmark's own, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Result<Self> {
+        let name = format!("skiff-bench-proxy-{}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status().context("running ip netns add")?;
+        ensure!(status.success(), "ip netns add {name} failed (the proxy benchmark needs root)");
+        Ok(Namespace(name))
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn service(i: usize) -> Result<Service> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"namespace": "bench", "name": format!("svc-{i}")},
+        "spec": {"clusterIP": format!("10.43.{}.{}", i / 250, i % 250 + 1),
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]},
+    }))?)
+}
+
+/// Service `i`'s slice; `generation` shifts the first endpoint's address.
+fn slice(i: usize, endpoints: usize, generation: usize) -> Result<EndpointSlice> {
+    let addresses: Vec<_> = (0..endpoints)
+        .map(|e| {
+            let n = i * endpoints + e + if e == 0 { generation * 1_000_000 } else { 0 };
+            json!({"addresses": [format!("10.{}.{}.{}", 42 + n / 65_536 % 200, n / 256 % 256, n % 256)],
+                "conditions": {"ready": true}, "nodeName": format!("node-{}", e % 3)})
+        })
+        .collect();
+    Ok(serde_json::from_value(json!({
+        "metadata": {"namespace": "bench", "name": format!("svc-{i}-1"), "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": addresses,
+    }))?)
+}
+
+pub async fn run(_env: &Env, args: &ProxyArgs) -> Result<Vec<Check>> {
+    ensure!(args.services > 0 && args.endpoints > 0, "--services and --endpoints must be at least 1");
+    let namespace = Namespace::create()?;
+    let node = NodeInfo::named("node-0");
+    let options = RenderOptions { cluster_cidr: Some("10.42.0.0/16".parse().map_err(anyhow::Error::msg)?) };
+    let services: Vec<Service> = (0..args.services).map(service).collect::<Result<_>>()?;
+    let mut slices: Vec<EndpointSlice> =
+        (0..args.services).map(|i| slice(i, args.endpoints, 0)).collect::<Result<_>>()?;
+    let mut syncer = Syncer::new(Nft::in_namespace(&namespace.0), options.clone());
+
+    eprintln!("proxy: {} full syncs of {} services × {} endpoints", args.full_rounds, args.services, args.endpoints);
+    let mut full = Vec::new();
+    let mut compute = Vec::new();
+    let mut script_bytes = 0;
+    for _ in 0..args.full_rounds.max(1) {
+        syncer.invalidate();
+        let started = Instant::now();
+        let model = Model::build(&services, &slices, &node);
+        let kind = syncer.sync(&model).await?;
+        full.push(started.elapsed());
+        ensure!(kind == SyncKind::Full, "expected a full sync, got {kind:?}");
+        let started = Instant::now();
+        let script = transaction::full(&Ruleset::render(&Model::build(&services, &slices, &node), &options));
+        compute.push(started.elapsed());
+        script_bytes = script.len();
+    }
+
+    eprintln!("proxy: {} single-endpoint changes", args.change_rounds);
+    // As the proxy's sync loop: the changed Service's model is rebuilt, then synced.
+    let mut model = Model::build(&services, &slices, &node);
+    let mut change = Vec::new();
+    for round in 0..args.change_rounds.max(1) {
+        let i = round * 7919 % args.services;
+        slices[i] = slice(i, args.endpoints, round + 1)?;
+        let started = Instant::now();
+        model.update_service("bench", &format!("svc-{i}"), Some(&services[i]), &[&slices[i]], &node);
+        let kind = syncer.sync(&model).await?;
+        change.push(started.elapsed());
+        ensure!(kind == SyncKind::Partial, "expected a partial sync, got {kind:?}");
+    }
+    let full = Summary::of(full);
+    let compute = Summary::of(compute);
+    let change = Summary::of(change);
+
+    let title = format!(
+        "Service proxy sync, {} Services × {} endpoints (real nft, own namespace)",
+        args.services, args.endpoints
+    );
+    let mut table = Table::new(&title, &["sync", "runs", "p50", "p99", "max"]);
+    let cell = |d: Duration| format!("{:.1} ms", ms(d));
+    let row =
+        |name: &str, s: &Summary| vec![name.to_string(), s.count.to_string(), cell(s.p50), cell(s.p99), cell(s.max)];
+    table.row(row("full (table recreated)", &full));
+    table.row(row("  of which model + render (no nft)", &compute));
+    table.row(row("one endpoint changed (partial)", &change));
+    table.print();
+    emit(
+        "proxy",
+        json!({"services": args.services, "endpoints": args.endpoints, "full_script_bytes": script_bytes,
+            "full_p50_ms": ms(full.p50), "full_p99_ms": ms(full.p99), "compute_p50_ms": ms(compute.p50),
+            "change_p50_ms": ms(change.p50), "change_p99_ms": ms(change.p99)}),
+    );
+    Ok(vec![
+        Check::at_most("proxy full sync p50, 1,000 × 10 (ms)", ms(full.p50), 200.0, "ms"),
+        Check::at_most("proxy one endpoint change p50 (ms)", ms(change.p50), 10.0, "ms"),
+    ])
+}

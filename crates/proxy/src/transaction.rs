@@ -1,0 +1,256 @@
+//! nft scripts that move the kernel's `table ip skiff-proxy` to a [`Ruleset`], each one
+//! transaction for `nft -f -`: a full script that recreates the table, and a partial one
+//! that rewrites only what changed since the ruleset last programmed.
+//!
+//! A partial script orders its commands so that nothing is deleted while still referenced:
+//! new sets and chains are created first; changed and removed chains are flushed (which
+//! drops their references); stale map elements are deleted; new rules and elements are
+//! added; removed chains and sets go last. An affinity set's timeout is part of its name,
+//! so a set is only ever added or removed, never changed in place.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::ruleset::{Map, Ruleset};
+
+pub const FAMILY: &str = "ip";
+pub const TABLE: &str = "skiff-proxy";
+
+/// The fixed part of the table, as `nft` commands after `add table ip skiff-proxy`.
+///
+/// Base chains run at kube-proxy's priorities: the no-endpoint check in filter hooks
+/// before DNAT (-110, reject is not allowed in nat chains), service DNAT at dstnat for
+/// traffic arriving and for the node's own traffic, masquerade at srcnat. Masquerading
+/// is decided by mark bit 0x4000, set by `mark-for-masquerade` (kube-proxy's bit), or by
+/// the hairpin set for a pod that reached itself through a Service.
+pub const BASE: &[&str] = &[
+    "add map ip skiff-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }",
+    "add map ip skiff-proxy service-nodeports { type inet_proto . inet_service : verdict ; }",
+    "add map ip skiff-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }",
+    "add map ip skiff-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }",
+    "add set ip skiff-proxy hairpin { type ipv4_addr . ipv4_addr ; }",
+    "add chain ip skiff-proxy mark-for-masquerade",
+    "add rule ip skiff-proxy mark-for-masquerade meta mark set meta mark or 0x4000",
+    "add chain ip skiff-proxy masquerading",
+    "add rule ip skiff-proxy masquerading ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random",
+    "add rule ip skiff-proxy masquerading meta mark & 0x4000 == 0 return",
+    "add rule ip skiff-proxy masquerading meta mark set meta mark xor 0x4000",
+    "add rule ip skiff-proxy masquerading masquerade fully-random",
+    "add chain ip skiff-proxy reject-chain",
+    "add rule ip skiff-proxy reject-chain reject",
+    "add chain ip skiff-proxy endpoints-check",
+    "add rule ip skiff-proxy endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+    "add rule ip skiff-proxy endpoints-check fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports",
+    "add chain ip skiff-proxy services",
+    "add rule ip skiff-proxy services ip daddr . meta l4proto . th dport vmap @service-ips",
+    "add rule ip skiff-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports",
+    "add chain ip skiff-proxy filter-input { type filter hook input priority -110 ; }",
+    "add rule ip skiff-proxy filter-input ct state new jump endpoints-check",
+    "add chain ip skiff-proxy filter-forward { type filter hook forward priority -110 ; }",
+    "add rule ip skiff-proxy filter-forward ct state new jump endpoints-check",
+    "add chain ip skiff-proxy filter-output { type filter hook output priority -110 ; }",
+    "add rule ip skiff-proxy filter-output ct state new jump endpoints-check",
+    "add chain ip skiff-proxy nat-prerouting { type nat hook prerouting priority dstnat ; }",
+    "add rule ip skiff-proxy nat-prerouting jump services",
+    "add chain ip skiff-proxy nat-output { type nat hook output priority -100 ; }",
+    "add rule ip skiff-proxy nat-output jump services",
+    "add chain ip skiff-proxy nat-postrouting { type nat hook postrouting priority srcnat ; }",
+    "add rule ip skiff-proxy nat-postrouting jump masquerading",
+];
+
+/// A script that replaces whatever table exists with exactly `ruleset`.
+pub fn full(ruleset: &Ruleset) -> String {
+    let mut script = String::with_capacity(256 + ruleset.chains.len() * 256);
+    // `add` first so that `delete` cannot fail on a missing table.
+    let _ = writeln!(script, "add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\nadd table {FAMILY} {TABLE}");
+    for line in BASE {
+        script.push_str(line);
+        script.push('\n');
+    }
+    for (name, definition) in &ruleset.sets {
+        let _ = writeln!(script, "add set {FAMILY} {TABLE} {name} {definition}");
+    }
+    for name in ruleset.chains.keys() {
+        let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
+    }
+    for (name, rules) in &ruleset.chains {
+        add_rules(&mut script, name, rules);
+    }
+    for (map, elements) in &ruleset.elements {
+        add_elements(&mut script, "add", *map, elements.iter());
+    }
+    script
+}
+
+/// A script that changes the table programmed for `old` into one for `new`; empty when
+/// nothing changed.
+pub fn partial(old: &Ruleset, new: &Ruleset) -> String {
+    let mut script = String::new();
+    for (name, definition) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {
+        let _ = writeln!(script, "add set {FAMILY} {TABLE} {name} {definition}");
+    }
+    for name in new.chains.keys().filter(|name| !old.chains.contains_key(*name)) {
+        let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
+    }
+    let changed: Vec<&String> = new
+        .chains
+        .iter()
+        .filter(|(name, rules)| old.chains.get(*name).is_some_and(|o| o != *rules))
+        .map(|(n, _)| n)
+        .collect();
+    let removed: Vec<&String> = old.chains.keys().filter(|name| !new.chains.contains_key(*name)).collect();
+    for name in changed.iter().chain(&removed) {
+        let _ = writeln!(script, "flush chain {FAMILY} {TABLE} {name}");
+    }
+    let empty = BTreeMap::new();
+    for map in Map::ALL {
+        let (before, after) = (old.elements.get(&map).unwrap_or(&empty), new.elements.get(&map).unwrap_or(&empty));
+        // A changed value is deleted and added again.
+        let stale = before.iter().filter(|(key, value)| after.get(*key) != Some(*value));
+        add_elements(&mut script, "delete", map, stale);
+    }
+    for (name, rules) in &new.chains {
+        if old.chains.get(name) != Some(rules) {
+            add_rules(&mut script, name, rules);
+        }
+    }
+    for map in Map::ALL {
+        let (before, after) = (old.elements.get(&map).unwrap_or(&empty), new.elements.get(&map).unwrap_or(&empty));
+        let fresh = after.iter().filter(|(key, value)| before.get(*key) != Some(*value));
+        add_elements(&mut script, "add", map, fresh);
+    }
+    for name in removed {
+        let _ = writeln!(script, "delete chain {FAMILY} {TABLE} {name}");
+    }
+    for name in old.sets.keys().filter(|name| !new.sets.contains_key(*name)) {
+        let _ = writeln!(script, "delete set {FAMILY} {TABLE} {name}");
+    }
+    script
+}
+
+fn add_rules(script: &mut String, chain: &str, rules: &[String]) {
+    for rule in rules {
+        let _ = writeln!(script, "add rule {FAMILY} {TABLE} {chain} {rule}");
+    }
+}
+
+/// One `add element` / `delete element` command for all of `elements` (none if empty).
+/// Deletion names keys only.
+fn add_elements<'a>(
+    script: &mut String,
+    verb: &str,
+    map: Map,
+    elements: impl Iterator<Item = (&'a String, &'a String)>,
+) {
+    let mut first = true;
+    for (key, value) in elements {
+        if first {
+            let _ = write!(script, "{verb} element {FAMILY} {TABLE} {} {{ ", map.name());
+            first = false;
+        } else {
+            script.push_str(", ");
+        }
+        script.push_str(key);
+        if verb == "add" && !value.is_empty() {
+            let _ = write!(script, " : {value}");
+        }
+    }
+    if !first {
+        script.push_str(" }\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ruleset(chains: &[(&str, &[&str])], elements: &[(Map, &str, &str)], sets: &[&str]) -> Ruleset {
+        let mut out = Ruleset::default();
+        for (name, rules) in chains {
+            out.chains.insert(name.to_string(), rules.iter().map(|r| r.to_string()).collect());
+        }
+        for (map, key, value) in elements {
+            out.elements.entry(*map).or_default().insert(key.to_string(), value.to_string());
+        }
+        for set in sets {
+            out.sets.insert(set.to_string(), "{ type ipv4_addr ; }".into());
+        }
+        out
+    }
+
+    #[test]
+    fn full_recreates_the_table_with_everything() {
+        let wanted = ruleset(
+            &[("svc-a", &["meta l4proto tcp dnat ip to 10.42.0.5:80"])],
+            &[(Map::ServiceIps, "10.43.0.1 . tcp . 80", "goto svc-a"), (Map::Hairpin, "10.42.0.5 . 10.42.0.5", "")],
+            &["aff-x"],
+        );
+        let script = full(&wanted);
+        assert!(script.starts_with("add table ip skiff-proxy\ndelete table ip skiff-proxy\nadd table ip skiff-proxy\n"));
+        assert!(script.contains("add set ip skiff-proxy aff-x { type ipv4_addr ; }\n"));
+        assert!(script.contains("add chain ip skiff-proxy svc-a\n"));
+        assert!(script.contains("add rule ip skiff-proxy svc-a meta l4proto tcp dnat ip to 10.42.0.5:80\n"));
+        assert!(script.contains("add element ip skiff-proxy service-ips { 10.43.0.1 . tcp . 80 : goto svc-a }\n"));
+        assert!(script.contains("add element ip skiff-proxy hairpin { 10.42.0.5 . 10.42.0.5 }\n"));
+    }
+
+    #[test]
+    fn partial_of_identical_rulesets_is_empty() {
+        let same = ruleset(&[("svc-a", &["r"])], &[(Map::ServiceIps, "k", "goto svc-a")], &[]);
+        assert_eq!(partial(&same, &same), "");
+    }
+
+    #[test]
+    fn partial_rewrites_only_changed_chains_and_elements_in_a_safe_order() {
+        let old = ruleset(
+            &[("svc-a", &["a1"]), ("svc-b", &["b1"]), ("svc-gone", &["g1"])],
+            &[
+                (Map::ServiceIps, "ka", "goto svc-a"),
+                (Map::ServiceIps, "kb", "goto svc-b"),
+                (Map::ServiceIps, "kg", "goto svc-gone"),
+                (Map::Hairpin, "h1", ""),
+            ],
+            &["aff-old"],
+        );
+        let new = ruleset(
+            &[("svc-a", &["a1"]), ("svc-b", &["b2"]), ("svc-new", &["n1"])],
+            &[
+                (Map::ServiceIps, "ka", "goto svc-a"),
+                (Map::ServiceIps, "kb", "goto svc-b"),
+                (Map::ServiceIps, "kn", "goto svc-new"),
+                (Map::Hairpin, "h2", ""),
+            ],
+            &["aff-new"],
+        );
+        let script = partial(&old, &new);
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "add set ip skiff-proxy aff-new { type ipv4_addr ; }",
+                "add chain ip skiff-proxy svc-new",
+                "flush chain ip skiff-proxy svc-b",
+                "flush chain ip skiff-proxy svc-gone",
+                "delete element ip skiff-proxy service-ips { kg }",
+                "delete element ip skiff-proxy hairpin { h1 }",
+                "add rule ip skiff-proxy svc-b b2",
+                "add rule ip skiff-proxy svc-new n1",
+                "add element ip skiff-proxy service-ips { kn : goto svc-new }",
+                "add element ip skiff-proxy hairpin { h2 }",
+                "delete chain ip skiff-proxy svc-gone",
+                "delete set ip skiff-proxy aff-old",
+            ]
+        );
+        assert!(!script.contains("svc-a"), "an unchanged chain is not touched");
+    }
+
+    #[test]
+    fn a_changed_verdict_is_deleted_then_added() {
+        let old = ruleset(&[], &[(Map::NoEndpointServices, "k", "goto reject-chain")], &[]);
+        let new = ruleset(&[], &[(Map::NoEndpointServices, "k", "drop")], &[]);
+        assert_eq!(
+            partial(&old, &new),
+            "delete element ip skiff-proxy no-endpoint-services { k }\nadd element ip skiff-proxy no-endpoint-services { k : drop }\n"
+        );
+    }
+}
