@@ -8,7 +8,7 @@
 //! pure) → [`ruleset`] (chains, sets and map elements, pure) → [`transaction`] (full or
 //! partial nft script, pure) → [`nft`] (runs `nft -f -`); [`sync`] ties the last three
 //! together and remembers what the kernel holds. The table layout is described in
-//! docs/adr/0014-service-proxy-nftables.md.
+//! docs/adr/0015-service-proxy-nftables.md.
 
 pub mod model;
 pub mod nft;
