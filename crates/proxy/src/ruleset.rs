@@ -103,7 +103,7 @@ impl Ruleset {
         } else {
             let chain = chain_name("svc", key);
             let mut rules = Vec::new();
-            if let Some(cidr) = options.cluster_cidr {
+            if let Some(cidr) = options.cluster_cidr.map(|cidr| cidr.trunc()) {
                 rules.push(format!("ip daddr {} ip saddr != {cidr} jump mark-for-masquerade", port.cluster_ip));
             }
             rules.extend(self.spread(port, internal));
@@ -157,7 +157,7 @@ impl Ruleset {
             let everywhere = chain_name("clu", &port.key);
             let spread = self.spread(port, &port.cluster_endpoints);
             self.chains.insert(everywhere.clone(), spread);
-            if let Some(cidr) = options.cluster_cidr {
+            if let Some(cidr) = options.cluster_cidr.map(|cidr| cidr.trunc()) {
                 rules.push(format!("ip saddr {cidr} goto {everywhere}"));
             }
             rules.push("fib saddr type local jump mark-for-masquerade".to_string());

@@ -214,7 +214,7 @@ pub async fn detect_node_ip() -> IpAddr {
 /// Starts the node's service proxy, once nft is known to work here.
 async fn start_proxy(client: kube::Client, node: &str, cluster_cidr: Ipv4Cidr) -> Result<JoinHandle<()>> {
     let mut config = ProxyConfig::new(node);
-    config.cluster_cidr = Some(cluster_cidr.to_string().parse().map_err(anyhow::Error::msg)?);
+    config.cluster_cidr = Some(skiff_proxy::Ipv4Cidr::new(cluster_cidr.network(), cluster_cidr.prefix())?);
     config
         .nft
         .run(&["--version"], None)
