@@ -8,7 +8,6 @@ mod netharness;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
 
 use netharness::{serial, Cluster, CLUSTER_CIDR};
 
@@ -16,29 +15,6 @@ use netharness::{serial, Cluster, CLUSTER_CIDR};
 const REMOTE_ADDR_SERVER: &str = "mkdir -p /www/cgi-bin && \
      printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/addr && \
      busybox chmod +x /www/cgi-bin/addr && exec httpd -f -p 8080 -h /www";
-
-/// GETs `http://ADDRESS:PORT/PATH` from `pod` with busybox nc (busybox-static's wget
-/// crashes in a rootfs without glibc's NSS libraries), retrying for up to a minute (routes
-/// arrive asynchronously); returns the body of the 200 answer.
-fn http_get(cluster: &Cluster, pod: &str, address: &str, port: u16, path: &str) -> String {
-    let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {address} {port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = cluster.exec(pod, &["sh", "-c", &script]);
-        // CGI answers end their headers with bare newlines.
-        let answer = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
-        if let (true, Some((head, body))) = (output.status.success(), answer.split_once("\n\n")) {
-            assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{answer}");
-            return body.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {address}:{port}{path} from {pod}: {answer}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[test]
 fn a_pod_reaches_a_pod_on_another_node_with_its_own_address() {
@@ -77,11 +53,11 @@ fn a_pod_reaches_a_pod_on_another_node_with_its_own_address() {
     assert!(server_ip.starts_with(cidr_b.trim_end_matches("0/24")), "{server_ip} in {cidr_b}");
     assert!(client_ip.starts_with(cidr_a.trim_end_matches("0/24")), "{client_ip} in {cidr_a}");
 
-    let seen = http_get(&cluster, "client", &server_ip, 8080, "/cgi-bin/addr");
+    let seen = cluster.http_get("client", &server_ip, 8080, "/cgi-bin/addr");
     // httpd listens on IPv6 too, so it reports IPv4 peers as mapped addresses.
     let seen = seen.trim().trim_start_matches("[::ffff:").trim_end_matches(']');
     assert_eq!(seen, client_ip, "node B must see the client pod's address, not node A's");
-    let page = http_get(&cluster, "client", &server_ip, 8080, "/");
+    let page = cluster.http_get("client", &server_ip, 8080, "/");
     assert_eq!(page, "hello from skiff\n");
 }
 
@@ -100,7 +76,7 @@ fn traffic_leaving_the_cluster_cidr_is_masqueraded() {
         peer.ip()
     });
     cluster.run_pod("client", 0, "exec sleep 3600");
-    let body = http_get(&cluster, "client", &cluster.server_ip.to_string(), port, "/");
+    let body = cluster.http_get("client", &cluster.server_ip.to_string(), port, "/");
     assert_eq!(body, "outside\n");
     let peer = accepted.join().unwrap();
     assert_eq!(peer.to_string(), cluster.nodes[0].ip.to_string(), "the pod's traffic leaves with node A's address");

@@ -302,6 +302,29 @@ impl Cluster {
         out.split_whitespace().nth(1).unwrap_or_default().to_string()
     }
 
+    /// GETs `http://ADDRESS:PORT/PATH` from `pod` with busybox nc (busybox-static's wget
+    /// crashes in a rootfs without glibc's NSS libraries), retrying for up to a minute (routes
+    /// arrive asynchronously); returns the body of the 200 answer.
+    pub fn http_get(&self, pod: &str, address: &str, port: u16, path: &str) -> String {
+        let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {address} {port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = self.exec(pod, &["sh", "-c", &script]);
+            // CGI answers end their headers with bare newlines.
+            let answer = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+            if let (true, Some((head, body))) = (output.status.success(), answer.split_once("\n\n")) {
+                assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{answer}");
+                return body.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {address}:{port}{path} from {pod}: {answer}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// `kubectl exec POD -- command…`.
     pub fn exec(&self, pod: &str, command: &[&str]) -> Output {
         let mut args = vec!["exec", pod, "--"];
