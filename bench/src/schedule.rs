@@ -88,6 +88,10 @@ pub struct ScheduleArgs {
     /// (first binding to last), without pod creates competing for the cores.
     #[arg(long)]
     pub precreate: bool,
+    /// Also run the controller manager in the server. Off by default, as in kube-scheduler's
+    /// scheduler_perf (API server and scheduler only): every controller watches every pod.
+    #[arg(long)]
+    pub controllers: bool,
 }
 
 /// One started skiff server (without its scheduler, or whatever `disable` says).
@@ -207,7 +211,9 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
         _ => args.pods,
     };
     ensure!(workload != Workload::Preemption || !args.precreate, "the preemption workload does not pre-create");
-    let server = Server::start(env, &args.store, &["--disable-scheduler"]).await?;
+    let disabled: &[&str] =
+        if args.controllers { &["--disable-scheduler"] } else { &["--disable-scheduler", "--disable-controllers"] };
+    let server = Server::start(env, &args.store, disabled).await?;
     let http = server.client()?;
     create(&http, &server.url, "/api/v1/namespaces", &json!({"metadata": {"name": NAMESPACE}})).await?;
 
