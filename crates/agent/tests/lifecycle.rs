@@ -84,9 +84,7 @@ async fn liveness_failure_restarts(client: &kube::Client, pods: &Api<Pod>) {
     assert!(killing.iter().any(|n| n == "Container app failed liveness probe, will be restarted"), "{killing:?}");
     let unhealthy = event_notes(client, "liveness", "Unhealthy").await;
     assert!(
-        unhealthy
-            .iter()
-            .any(|n| n.starts_with("Liveness probe failed: ") && n.contains("can't open '/tmp/healthy'")),
+        unhealthy.iter().any(|n| n.starts_with("Liveness probe failed: ") && n.contains("can't open '/tmp/healthy'")),
         "{unhealthy:?}"
     );
 }
