@@ -9,6 +9,7 @@ mod kubectl;
 mod list;
 mod load;
 mod machine;
+mod pod_startup;
 mod process;
 mod proto;
 mod report;
@@ -62,6 +63,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// A Deployment of 1,000 replicas on 100 simulated nodes: create → available, rolling update; controller-manager RSS.
     Deployment(deployment::DeploymentArgs),
+    /// 100 pods on one real node (containerd): create → Running p50/p99 against raw CRI; agent RSS.
+    PodStartup(pod_startup::PodStartupArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -115,6 +118,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Schedule(args) => schedule::run(env, args).await?,
         Command::Deployment(args) => deployment::run(env, args).await?,
         Command::Kubectl(args) => kubectl::run(env, args).await?,
+        Command::PodStartup(args) => pod_startup::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);
