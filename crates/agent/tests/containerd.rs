@@ -23,7 +23,7 @@ async fn scenario(node: &RealNode) {
     let machine = &node.machine;
     let client = node.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let running = tokio::spawn(node.agent(client.clone()).run());
+    let running = node.start_agent(client.clone());
 
     // A pod serving HTTP gets an IP on the bridge and answers there.
     let web = pod(
@@ -163,7 +163,7 @@ async fn scenario(node: &RealNode) {
         .await
         .unwrap();
     assert_eq!(before.len(), 1);
-    let running = tokio::spawn(node.agent(client.clone()).run());
+    let running = node.start_agent(client.clone());
     // A new pod Running proves the new agent is at work (it synced web before, from its first list).
     let probe = pod("after-restart", json!({"name": "sleep", "image": IMAGE, "command": ["sleep", "3600"]}), "Always");
     pods.create(&PostParams::default(), &probe).await.unwrap();

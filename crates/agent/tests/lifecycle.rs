@@ -192,7 +192,7 @@ async fn graceful_termination(pods: &Api<Pod>) {
 async fn scenario(node: &RealNode) {
     let client = node.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let running = tokio::spawn(node.agent(client.clone()).run());
+    let running = node.start_agent(client.clone());
     let machine = &node.machine;
     tokio::join!(
         liveness_failure_restarts(&client, &pods),

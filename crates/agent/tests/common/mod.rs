@@ -74,6 +74,8 @@ pub struct RealNode {
     pub server: TestServer,
     pub machine: Machine,
     dir: tempfile::TempDir,
+    /// The agents started by [`RealNode::start_agent`], stopped before the cleanup.
+    agents: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl RealNode {
@@ -90,12 +92,14 @@ impl RealNode {
         let machine = Machine::start(&options)
             .await
             .expect("containerd starts (apt-get install containerd runc containernetworking-plugins)");
-        RealNode { server, machine, dir }
+        RealNode { server, machine, dir, agents: Default::default() }
     }
 
-    /// An agent for this node (see [`agent`]).
-    pub fn agent(&self, client: kube::Client) -> Agent {
-        agent(client, &self.machine, &self.dir.path().join("agent/pods"))
+    /// Runs an agent for this node (see [`agent`]) until aborted, or until [`RealNode::finish`].
+    pub fn start_agent(&self, client: kube::Client) -> tokio::task::JoinHandle<skiff_agent::Result<()>> {
+        let running = tokio::spawn(agent(client, &self.machine, &self.dir.path().join("agent/pods")).run());
+        self.agents.lock().unwrap().push(running.abort_handle());
+        running
     }
 
     pub async fn client(&self) -> kube::Client {
@@ -105,6 +109,11 @@ impl RealNode {
     /// Leaves no containers, shims or mounts behind, then fails as the test did (the
     /// outcome of `catch_unwind` around it).
     pub async fn finish(self, outcome: Result<(), Box<dyn Any + Send>>) {
+        // No agent may start containers again while they are removed.
+        for agent in self.agents.lock().unwrap().drain(..) {
+            agent.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
         if let Err(e) = self.machine.remove_all_pods().await {
             eprintln!("cleaning up pods: {e}");
         }

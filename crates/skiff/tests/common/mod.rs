@@ -113,15 +113,26 @@ impl Server {
         let _ = child.wait();
     }
 
-    /// Removes every pod sandbox (containers outlive the agent by design), then stops the server.
+    /// Kills the server first (no agent may start containers again meanwhile), removes every
+    /// pod sandbox through its containerd, which outlives it, then stops that containerd.
     pub async fn stop(mut self) {
+        self.kill9();
         if let Ok(runtime) = self.runtime() {
-            for sandbox in runtime.list_pod_sandbox(&Default::default()).await.unwrap_or_default() {
-                let _ = runtime.stop_pod_sandbox(&sandbox.id).await;
-                let _ = runtime.remove_pod_sandbox(&sandbox.id).await;
+            for _ in 0..3 {
+                for sandbox in runtime.list_pod_sandbox(&Default::default()).await.unwrap_or_default() {
+                    let _ = runtime.stop_pod_sandbox(&sandbox.id).await;
+                    let _ = runtime.remove_pod_sandbox(&sandbox.id).await;
+                }
             }
         }
-        self.interrupt();
+        let pid_file = self.data.join("agent/containerd/containerd.pid");
+        if let Ok(pid) = std::fs::read_to_string(pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Path::new(&format!("/proc/{}", pid.trim())).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// [`Server::stop`] for tests without an async runtime.
