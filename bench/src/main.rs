@@ -9,6 +9,7 @@ mod kubectl;
 mod list;
 mod load;
 mod machine;
+mod pod_startup;
 mod process;
 mod proto;
 mod proxy;
@@ -65,6 +66,8 @@ enum Command {
     Deployment(deployment::DeploymentArgs),
     /// Service proxy: full nftables sync of 1,000 Services × 10 endpoints, and one endpoint change (needs root and nft).
     Proxy(proxy::ProxyArgs),
+    /// 100 pods on one real node (containerd): create → Running p50/p99 against raw CRI; agent RSS.
+    PodStartup(pod_startup::PodStartupArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -119,6 +122,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Deployment(args) => deployment::run(env, args).await?,
         Command::Kubectl(args) => kubectl::run(env, args).await?,
         Command::Proxy(args) => proxy::run(env, args).await?,
+        Command::PodStartup(args) => pod_startup::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);

@@ -28,7 +28,7 @@ use crate::Env;
 
 /// No workload may take longer than this, from the first create to the last pod bound.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
-const NAMESPACE: &str = "bench";
+pub(crate) const NAMESPACE: &str = "bench";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -279,7 +279,8 @@ async fn run_workload(env: &Env, args: &ScheduleArgs, workload: Workload) -> Res
         last = last.max(bound.saturating_duration_since(started));
     }
     let wall = if args.precreate { last.saturating_sub(first) } else { last };
-    let running = seen.running.then(|| seen.last_running.duration_since(started));
+    let last_running = seen.running_at.values().max().copied().unwrap_or(started);
+    let running = seen.running.then(|| last_running.duration_since(started));
     Ok(Outcome {
         workload,
         nodes: args.nodes,
@@ -306,7 +307,7 @@ pub(crate) async fn create(http: &reqwest::Client, url: &str, path: &str, body: 
 }
 
 /// Runs `count` jobs on `env.clients` connections, `job(client, index)` each.
-async fn fan_out<F, Fut>(env: &Env, server: &Server, count: usize, job: F) -> Result<()>
+pub(crate) async fn fan_out<F, Fut>(env: &Env, server: &Server, count: usize, job: F) -> Result<()>
 where
     F: Fn(reqwest::Client, usize) -> Fut + Clone,
     Fut: std::future::Future<Output = Result<()>>,
@@ -480,15 +481,16 @@ async fn create_pods(env: &Env, server: &Server, workload: Workload, count: usiz
 }
 
 /// What the watch saw: when each pod was first seen bound, and Running.
-struct Seen {
-    bound: HashMap<String, Instant>,
-    running: bool,
-    last_running: Instant,
+pub(crate) struct Seen {
+    pub bound: HashMap<String, Instant>,
+    pub running: bool,
+    /// When each pod was first seen Running (if `running`).
+    pub running_at: HashMap<String, Instant>,
 }
 
 /// A watch on the benchmark's bound pods, read by a task until it has seen every pod
 /// bound (and Running, when asked).
-struct Watch {
+pub(crate) struct Watch {
     task: tokio::task::JoinHandle<Result<Seen>>,
     progress: Arc<AtomicUsize>,
     expected: usize,
@@ -497,7 +499,7 @@ struct Watch {
 impl Watch {
     /// Opens the watch before any pod exists.
     /// Counts pods whose names start with `prefix`.
-    async fn open(server: &Server, prefix: &'static str, pods: usize, running: bool) -> Result<Self> {
+    pub async fn open(server: &Server, prefix: &'static str, pods: usize, running: bool) -> Result<Self> {
         let http = server.client()?;
         // Only bound pods match: a pod's first event is its binding.
         let url =
@@ -508,8 +510,7 @@ impl Watch {
         let counter = progress.clone();
         let expected = if running { 2 * pods } else { pods };
         let task = tokio::spawn(async move {
-            let mut seen = Seen { bound: HashMap::with_capacity(pods), running, last_running: Instant::now() };
-            let mut running_pods = std::collections::HashSet::new();
+            let mut seen = Seen { bound: HashMap::with_capacity(pods), running, running_at: HashMap::new() };
             let mut buffer = Vec::new();
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
@@ -526,8 +527,8 @@ impl Watch {
                         seen.bound.insert(name.to_string(), now);
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
-                    if running && object["status"]["phase"] == "Running" && running_pods.insert(name.to_string()) {
-                        seen.last_running = now;
+                    if running && object["status"]["phase"] == "Running" && !seen.running_at.contains_key(name) {
+                        seen.running_at.insert(name.to_string(), now);
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -541,7 +542,7 @@ impl Watch {
     }
 
     /// Waits for the watch to see everything, checking that `children` keep running.
-    async fn wait(self, deadline: Instant, children: &mut [&mut Child]) -> Result<Seen> {
+    pub async fn wait(self, deadline: Instant, children: &mut [&mut Child]) -> Result<Seen> {
         let mut reported = Instant::now();
         while !self.task.is_finished() {
             for child in children.iter_mut() {

@@ -55,6 +55,9 @@ pub struct NodeHandle {
     runtime_name: OnceLock<String>,
     /// What its pod workers share, set when the agent runs.
     services: OnceLock<Arc<NodeServices>>,
+    /// When the conditions last turned healthy after the node was found not Ready (None:
+    /// healthy since the agent started).
+    healthy_since: std::sync::Mutex<Option<Timestamp>>,
 }
 
 impl NodeHandle {
@@ -67,7 +70,13 @@ impl NodeHandle {
             uid: OnceLock::new(),
             runtime_name: OnceLock::new(),
             services: OnceLock::new(),
+            healthy_since: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The lastTransitionTime of the node's healthy conditions.
+    fn healthy_since(&self, agent_start: Timestamp) -> Timestamp {
+        self.healthy_since.lock().ok().and_then(|since| *since).unwrap_or(agent_start)
     }
 
     pub fn with_pod_log_root(mut self, root: impl AsRef<Path>) -> Self {
@@ -209,6 +218,7 @@ impl Agent {
             }));
         }
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
+        let restore = restore_conditions(self.shared.clone(), self.nodes.clone());
         // As the kubelet: no container starts before the Services have been read once, or
         // it would miss the service-link variables of Services that already exist.
         let services_read = services.clone();
@@ -219,6 +229,7 @@ impl Agent {
         };
         tokio::select! {
             () = heartbeats => Ok(()),
+            () = restore => Err(Error::Config("the node watch ended".into())),
             result = pods => result,
             () = recording => Ok(()),
             () = service_watch => Err(Error::Config("the service watch ended".into())),
@@ -272,7 +283,8 @@ async fn heartbeats(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) {
                         warn!(node = node.name(), error = %e, "renewing lease failed");
                     }
                     if round > 0 && (round + index / slots).is_multiple_of(report_every) {
-                        match node::post_conditions(node_api, node.name(), shared.since, now).await {
+                        let since = node.healthy_since(shared.since);
+                        match node::post_conditions(node_api, node.name(), since, now).await {
                             Err(Error::Api(e)) if status_code(&e) == Some(404) => {
                                 drop(permit);
                                 warn!(node = node.name(), "node was deleted; registering it again");
@@ -371,6 +383,35 @@ async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
         match removed.await {
             Ok(()) => crate::podworker::remove_sandbox_logs(&node.pod_log_root, &sandbox.metadata).await,
             Err(e) => warn!(node = node.name(), error = %e, "removing an orphaned sandbox failed"),
+        }
+    }
+}
+
+/// Re-posts a node's conditions as soon as its Ready condition reads anything but True:
+/// the node lifecycle controller set it Unknown while the agent was gone or cut off, and
+/// the kubelet, comparing the Node with its own status at every update, posts it again at
+/// once rather than at the next status report.
+async fn restore_conditions(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) {
+    let ours: HashMap<&str, &NodeHandle> = nodes.iter().map(|n| (n.name(), n.as_ref())).collect();
+    let api = Api::<Node>::all(shared.client.clone());
+    let events = watcher(api.clone(), Default::default()).default_backoff().touched_objects();
+    let mut events = pin!(events);
+    while let Some(event) = events.next().await {
+        let Ok(object) = event else { continue };
+        let Some(node) = object.metadata.name.as_deref().and_then(|name| ours.get(name)) else { continue };
+        let conditions = object.status.as_ref().and_then(|s| s.conditions.as_ref());
+        let ready = conditions.and_then(|c| c.iter().find(|c| c.type_ == "Ready")).map(|c| c.status.as_str());
+        if ready.is_none_or(|status| status == "True") {
+            continue;
+        }
+        let now = Timestamp::now();
+        if let Ok(mut since) = node.healthy_since.lock() {
+            *since = Some(now);
+        }
+        info!(node = node.name(), ready = ?ready, "the node is not Ready in the API; posting its conditions");
+        let _permit = shared.writes.acquire().await;
+        if let Err(e) = node::post_conditions(&api, node.name(), now, now).await {
+            warn!(node = node.name(), error = %e, "posting node status failed");
         }
     }
 }

@@ -8,6 +8,7 @@
 //! containernetworking-plugins). Its CRI plugin needs `restrict_oom_score_adj`: without
 //! CAP_SYS_RESOURCE runc cannot lower a process's oom_score_adj, and every sandbox fails.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -67,6 +68,10 @@ impl Layout {
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
+    }
+    /// The PID of the containerd last started here, to find it if the agent was killed.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("containerd.pid")
     }
 }
 
@@ -158,11 +163,46 @@ pub struct Containerd {
     pid: watch::Receiver<u32>,
 }
 
+/// Stops a containerd that a previous agent started on this layout and left running
+/// (SIGTERM, SIGKILL after 10 s). The PID is trusted only if that process still runs our config.
+async fn stop_leftover(layout: &Layout) {
+    let Some(pid) = std::fs::read_to_string(layout.pid_file()).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        return;
+    };
+    let runs_our_config = |pid: i32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let config = layout.config();
+        cmdline.split(|b| *b == 0).any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == config)
+    };
+    if pid <= 0 || !runs_our_config(pid) {
+        return;
+    }
+    warn!(pid, "stopping the containerd a previous agent left running");
+    let target = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runs_our_config(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records the PID of the running containerd for [`stop_leftover`].
+fn write_pid(layout: &Layout, child: &Child) {
+    if let Some(pid) = child.id() {
+        if let Err(e) = std::fs::write(layout.pid_file(), pid.to_string()) {
+            warn!(error = %e, "writing containerd's PID file");
+        }
+    }
+}
+
 fn spawn(binary: &str, layout: &Layout) -> Result<Child, ContainerdError> {
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(layout.log()).map_err(io("opening the log"))?;
     let log_err = log.try_clone().map_err(io("opening the log"))?;
-    Command::new(binary)
+    let child = Command::new(binary)
         .arg("--config")
         .arg(layout.config())
         .stdin(Stdio::null())
@@ -173,7 +213,9 @@ fn spawn(binary: &str, layout: &Layout) -> Result<Child, ContainerdError> {
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ContainerdError::MissingBinary { program: binary.into() },
             _ => ContainerdError::Io { what: format!("starting {binary}"), source: e },
-        })
+        })?;
+    write_pid(layout, &child);
+    Ok(child)
 }
 
 /// Whether `program` is an executable somewhere in PATH (or a path that exists).
@@ -208,6 +250,9 @@ impl Containerd {
         }
         std::fs::create_dir_all(&layout.dir).map_err(io(format!("creating {}", layout.dir.display())))?;
         std::fs::write(layout.config(), config_toml(&layout, settings)).map_err(io("writing containerd's config"))?;
+        // An agent killed with SIGKILL leaves its containerd running (holding the metadata
+        // database): stop it first. The containers live on in their shims.
+        stop_leftover(&layout).await;
         // A socket left by a containerd that was killed would look ready before the new one is.
         let _ = std::fs::remove_file(layout.socket());
         let child = spawn(binary, &layout)?;
@@ -399,6 +444,27 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l.trim() == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    /// A process standing in for a containerd: `sh` whose arguments name `config`.
+    fn stand_in(config: &Path) -> Child {
+        Command::new("sh").args(["-c", "sleep 600", "sh", "--config"]).arg(config).kill_on_drop(true).spawn().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_containerd_left_by_a_killed_agent_is_stopped_and_no_other_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
+        std::fs::create_dir_all(&layout.dir).unwrap();
+        let mut ours = stand_in(&layout.config());
+        write_pid(&layout, &ours);
+        stop_leftover(&layout).await;
+        assert!(ours.try_wait().unwrap().is_some(), "the leftover runs on");
+
+        let mut other = stand_in(&dir.path().join("elsewhere.toml"));
+        write_pid(&layout, &other);
+        stop_leftover(&layout).await;
+        assert!(other.try_wait().unwrap().is_none(), "a process with another config was stopped");
     }
 
     #[tokio::test]

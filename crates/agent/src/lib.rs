@@ -36,6 +36,7 @@ pub mod oci;
 pub mod podstatus;
 pub mod podworker;
 pub mod probes;
+pub mod pullsecrets;
 pub mod resources;
 pub mod runtime;
 pub mod server;

@@ -163,16 +163,30 @@ impl Machine {
     /// Stops and removes every sandbox (and so every container) in the runtime: for tests
     /// and for tearing a node down, not for an agent restart (which adopts them).
     pub async fn remove_all_pods(&self) -> Result<(), RuntimeError> {
-        for sandbox in self.runtime.list_pod_sandbox(&Default::default()).await? {
-            self.runtime.stop_pod_sandbox(&sandbox.id).await?;
-            self.runtime.remove_pod_sandbox(&sandbox.id).await?;
-            crate::podworker::remove_sandbox_logs(
-                std::path::Path::new(crate::podworker::POD_LOG_ROOT),
-                &sandbox.metadata,
-            )
-            .await;
+        // containerd may refuse one sandbox for a moment (a removal under way): go on with
+        // the others and look again, a few rounds.
+        let mut last_error = None;
+        for _ in 0..5 {
+            let sandboxes = self.runtime.list_pod_sandbox(&Default::default()).await?;
+            if sandboxes.is_empty() {
+                return Ok(());
+            }
+            for sandbox in sandboxes {
+                let removed = async {
+                    self.runtime.stop_pod_sandbox(&sandbox.id).await?;
+                    self.runtime.remove_pod_sandbox(&sandbox.id).await
+                };
+                match removed.await {
+                    Ok(()) => {
+                        let root = std::path::Path::new(crate::podworker::POD_LOG_ROOT);
+                        crate::podworker::remove_sandbox_logs(root, &sandbox.metadata).await;
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        Ok(())
+        last_error.map_or(Ok(()), Err)
     }
 
     /// Stops the private containerd, if any.

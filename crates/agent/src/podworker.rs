@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container as ApiContainer, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Container as ApiContainer, ObjectReference, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+use kube::api::Api;
 use kube::runtime::reflector::Store;
 use skiff_client::events::{self, Recorder};
 use tokio::sync::Notify;
@@ -810,7 +811,17 @@ impl PodWorker {
         }
         self.event(pod, container, false, "Pull", "Pulling", format!("Pulling image \"{image}\""));
         let started = Instant::now();
-        match self.runtime.pull_image(&image, None).await {
+        let credentials = self.pull_credentials(pod).await;
+        let auths = crate::pullsecrets::for_image(&image, &credentials);
+        // Each matching credential in turn, as the kubelet; anonymous when none matches.
+        let mut pulled = self.runtime.pull_image(&image, auths.first()).await;
+        for auth in auths.iter().skip(1) {
+            if pulled.is_ok() {
+                break;
+            }
+            pulled = self.runtime.pull_image(&image, Some(auth)).await;
+        }
+        match pulled {
             Ok(_) => {
                 self.slot(init, index).pull_failed_at = None;
                 let took = go_duration(started.elapsed());
@@ -833,6 +844,39 @@ impl PodWorker {
                 Ok(false)
             }
         }
+    }
+
+    /// The registry credentials of the Secrets the pod's imagePullSecrets and its
+    /// ServiceAccount's name. Secrets that cannot be read are reported and skipped.
+    async fn pull_credentials(&self, pod: &Pod) -> Vec<(String, crate::runtime::RegistryAuth)> {
+        let Some(client) = self.node.client.clone() else { return Vec::new() };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let spec = pod.spec.as_ref();
+        let mut names: Vec<String> =
+            spec.and_then(|s| s.image_pull_secrets.as_ref()).into_iter().flatten().map(|r| r.name.clone()).collect();
+        let account = spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
+        if let Ok(Some(account)) = accounts.get_opt(&account).await {
+            names.extend(account.image_pull_secrets.into_iter().flatten().map(|r| r.name));
+        }
+        names.dedup();
+        let secrets: Api<Secret> = Api::namespaced(client, &namespace);
+        let mut credentials = Vec::new();
+        let mut missing = Vec::new();
+        for name in names.iter().filter(|n| !n.is_empty()) {
+            match secrets.get_opt(name).await {
+                Ok(Some(secret)) => credentials.extend(crate::pullsecrets::credentials_of(&secret)),
+                _ => missing.push(format!("\"{name}\"")),
+            }
+        }
+        if !missing.is_empty() {
+            let note = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            );
+            self.event(pod, None, true, "Pull", "FailedToRetrieveImagePullSecret", note);
+        }
+        credentials
     }
 
     /// Creates and starts the next instance of a container, with its probes and postStart hook.

@@ -7,42 +7,23 @@
 //!
 //! One test function: a node owns the machine's `cni0` bridge, so two would collide.
 
-use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
-use skiff_agent::machine::{Machine, Options};
-use skiff_agent::runtime::{labels, ContainerFilter, Runtime, SandboxFilter, StreamRequest};
-use skiff_testkit::{images, json, reqwest, TestServer};
+use skiff_agent::runtime::{ContainerFilter, Runtime, SandboxFilter, StreamRequest};
+use skiff_testkit::{json, reqwest};
 
 mod common;
-use common::{agent, eventually, pod, IMAGE, NODE};
+use common::{eventually, pod, running_and_ready, uid_filter, RealNode, IMAGE};
 
-fn condition(pod: &Pod, kind: &str) -> Option<String> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    conditions.iter().find(|c| c.type_ == kind).map(|c| c.status.clone())
-}
-
-async fn running_and_ready(pods: &Api<Pod>, name: &str, seconds: u64) -> Pod {
-    eventually(&format!("{name} Running and Ready"), seconds, || async {
-        let pod = pods.get(name).await.ok()?;
-        let phase = pod.status.as_ref()?.phase.clone();
-        (phase.as_deref() == Some("Running") && condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod)
-    })
-    .await
-}
-
-fn uid_filter(uid: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(labels::POD_UID.to_string(), uid.to_string())])
-}
-
-async fn scenario(server: &TestServer, machine: &Machine) {
-    let client = skiff_client::connect(server.kubeconfig(), None).await.unwrap();
+async fn scenario(node: &RealNode) {
+    let machine = &node.machine;
+    let client = node.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let running = tokio::spawn(agent(client.clone(), machine).run());
+    let running = node.start_agent(client.clone());
 
     // A pod serving HTTP gets an IP on the bridge and answers there.
     let web = pod(
@@ -182,7 +163,7 @@ async fn scenario(server: &TestServer, machine: &Machine) {
         .await
         .unwrap();
     assert_eq!(before.len(), 1);
-    let running = tokio::spawn(agent(client.clone(), machine).run());
+    let running = node.start_agent(client.clone());
     // A new pod Running proves the new agent is at work (it synced web before, from its first list).
     let probe = pod("after-restart", json!({"name": "sleep", "image": IMAGE, "command": ["sleep", "3600"]}), "Always");
     pods.create(&PostParams::default(), &probe).await.unwrap();
@@ -231,33 +212,11 @@ async fn scenario(server: &TestServer, machine: &Machine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_as_real_containers() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
-    let server = TestServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let agent_dir = dir.path().join("agent");
-    images::write_busybox(&agent_dir.join("images"), IMAGE).unwrap();
-    let options = Options::new(agent_dir, NODE.into(), "127.0.0.1".parse().unwrap());
-    let machine = Machine::start(&options)
-        .await
-        .expect("containerd starts (apt-get install containerd runc containernetworking-plugins)");
-    let images = machine.runtime.list_images().await.unwrap();
+    let node = RealNode::start().await;
+    let images = node.machine.runtime.list_images().await.unwrap();
     let tags: Vec<&String> = images.iter().flat_map(|i| i.repo_tags.iter()).collect();
     assert!(tags.iter().any(|t| *t == IMAGE), "{tags:?}");
     assert!(tags.iter().any(|t| *t == skiff_agent::oci::PAUSE_IMAGE), "{tags:?}");
-
-    let outcome = AssertUnwindSafe(scenario(&server, &machine)).catch_unwind().await;
-    // Whatever happened, leave no containers, shims or mounts behind.
-    if let Err(e) = machine.remove_all_pods().await {
-        eprintln!("cleaning up pods: {e}");
-    }
-    machine.shutdown().await;
-    if std::env::var_os("SKIFF_KEEP_TEST_DIR").is_some() {
-        eprintln!("kept {}", dir.keep().display());
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let outcome = AssertUnwindSafe(scenario(&node)).catch_unwind().await;
+    node.finish(outcome).await;
 }

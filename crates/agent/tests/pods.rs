@@ -321,3 +321,22 @@ async fn termination_messages_and_downward_api_files() {
     assert_eq!((state.exit_code, state.reason.as_deref()), (2, Some("Error")));
     assert_eq!(state.message.as_deref(), Some("3 records rejected"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_pull_secret_is_reported_and_the_pull_goes_on() {
+    let c = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let spec = json!({"imagePullSecrets": [{"name": "registry-key"}],
+        "containers": [{"name": "app", "image": "registry.example.com/app:1", "imagePullPolicy": "Always"}]});
+    pods.create(&PostParams::default(), &pod("private", spec)).await.unwrap();
+    running(&pods, "private").await;
+    let failed = eventually("a FailedToRetrieveImagePullSecret event", || async {
+        let events = events_with(&c.client, "FailedToRetrieveImagePullSecret").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(
+        failed[0].note.as_deref(),
+        Some("Unable to retrieve some image pull secrets (\"registry-key\"); attempting to pull the image may not succeed.")
+    );
+}

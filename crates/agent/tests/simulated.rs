@@ -178,3 +178,38 @@ async fn a_restarted_agent_adopts_its_nodes_and_pods() {
     eventually("the pod to be gone", || async { pods.get_opt("kept").await.ok()?.is_none().then_some(()) }).await;
     second.abort();
 }
+
+/// The node lifecycle controller marks a node Unknown when its agent stopped posting; once
+/// the agent is back, it posts Ready=True at once (not at its next status report, an hour
+/// away here), with the transition time of that change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_found_unknown_is_ready_again_at_once() {
+    let s = TestServer::start().await;
+    let client = client(&s).await;
+    let timing = Timing { status_report_interval: Duration::from_secs(3600), ..Timing::default() };
+    let running = tokio::spawn(agent(client.clone(), 1, timing, Behaviour::default()).run());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let ready = |node: &Node| {
+        let conditions = node.status.as_ref()?.conditions.as_ref()?;
+        conditions.iter().find(|c| c.type_ == "Ready").cloned()
+    };
+    let first = eventually("sim-0 Ready", || async { ready(&nodes.get("sim-0").await.ok()?) }).await;
+    assert_eq!(first.status, "True");
+
+    // What the node lifecycle controller writes for a node whose Lease went stale.
+    let unknown = json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown",
+        "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status.",
+        "lastHeartbeatTime": first.last_heartbeat_time, "lastTransitionTime": "2030-01-01T00:00:00Z"}]}});
+    let patch = kube::api::Patch::Strategic(unknown);
+    let patched_at = k8s_openapi::jiff::Timestamp::now();
+    nodes.patch_status("sim-0", &Default::default(), &patch).await.unwrap();
+    let back = eventually("sim-0 Ready=True again", || async {
+        ready(&nodes.get("sim-0").await.ok()?).filter(|c| c.status == "True")
+    })
+    .await;
+    assert_eq!(back.reason.as_deref(), Some("KubeletReady"));
+    // Times are whole seconds in the API.
+    let transition = back.last_transition_time.unwrap().0;
+    assert!(transition.as_second() >= patched_at.as_second(), "a new transition: {transition}");
+    running.abort();
+}

@@ -8,10 +8,16 @@
 //! agent at start.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use skiff_testkit::ok;
+
+mod common;
+use common::{free_port, Server, IMAGE};
+
+/// A kubectl port-forward, stopped when dropped.
 struct Process(Child);
 
 impl Drop for Process {
@@ -20,13 +26,6 @@ impl Drop for Process {
         let _ = self.0.wait();
     }
 }
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The test image, written where the agent imports images from at start.
-const IMAGE: &str = "skiff.local/busybox:1";
 
 fn kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     use std::io::Write;
@@ -46,43 +45,6 @@ fn kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option
     child.wait_with_output().unwrap()
 }
 
-fn ok(output: &Output) -> String {
-    assert!(output.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Starts `skiff server` (API server, scheduler and the in-process agent) and waits for
-/// a Ready node. Returns the process and the admin kubeconfig.
-fn server(data: &Path) -> (Process, PathBuf) {
-    skiff_testkit::images::write_busybox(&data.join("agent/images"), IMAGE).unwrap();
-    let (port, kubelet_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
-        .args(["--kubelet-port", &kubelet_port.to_string()])
-        // The service proxy would program the host's own nftables: tests keep off it.
-        .arg("--disable-kube-proxy")
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("skiff starts");
-    let process = Process(child);
-    let kubeconfig = data.join("kubeconfig.yaml");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if kubeconfig.exists() {
-            let out =
-                kubectl(&kubeconfig, &["wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"], &[], None);
-            if out.status.success() && !out.stdout.is_empty() {
-                return (process, kubeconfig);
-            }
-        }
-        assert!(Instant::now() < deadline, "no Ready node");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// A plain HTTP/1.0 GET on loopback; the whole answer, headers included.
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
@@ -97,7 +59,16 @@ fn http_get(port: u16, path: &str) -> String {
 #[test]
 fn logs_exec_attach_and_port_forward_with_real_containers() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, kc) = server(dir.path());
+    let server = Server::start(dir.path());
+    let outcome = std::panic::catch_unwind(|| scenario(&server.kubeconfig()));
+    server.stop_blocking();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn scenario(kc: &Path) {
+    let kc = kc.to_path_buf();
     let image = IMAGE.to_string();
     // httpd serves /etc: GET /hostname answers the pod's hostname.
     ok(&kubectl(

@@ -2,60 +2,17 @@
 //! its private containerd, imports the images in DATA/agent/images, registers this
 //! machine as a node, and `kubectl run` gets a real container serving HTTP on its pod IP.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use skiff_agent::runtime::cri::CriRuntime;
 use skiff_agent::runtime::Runtime;
-use skiff_testkit::{images, kubectl, ok};
+use skiff_testkit::{kubectl, ok};
 
-const IMAGE: &str = "skiff.local/busybox:1";
-
-struct ServerProcess(Child);
-
-impl ServerProcess {
-    /// Stops the server as Ctrl-C does (it stops its containerd).
-    fn interrupt(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.interrupt();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs kubectl until `check` accepts its stdout, for up to `seconds`.
-fn kubectl_until(kubeconfig: &Path, args: &[&str], seconds: u64, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let output = kubectl(kubeconfig, args, None);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() && check(&stdout) {
-            return stdout;
-        }
-        assert!(Instant::now() < deadline, "kubectl {args:?}: {stdout} {}", String::from_utf8_lossy(&output.stderr));
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+mod common;
+use common::{kubectl_until, Server, IMAGE};
 
 async fn scenario(data: &Path, kubeconfig: &Path) {
     let hostname = ok(&kubectl(kubeconfig, &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None));
@@ -104,34 +61,9 @@ async fn scenario(data: &Path, kubeconfig: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_runs_pods_in_real_containers() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
-    images::write_busybox(&data.join("agent/images"), IMAGE).unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--store", "sqlite", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
-        .args(["--kubelet-port", &free_port().to_string()])
-        // The service proxy would program the host's own nftables: tests keep off it.
-        .arg("--disable-kube-proxy")
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("skiff starts");
-    let mut server = ServerProcess(child);
-    let kubeconfig = data.join("kubeconfig.yaml");
-    kubectl_until(&kubeconfig, &["get", "nodes", "-o", "name"], 60, |s| s.starts_with("node/"));
-
-    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scenario(data, &kubeconfig))).await;
-    // Leave nothing running: pods first (containers outlive the agent by design), then the server.
-    let socket = data.join("agent/containerd/containerd.sock");
-    if let Ok(runtime) = CriRuntime::new(socket.to_str().unwrap()) {
-        for sandbox in runtime.list_pod_sandbox(&Default::default()).await.unwrap_or_default() {
-            let _ = runtime.stop_pod_sandbox(&sandbox.id).await;
-            let _ = runtime.remove_pod_sandbox(&sandbox.id).await;
-        }
-    }
-    server.interrupt();
+    let server = Server::start(dir.path());
+    let outcome = AssertUnwindSafe(scenario(dir.path(), &server.kubeconfig())).catch_unwind().await;
+    server.stop().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -413,7 +413,10 @@ impl Runtime for CriRuntime {
     }
 
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
-        let request = cri::StopContainerRequest { container_id: id.into(), timeout: timeout.as_secs() as i64 };
+        // CRI takes whole seconds: round up, so that what is left of a grace period (6 s
+        // less a few milliseconds) is not cut to a second less, as the kubelet's is not.
+        let seconds = timeout.as_millis().div_ceil(1000);
+        let request = cri::StopContainerRequest { container_id: id.into(), timeout: seconds as i64 };
         let mut request = tonic::Request::new(request);
         // The runtime waits `timeout` before SIGKILL; give the call room beyond that.
         request.set_timeout(timeout + Duration::from_secs(30));

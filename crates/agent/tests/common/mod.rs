@@ -1,19 +1,24 @@
-//! What the real-container tests share: the test image, a node on a private containerd,
-//! an agent for it with short back-offs, and polling.
+//! What the real-container tests share: the test image, a node on a private containerd
+//! (started, and cleaned up whatever the test did), an agent for it with short back-offs,
+//! and polling.
 #![allow(dead_code)]
 
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use skiff_agent::backoff::BackoffPolicy;
 use skiff_agent::config::Timing;
-use skiff_agent::machine::{self, Machine};
+use skiff_agent::machine::{self, Machine, Options};
 use skiff_agent::podworker::PodTiming;
-use skiff_agent::runtime::Runtime;
+use skiff_agent::runtime::{labels, Runtime};
+use skiff_agent::volumes::VolumeHost;
 use skiff_agent::{Agent, NodeHandle};
-use skiff_testkit::json;
+use skiff_testkit::{images, json, TestServer};
 
 pub const IMAGE: &str = "skiff.local/busybox:1";
 pub const NODE: &str = "node-1";
@@ -47,12 +52,96 @@ pub fn pod(name: &str, container: serde_json::Value, restart_policy: &str) -> Po
     .unwrap()
 }
 
-pub fn agent(client: kube::Client, machine: &Machine) -> Agent {
+/// An agent for `machine` with short back-offs, its pods' volumes under `pods_dir`.
+pub fn agent(client: kube::Client, machine: &Machine, pods_dir: &std::path::Path) -> Agent {
     let node = NodeHandle::new(machine.identity.clone(), machine.runtime.clone() as Arc<dyn Runtime>);
     let template = machine::template(std::path::Path::new("/"));
     let short = BackoffPolicy { initial: Duration::from_millis(500), max: Duration::from_secs(2) };
-    let pod_timing =
-        PodTiming { backoff: short, pull_backoff: short, relist: Duration::from_millis(500), ..PodTiming::default() };
+    let pod_timing = PodTiming {
+        backoff: short,
+        pull_backoff: short,
+        relist: Duration::from_millis(500),
+        volume_resync: Duration::from_secs(1),
+    };
     let timing = Timing { renew_interval: Duration::from_secs(2), ..Timing::default() };
-    Agent::new(client, template, timing, vec![node], 16).with_pod_timing(pod_timing)
+    let volumes = VolumeHost { pods_dir: pods_dir.to_path_buf(), tmpfs: true };
+    Agent::new(client, template, timing, vec![node], 16).with_pod_timing(pod_timing).with_volumes(volumes)
+}
+
+/// The API server and a real node: a private containerd on a temp data directory with the
+/// test image imported. Only one at a time on a machine: the node owns the `cni0` bridge.
+pub struct RealNode {
+    pub server: TestServer,
+    pub machine: Machine,
+    dir: tempfile::TempDir,
+    /// The agents started by [`RealNode::start_agent`], stopped before the cleanup.
+    agents: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl RealNode {
+    pub async fn start() -> RealNode {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let server = TestServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let agent_dir = dir.path().join("agent");
+        images::write_busybox(&agent_dir.join("images"), IMAGE).unwrap();
+        let options = Options::new(agent_dir, NODE.into(), "127.0.0.1".parse().unwrap());
+        let machine = Machine::start(&options)
+            .await
+            .expect("containerd starts (apt-get install containerd runc containernetworking-plugins)");
+        RealNode { server, machine, dir, agents: Default::default() }
+    }
+
+    /// Runs an agent for this node (see [`agent`]) until aborted, or until [`RealNode::finish`].
+    pub fn start_agent(&self, client: kube::Client) -> tokio::task::JoinHandle<skiff_agent::Result<()>> {
+        let running = tokio::spawn(agent(client, &self.machine, &self.dir.path().join("agent/pods")).run());
+        self.agents.lock().unwrap().push(running.abort_handle());
+        running
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        skiff_client::connect(self.server.kubeconfig(), None).await.unwrap()
+    }
+
+    /// Leaves no containers, shims or mounts behind, then fails as the test did (the
+    /// outcome of `catch_unwind` around it).
+    pub async fn finish(self, outcome: Result<(), Box<dyn Any + Send>>) {
+        // No agent may start containers again while they are removed.
+        for agent in self.agents.lock().unwrap().drain(..) {
+            agent.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Err(e) = self.machine.remove_all_pods().await {
+            eprintln!("cleaning up pods: {e}");
+        }
+        self.machine.shutdown().await;
+        if std::env::var_os("SKIFF_KEEP_TEST_DIR").is_some() {
+            eprintln!("kept {}", self.dir.keep().display());
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+pub fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.type_ == kind).map(|c| c.status.clone())
+}
+
+pub async fn running_and_ready(pods: &Api<Pod>, name: &str, seconds: u64) -> Pod {
+    eventually(&format!("{name} Running and Ready"), seconds, || async {
+        let pod = pods.get(name).await.ok()?;
+        let phase = pod.status.as_ref()?.phase.clone();
+        (phase.as_deref() == Some("Running") && condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod)
+    })
+    .await
+}
+
+/// CRI label filter for everything of one pod.
+pub fn uid_filter(uid: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(labels::POD_UID.to_string(), uid.to_string())])
 }
