@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use skiff_agent::config::{self, NodeTemplate, Timing};
+use skiff_agent::dns::ClusterDns;
 use skiff_agent::machine::{self, Machine};
 use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
@@ -82,6 +83,8 @@ pub struct AgentArgs {
     /// Seconds between Lease renewals of each node.
     #[arg(long, default_value_t = 10)]
     lease_renew_seconds: u64,
+    #[command(flatten)]
+    cluster: crate::dns::ClusterDnsArgs,
 }
 
 /// A real node on this machine: what `skiff agent` and `skiff server` need to start one.
@@ -96,6 +99,9 @@ pub struct RealNode {
     pub timing: Timing,
     /// The port of the node's HTTPS server (logs, exec, attach, port-forward).
     pub kubelet_port: u16,
+    /// The nameserver ClusterFirst pods get.
+    pub cluster_dns: std::net::IpAddr,
+    pub cluster_domain: String,
 }
 
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
@@ -142,7 +148,12 @@ pub async fn start_real_node(
         .with_context(|| format!("starting the node server on {listen}"))?;
     let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
     let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
-    let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
+    let dns = ClusterDns {
+        servers: vec![node.cluster_dns],
+        domain: node.cluster_domain.clone(),
+        host: skiff_dns::resolvconf::ResolvConf::host(),
+    };
+    let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes).with_cluster_dns(dns);
     eprintln!(
         "skiff agent: node {} ({}, pods in {}) on {}",
         machine.identity.name,
@@ -193,6 +204,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             taints: args.register_with_taints.clone(),
             timing,
             kubelet_port: args.kubelet_port,
+            cluster_dns: args.cluster.cluster_dns,
+            cluster_domain: args.cluster.cluster_domain.clone(),
         };
         let mut running = start_real_node(client, node, &[]).await?;
         let outcome = tokio::select! {

@@ -2,6 +2,7 @@
 
 mod agent;
 mod controllers;
+mod dns;
 mod scheduler;
 
 use std::net::{IpAddr, SocketAddr};
@@ -88,6 +89,8 @@ struct ServerArgs {
     /// The port of the in-process node's HTTPS server (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    #[command(flatten)]
+    dns: dns::DnsArgs,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -116,6 +119,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.service_cidr = args.service_cidr.parse().map_err(anyhow::Error::msg)?;
     config.node_ip = args.node_ip;
     let server = skiff_apiserver::start(config, store).await?;
+    // Before anything else can ask for Services: kube-dns keeps its address.
+    let _dns = dns::start_in_server(&server.kubeconfig, &args.dns, args.node_ip).await?;
     if !args.disable_scheduler {
         scheduler::spawn_in_server(&server.kubeconfig).await?;
     }
@@ -136,6 +141,8 @@ async fn server(args: ServerArgs) -> Result<()> {
             taints: String::new(),
             timing: skiff_agent::config::Timing::default(),
             kubelet_port: args.kubelet_port,
+            cluster_dns: args.dns.cluster.cluster_dns,
+            cluster_domain: args.dns.cluster.cluster_domain.clone(),
         };
         let role = [("node-role.kubernetes.io/control-plane", "true")];
         Some(

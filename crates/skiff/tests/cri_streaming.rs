@@ -58,7 +58,7 @@ fn server(data: &Path) -> (Process, PathBuf) {
     let (port, kubelet_port) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
-        .args(["--kubelet-port", &kubelet_port.to_string()])
+        .args(["--kubelet-port", &kubelet_port.to_string(), "--disable-dns"])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

@@ -96,6 +96,18 @@ async fn scenario(data: &Path, kubeconfig: &Path) {
     };
     assert!(body.ends_with("hello from skiff\n"), "{body}");
 
+    // ClusterFirst: the pod asks the cluster DNS, through kube-dns, with the usual search path.
+    let resolv = ok(&kubectl(kubeconfig, &["exec", "web", "--", "cat", "/etc/resolv.conf"], None));
+    assert!(resolv.contains("nameserver 10.43.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let dns_ip = ok(&kubectl(
+        kubeconfig,
+        &["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"],
+        None,
+    ));
+    assert_eq!(dns_ip, "10.43.0.10");
+
     ok(&kubectl(kubeconfig, &["delete", "pod", "web", "--wait=true", "--timeout=60s"], None));
     let runtime = CriRuntime::new(data.join("agent/containerd/containerd.sock").to_str().unwrap()).unwrap();
     assert!(runtime.list_pod_sandbox(&Default::default()).await.unwrap().is_empty());
@@ -109,7 +121,7 @@ async fn server_runs_pods_in_real_containers() {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--store", "sqlite", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
-        .args(["--kubelet-port", &free_port().to_string()])
+        .args(["--kubelet-port", &free_port().to_string(), "--cluster-dns-port", &free_port().to_string()])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())
