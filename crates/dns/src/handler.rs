@@ -51,9 +51,8 @@ impl ClusterDns {
             // Not knowing the cluster yet is not the same as a name not existing.
             return Reply::error(ResponseCode::ServFail);
         }
-        let (resolution, soa) = self.cache.read(|index| {
-            (self.answerer.resolve(index, query.name(), query.query_type()), self.answerer.soa(index.serial))
-        });
+        let (resolution, serial) =
+            self.cache.read(|index| (self.answerer.resolve(index, query.name(), query.query_type()), index.serial));
         let mut reply = Reply {
             code: if resolution.nxdomain { ResponseCode::NXDomain } else { ResponseCode::NoError },
             authoritative: true,
@@ -69,7 +68,7 @@ impl ClusterDns {
             }
         }
         if reply.answers.is_empty() {
-            reply.authority.push(soa);
+            reply.authority.push(self.answerer.soa(serial));
         }
         reply
     }

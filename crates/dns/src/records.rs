@@ -261,3 +261,116 @@ impl Answerer {
 fn endpoint_label(endpoint: &EndpointEntry) -> String {
     endpoint.hostname.clone().unwrap_or_else(|| dashed_ip(endpoint.ip))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use serde_json::json;
+
+    use super::*;
+    use crate::index::Indexed;
+
+    fn answerer() -> Answerer {
+        Answerer::new(Zone::new("cluster.local"), 5)
+    }
+
+    fn index() -> Index {
+        let mut index = Index::default();
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "ns"}})).unwrap();
+        namespace.apply(&mut index);
+        let services = [
+            json!({"metadata": {"name": "dual", "namespace": "ns"}, "spec": {"clusterIP": "10.43.0.20",
+                "clusterIPs": ["10.43.0.20", "fd00::20"], "ports": [{"name": "http", "port": 80}]}}),
+            json!({"metadata": {"name": "head", "namespace": "ns"}, "spec": {"clusterIP": "None",
+                "ports": [{"name": "http", "port": 80}]}}),
+            json!({"metadata": {"name": "ext", "namespace": "ns"}, "spec": {"type": "ExternalName",
+                "externalName": "db.example.com."}}),
+        ];
+        for service in services {
+            serde_json::from_value::<Service>(service).unwrap().apply(&mut index);
+        }
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "head-1", "namespace": "ns", "labels": {"kubernetes.io/service-name": "head"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.42.0.7"], "hostname": "h0"}, {"addresses": ["10.42.0.8"]}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }))
+        .unwrap();
+        slice.apply(&mut index);
+        index
+    }
+
+    fn name(text: &str) -> Name {
+        Name::from_ascii(text).unwrap()
+    }
+
+    fn rdata(resolution: &Resolution) -> Vec<String> {
+        let mut all: Vec<String> = resolution.answers.iter().map(|r| r.data().to_string()).collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn dual_stack_services_answer_each_family() {
+        let (a, index) = (answerer(), index());
+        let v4 = a.resolve(&index, &name("dual.ns.svc.cluster.local."), RecordType::A);
+        assert_eq!(rdata(&v4), vec!["10.43.0.20"]);
+        assert_eq!(v4.answers[0].ttl(), 5);
+        let v6 = a.resolve(&index, &name("dual.ns.svc.cluster.local."), RecordType::AAAA);
+        assert_eq!(rdata(&v6), vec!["fd00::20"]);
+        let txt = a.resolve(&index, &name("dual.ns.svc.cluster.local."), RecordType::TXT);
+        assert!(!txt.nxdomain && txt.answers.is_empty(), "NODATA for other types");
+    }
+
+    #[test]
+    fn headless_srv_names_each_endpoint_with_its_target_port() {
+        let (a, index) = (answerer(), index());
+        let srv = a.resolve(&index, &name("_http._tcp.head.ns.svc.cluster.local."), RecordType::SRV);
+        assert_eq!(
+            rdata(&srv),
+            vec!["0 50 8080 10-42-0-8.head.ns.svc.cluster.local.", "0 50 8080 h0.head.ns.svc.cluster.local."]
+        );
+        assert_eq!(srv.additionals.len(), 2);
+        let missing = a.resolve(&index, &name("_grpc._tcp.head.ns.svc.cluster.local."), RecordType::SRV);
+        assert!(missing.nxdomain);
+    }
+
+    #[test]
+    fn external_names_are_cnames_to_chase() {
+        let (a, index) = (answerer(), index());
+        let ext = a.resolve(&index, &name("ext.ns.svc.cluster.local."), RecordType::A);
+        assert_eq!(rdata(&ext), vec!["db.example.com."]);
+        assert_eq!(ext.chase, Some(name("db.example.com.")));
+        let cname = a.resolve(&index, &name("ext.ns.svc.cluster.local."), RecordType::CNAME);
+        assert_eq!(cname.chase, None);
+    }
+
+    #[test]
+    fn unknown_names_and_namespaces() {
+        let (a, index) = (answerer(), index());
+        assert!(a.resolve(&index, &name("nope.ns.svc.cluster.local."), RecordType::A).nxdomain);
+        assert!(a.resolve(&index, &name("other.svc.cluster.local."), RecordType::A).nxdomain);
+        assert!(!a.resolve(&index, &name("ns.svc.cluster.local."), RecordType::A).nxdomain);
+        assert!(!a.resolve(&index, &name("ns.pod.cluster.local."), RecordType::A).nxdomain);
+        let soa = a.resolve(&index, &name("cluster.local."), RecordType::SOA);
+        assert_eq!(rdata(&soa).len(), 1);
+        let RData::SOA(soa) = a.soa(42).data().clone() else { panic!("SOA") };
+        assert_eq!((soa.serial(), soa.minimum()), (42, 5));
+        assert_eq!(soa.rname().to_ascii(), "hostmaster.cluster.local.");
+    }
+
+    #[test]
+    fn deleting_a_slice_forgets_its_endpoints() {
+        let (a, mut index) = (answerer(), index());
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "head-1", "namespace": "ns", "labels": {"kubernetes.io/service-name": "head"}},
+            "addressType": "IPv4", "endpoints": [],
+        }))
+        .unwrap();
+        slice.delete(&mut index);
+        let head = a.resolve(&index, &name("head.ns.svc.cluster.local."), RecordType::A);
+        assert!(!head.nxdomain && head.answers.is_empty());
+        assert!(index.slices.is_empty());
+    }
+}

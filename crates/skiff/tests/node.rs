@@ -77,6 +77,18 @@ async fn scenario(data: &Path, kubeconfig: &Path) {
         None,
     ));
     kubectl_until(kubeconfig, &["get", "pod", "web", "-o", "jsonpath={.status.phase}"], 120, |s| s == "Running");
+    // ClusterFirst: the pod asks the cluster DNS, through kube-dns, with the usual search path.
+    let resolv = ok(&kubectl(kubeconfig, &["exec", "web", "--", "cat", "/etc/resolv.conf"], None));
+    assert!(resolv.contains("nameserver 10.43.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let dns_ip = ok(&kubectl(
+        kubeconfig,
+        &["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"],
+        None,
+    ));
+    assert_eq!(dns_ip, "10.43.0.10");
+
     let ip = ok(&kubectl(kubeconfig, &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"], None));
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
@@ -95,18 +107,6 @@ async fn scenario(data: &Path, kubeconfig: &Path) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(body.ends_with("hello from skiff\n"), "{body}");
-
-    // ClusterFirst: the pod asks the cluster DNS, through kube-dns, with the usual search path.
-    let resolv = ok(&kubectl(kubeconfig, &["exec", "web", "--", "cat", "/etc/resolv.conf"], None));
-    assert!(resolv.contains("nameserver 10.43.0.10"), "{resolv}");
-    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
-    assert!(resolv.contains("options ndots:5"), "{resolv}");
-    let dns_ip = ok(&kubectl(
-        kubeconfig,
-        &["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"],
-        None,
-    ));
-    assert_eq!(dns_ip, "10.43.0.10");
 
     ok(&kubectl(kubeconfig, &["delete", "pod", "web", "--wait=true", "--timeout=60s"], None));
     let runtime = CriRuntime::new(data.join("agent/containerd/containerd.sock").to_str().unwrap()).unwrap();
