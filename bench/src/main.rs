@@ -5,6 +5,7 @@
 mod client;
 mod creates;
 mod deployment;
+mod dns;
 mod kubectl;
 mod list;
 mod load;
@@ -62,6 +63,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// A Deployment of 1,000 replicas on 100 simulated nodes: create → available, rolling update; controller-manager RSS.
     Deployment(deployment::DeploymentArgs),
+    /// The cluster DNS: A queries/s over UDP against 1,000 Services, p50/p99 latency.
+    Dns(dns::DnsArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -115,6 +118,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Schedule(args) => schedule::run(env, args).await?,
         Command::Deployment(args) => deployment::run(env, args).await?,
         Command::Kubectl(args) => kubectl::run(env, args).await?,
+        Command::Dns(args) => dns::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);

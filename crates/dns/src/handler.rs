@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::xfer::Protocol;
 use hickory_server::authority::MessageResponseBuilder;
@@ -157,6 +157,13 @@ fn fit_to(limit: u16, header: &mut Header, query: &Query, reply: &mut Reply, edn
         }
         message
     };
+    // Most answers are a few short records: a bound on their size without compression
+    // spares encoding them twice.
+    let records = reply.answers.iter().chain(&reply.authority).chain(&reply.additionals);
+    let bound = records.map(size_bound).try_fold(12 + query.name().len() + 6 + 11, usize::checked_add);
+    if bound.is_some_and(|bound| bound <= usize::from(limit)) {
+        return false;
+    }
     let full = message(reply);
     // hickory-server copies the question as received, so answers cannot point back to its
     // name: the first one spells it out where this encoding has a 2-byte pointer.
@@ -184,6 +191,21 @@ fn fit_to(limit: u16, header: &mut Header, query: &Query, reply: &mut Reply, edn
     // count the OPT record among them.
     reply.additionals.clear();
     cut
+}
+
+/// At least the bytes `record` takes uncompressed (usize::MAX for types not reckoned here).
+fn size_bound(record: &Record) -> usize {
+    let name = |n: &hickory_proto::rr::Name| n.len() + 2;
+    let rdata = match record.data() {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + name(srv.target()),
+        RData::CNAME(cname) => name(&cname.0),
+        RData::NS(ns) => name(&ns.0),
+        RData::SOA(soa) => name(soa.mname()) + name(soa.rname()) + 20,
+        _ => return usize::MAX,
+    };
+    name(record.name()) + 10 + rdata
 }
 
 async fn send<'a, R: ResponseHandler>(
