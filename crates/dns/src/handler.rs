@@ -61,10 +61,15 @@ impl ClusterDns {
             additionals: resolution.additionals,
         };
         if let Some(target) = resolution.chase {
-            // An ExternalName outside the zone: the CNAME, then what upstream says of its target.
-            let chased = Query::query(target, query.query_type());
-            if let Ok(upstream) = self.forwarder.resolve(&chased).await {
-                reply.answers.extend(upstream.answers().iter().cloned());
+            // An ExternalName: the CNAME, then what the zone or upstream says of its target.
+            if self.answerer.zone.classify(&target.to_ascii()) == ZoneName::Outside {
+                let chased = Query::query(target, query.query_type());
+                if let Ok(upstream) = self.forwarder.resolve(&chased).await {
+                    reply.answers.extend(upstream.answers().iter().cloned());
+                }
+            } else {
+                let inside = self.cache.read(|index| self.answerer.resolve(index, &target, query.query_type()));
+                reply.answers.extend(inside.answers);
             }
         }
         if reply.answers.is_empty() {

@@ -344,6 +344,17 @@ async fn external_names_pods_and_forwarding() {
     assert_eq!(ips(&answer), set(&["192.0.2.7"]), "the CNAME's target, looked up upstream");
     let only_cname = udp(c.dns.addr, name, RecordType::CNAME).await;
     assert_eq!(only_cname.answers().len(), 1);
+    // A target inside the zone is answered from the cluster itself.
+    let web = create(&c.api, SERVICES, json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})).await;
+    let alias = json!({"metadata": {"name": "alias"}, "spec": {"type": "ExternalName",
+        "externalName": "web.default.svc.cluster.local"}});
+    create(&c.api, SERVICES, alias).await;
+    let web_ip = web["spec"]["clusterIP"].as_str().unwrap().to_string();
+    eventually("alias → web", WAIT, || async {
+        let m = udp(c.dns.addr, "alias.default.svc.cluster.local.", RecordType::A).await;
+        (ips(&m) == set(&[&web_ip])).then_some(())
+    })
+    .await;
 
     // Pod names carry their address.
     let pod = udp(c.dns.addr, "10-42-0-5.default.pod.cluster.local.", RecordType::A).await;
