@@ -5,6 +5,7 @@
 mod client;
 mod creates;
 mod deployment;
+mod dns;
 mod kubectl;
 mod list;
 mod load;
@@ -68,6 +69,8 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// 100 pods on one real node (containerd): create → Running p50/p99 against raw CRI; agent RSS.
     PodStartup(pod_startup::PodStartupArgs),
+    /// The cluster DNS: A queries/s over UDP against 1,000 Services, p50/p99 latency.
+    Dns(dns::DnsArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -123,6 +126,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Kubectl(args) => kubectl::run(env, args).await?,
         Command::Proxy(args) => proxy::run(env, args).await?,
         Command::PodStartup(args) => pod_startup::run(env, args).await?,
+        Command::Dns(args) => dns::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);

@@ -36,6 +36,12 @@ pub struct Skiff {
 impl Skiff {
     /// Runs `skiff server` on `data_dir` and waits for /readyz to answer 200.
     pub async fn start(bin: &Path, data_dir: &Path, store: Store, log: &Path) -> Result<Self> {
+        // The API server alone: its start time and memory, not a node's nor the DNS's.
+        Self::start_with(bin, data_dir, store, log, &["--disable-agent", "--disable-dns"]).await
+    }
+
+    /// [`Skiff::start`] with `extra` flags instead of `--disable-agent --disable-dns`.
+    pub async fn start_with(bin: &Path, data_dir: &Path, store: Store, log: &Path, extra: &[&str]) -> Result<Self> {
         let port = free_port()?;
         let mut command = Command::new(bin);
         command.arg("server").arg("--data-dir").arg(data_dir);
@@ -46,9 +52,8 @@ impl Skiff {
             "127.0.0.1",
             "--store",
             store.flag(),
-            // The API server alone: its start time and memory, not a node's.
-            "--disable-agent",
         ]);
+        command.args(extra);
         let started = Instant::now();
         let mut child = Child::spawn("skiff", command, log)?;
         // The certificates are on disk before the port is bound.

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::config::{NodeIdentity, NodeTemplate, Timing};
+use crate::dns::ClusterDns;
 use crate::error::{status_code, Error, Result};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
@@ -108,6 +109,7 @@ struct Shared {
     /// Where pods' volumes live (None: pods run without volumes, as mass-simulated nodes do).
     volumes: Option<VolumeHost>,
     pod_timing: PodTiming,
+    cluster_dns: Option<Arc<ClusterDns>>,
 }
 
 pub struct Agent {
@@ -140,12 +142,22 @@ impl Agent {
                 since: Timestamp::now(),
                 volumes: None,
                 pod_timing: PodTiming::default(),
+                cluster_dns: None,
             }),
             nodes: Arc::new(nodes.into_iter().map(Arc::new).collect()),
         }
     }
 
     /// Prepares pods' volumes (and termination-message files) under `volumes`.
+    /// Forms pods' resolv.conf per dnsPolicy from `dns` (without it the runtime's default,
+    /// the host's, is used).
+    pub fn with_cluster_dns(mut self, dns: ClusterDns) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.cluster_dns = Some(Arc::new(dns));
+        }
+        self
+    }
+
     pub fn with_volumes(mut self, volumes: VolumeHost) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.volumes = Some(volumes);
@@ -215,6 +227,7 @@ impl Agent {
                 memory_capacity,
                 timing: shared.pod_timing.clone(),
                 log_root: node.pod_log_root.clone(),
+                dns: shared.cluster_dns.clone(),
             }));
         }
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());

@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod cni;
 pub mod config;
 pub mod containerd;
+pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod error;

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::backoff::{go_duration, BackoffPolicy, CrashBackoff};
+use crate::dns::ClusterDns;
 use crate::downward::PodFacts;
 use crate::env;
 use crate::error::{Error, Result};
@@ -102,6 +103,8 @@ pub struct NodeServices {
     pub timing: PodTiming,
     /// Under which each pod's log directory is made ([`POD_LOG_ROOT`] but in tests).
     pub log_root: Arc<Path>,
+    /// How pods' resolv.conf is formed; None leaves it to the runtime (simulated nodes).
+    pub dns: Option<Arc<ClusterDns>>,
 }
 
 impl NodeServices {
@@ -119,6 +122,7 @@ impl NodeServices {
             memory_capacity: 0,
             timing: PodTiming::default(),
             log_root: Arc::from(Path::new(POD_LOG_ROOT)),
+            dns: None,
         })
     }
 }
@@ -219,7 +223,22 @@ pub fn pod_log_directory(root: &Path, namespace: &str, name: &str, uid: &str) ->
     root.join(format!("{namespace}_{name}_{uid}"))
 }
 
-fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig {
+/// The kubelet's limit on a pod's hostname: longer ones are cut, without a trailing `-`/`.`.
+const MAX_HOSTNAME_LENGTH: usize = 63;
+
+fn pod_hostname(pod: &Pod) -> String {
+    let name = pod.spec.as_ref().and_then(|s| s.hostname.clone()).filter(|h| !h.is_empty());
+    let mut hostname = name.or_else(|| pod.metadata.name.clone()).unwrap_or_default();
+    if hostname.len() > MAX_HOSTNAME_LENGTH {
+        hostname.truncate(MAX_HOSTNAME_LENGTH);
+        hostname = hostname.trim_end_matches(['-', '.']).to_string();
+    }
+    hostname
+}
+
+/// The pod's sandbox config, and warnings (reason, message) from forming its DNS.
+fn sandbox_config(pod: &Pod, attempt: u32, node: &NodeServices) -> (PodSandboxConfig, Vec<(&'static str, String)>) {
+    let log_root = &node.log_root;
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let ports = spec
@@ -237,9 +256,12 @@ fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig 
     let namespace = m.namespace.clone().unwrap_or_default();
     let name = m.name.clone().unwrap_or_default();
     let uid = m.uid.clone().unwrap_or_default();
-    PodSandboxConfig {
+    let no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+    let dns = node.dns.as_ref().map(|cluster| crate::dns::pod_dns(spec.unwrap_or(&no_spec), &namespace, cluster));
+    let warnings = dns.as_ref().map(|d| d.warnings.clone()).unwrap_or_default();
+    let config = PodSandboxConfig {
         metadata: PodSandboxMetadata { name: name.clone(), uid: uid.clone(), namespace: namespace.clone(), attempt },
-        hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone()),
+        hostname: pod_hostname(pod),
         log_directory: pod_log_directory(log_root, &namespace, &name, &uid).to_string_lossy().into_owned(),
         port_mappings: ports,
         labels: pod_labels(pod),
@@ -249,7 +271,9 @@ fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig 
             .into_iter()
             .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
             .any(|c| c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false)),
-    }
+        dns: dns.map(|d| d.config),
+    };
+    (config, warnings)
 }
 
 /// Removes the pod's log directory under `root` once the pod is gone from the API (as
@@ -490,7 +514,7 @@ impl PodWorker {
         if let Some(id) = &self.sandbox {
             match self.runtime.pod_sandbox_status(id).await {
                 Ok(status) if status.state == SandboxState::Ready => {
-                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt, &self.node.log_root)))
+                    return Ok((id.clone(), sandbox_config(pod, self.sandbox_attempt, &self.node).0))
                 }
                 _ => {
                     let id = id.clone();
@@ -507,7 +531,10 @@ impl PodWorker {
                 }
             }
         }
-        let config = sandbox_config(pod, self.sandbox_attempt, &self.node.log_root);
+        let (config, dns_warnings) = sandbox_config(pod, self.sandbox_attempt, &self.node);
+        for (reason, message) in dns_warnings {
+            self.event(pod, None, true, "Sync", reason, message);
+        }
         let id = self.runtime.run_pod_sandbox(&config).await?;
         self.sandbox = Some(id.clone());
         Ok((id, config))
@@ -1124,6 +1151,29 @@ mod tests {
 
     fn worker(runtime: &Arc<SimulatedRuntime>) -> PodWorker {
         PodWorker::new(runtime.clone(), node(PodTiming::default()))
+    }
+
+    #[test]
+    fn sandbox_gets_the_pods_hostname_and_dns_per_policy() {
+        let mut services = NodeServices::detached("n1", "198.18.0.1".parse().unwrap()).unwrap();
+        let plain = pod(json!({"containers": []}));
+        assert_eq!(sandbox_config(&plain, 0, &services).0.dns, None, "no cluster DNS: the runtime's default");
+        services.dns = Some(Arc::new(crate::dns::ClusterDns {
+            servers: vec!["10.43.0.10".parse().unwrap()],
+            domain: "cluster.local".into(),
+            host: Default::default(),
+        }));
+        let (config, warnings) = sandbox_config(&plain, 0, &services);
+        assert_eq!(config.hostname, "p");
+        let dns = config.dns.unwrap();
+        assert_eq!(dns.servers, vec!["10.43.0.10"]);
+        assert_eq!(dns.searches[0], "ns.svc.cluster.local");
+        assert!(warnings.is_empty());
+
+        let named = pod(json!({"hostname": "db-0", "subdomain": "db", "containers": []}));
+        assert_eq!(sandbox_config(&named, 0, &services).0.hostname, "db-0");
+        let long = pod(json!({"hostname": format!("{}-{}", "a".repeat(62), "b"), "containers": []}));
+        assert_eq!(sandbox_config(&long, 0, &services).0.hostname, "a".repeat(62), "cut to 63 without the dash");
     }
 
     #[tokio::test]

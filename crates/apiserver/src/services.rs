@@ -130,12 +130,20 @@ impl ServiceAllocator {
         if ips.len() as u32 >= usable {
             return Err(ApiError::Internal("failed to allocate a serviceIP: range is full".into()));
         }
-        let start = rand::rng().random_range(0..usable);
-        for offset in 0..usable {
-            let ip = Ipv4Addr::from(self.cidr.base + 2 + (start + offset) % usable);
-            if ips.insert(ip) {
-                alloc.ips.push(ip);
-                return Ok(ip);
+        // As KEP-3070: addresses picked here come from above the first size/16 (16..256)
+        // first, which stay for Services that ask for one by number (kube-dns' 10.43.0.10).
+        let reserved = (self.cidr.size() / 16).clamp(16, 256).min(usable);
+        for (from, len) in [(reserved, usable - reserved), (0, reserved)] {
+            if len == 0 {
+                continue;
+            }
+            let start = rand::rng().random_range(0..len);
+            for offset in 0..len {
+                let ip = Ipv4Addr::from(self.cidr.base + 2 + from + (start + offset) % len);
+                if ips.insert(ip) {
+                    alloc.ips.push(ip);
+                    return Ok(ip);
+                }
             }
         }
         Err(ApiError::Internal("failed to allocate a serviceIP: range is full".into()))
@@ -290,6 +298,27 @@ mod tests {
             assert!(seen.insert(svc["spec"]["clusterIP"].as_str().unwrap().to_string()));
             assert!(seen.insert(svc["spec"]["ports"][0]["nodePort"].to_string()));
         }
+    }
+
+    #[test]
+    fn dynamic_addresses_spare_the_low_band_until_the_rest_is_full() {
+        let alloc = allocator();
+        for _ in 0..500 {
+            let mut svc = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
+            alloc.allocate(&mut svc, None).unwrap();
+            let ip: Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+            assert!(ip >= Ipv4Addr::new(10, 43, 1, 2), "{ip} is in the band kept for requested addresses");
+        }
+        // A small range still hands out its low band once the rest is taken.
+        let small = ServiceAllocator::new("10.96.0.0/28".parse().unwrap());
+        let taken: HashSet<String> = (0..13)
+            .map(|_| {
+                let mut svc = json!({"metadata": {"name": "s"}, "spec": {}});
+                small.allocate(&mut svc, None).unwrap();
+                svc["spec"]["clusterIP"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(taken.len(), 13);
     }
 
     #[test]

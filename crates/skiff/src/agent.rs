@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use skiff_agent::config::{self, NodeTemplate, Timing};
 use skiff_agent::ipam::Ipv4Cidr;
+use skiff_agent::dns::ClusterDns;
 use skiff_agent::machine::{self, Machine};
 use skiff_agent::network::{masquerade, nodeip, podcidr, routes};
 use skiff_agent::podworker::PodTiming;
@@ -93,6 +94,8 @@ pub struct AgentArgs {
     /// Seconds between Lease renewals of each node.
     #[arg(long, default_value_t = 10)]
     lease_renew_seconds: u64,
+    #[command(flatten)]
+    cluster: crate::dns::ClusterDnsArgs,
 }
 
 /// A real node on this machine: what `skiff agent` and `skiff server` need to start one.
@@ -112,6 +115,9 @@ pub struct RealNode {
     pub kubelet_port: u16,
     /// Runs the service proxy (not with --disable-kube-proxy).
     pub kube_proxy: bool,
+    /// The nameserver ClusterFirst pods get.
+    pub cluster_dns: std::net::IpAddr,
+    pub cluster_domain: String,
 }
 
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
@@ -187,7 +193,12 @@ pub async fn start_real_node(
         true => Some(start_proxy(client.clone(), &machine.identity.name, cluster_cidr).await?),
         false => None,
     };
-    let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes);
+    let dns = ClusterDns {
+        servers: vec![node.cluster_dns],
+        domain: node.cluster_domain.clone(),
+        host: skiff_dns::resolvconf::ResolvConf::host(),
+    };
+    let agent = Agent::new(client, template, node.timing, vec![handle], 16).with_volumes(volumes).with_cluster_dns(dns);
     eprintln!(
         "skiff agent: node {} ({}, pods in {}) on {}",
         machine.identity.name,
@@ -265,6 +276,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             timing,
             kubelet_port: args.kubelet_port,
             kube_proxy: !args.disable_kube_proxy,
+            cluster_dns: args.cluster.cluster_dns,
+            cluster_domain: args.cluster.cluster_domain.clone(),
         };
         let mut running = start_real_node(client, node, &[]).await?;
         let outcome = tokio::select! {

@@ -2,6 +2,7 @@
 
 mod agent;
 mod controllers;
+mod dns;
 mod scheduler;
 
 use std::net::{IpAddr, SocketAddr};
@@ -100,6 +101,8 @@ struct ServerArgs {
     /// The port of the in-process node's HTTPS server (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    #[command(flatten)]
+    dns: dns::DnsArgs,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -135,6 +138,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.node_ip = node_ip;
     let cluster_cidr = skiff_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask_size)?;
     let server = skiff_apiserver::start(config, store).await?;
+    // Before anything else can ask for Services: kube-dns keeps its address.
+    let _dns = dns::start_in_server(&server.kubeconfig, &args.dns, args.node_ip).await?;
     if !args.disable_scheduler {
         scheduler::spawn_in_server(&server.kubeconfig).await?;
     }
@@ -157,6 +162,8 @@ async fn server(args: ServerArgs) -> Result<()> {
             timing: skiff_agent::config::Timing::default(),
             kubelet_port: args.kubelet_port,
             kube_proxy: !args.disable_kube_proxy,
+            cluster_dns: args.dns.cluster.cluster_dns,
+            cluster_domain: args.dns.cluster.cluster_domain.clone(),
         };
         let role = [("node-role.kubernetes.io/control-plane", "true")];
         Some(

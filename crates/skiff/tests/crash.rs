@@ -24,7 +24,7 @@ fn free_port() -> u16 {
 async fn start(data: &Path, port: u16) -> (ServerProcess, reqwest::Client) {
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--store", "sqlite", "--bind-address", "127.0.0.1", "--https-listen-port", &port.to_string()])
-        .arg("--disable-agent")
+        .args(["--disable-agent", "--disable-dns"])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

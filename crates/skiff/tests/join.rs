@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 fn server(data: &Path, port: u16) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--store", "memory", "--disable-scheduler", "--disable-agent", "--bind-address", "127.0.0.1"])
-        .args(["--https-listen-port", &port.to_string()])
+        .args(["--https-listen-port", &port.to_string(), "--disable-dns"])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())

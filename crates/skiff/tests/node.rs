@@ -34,6 +34,18 @@ async fn scenario(data: &Path, kubeconfig: &Path) {
         None,
     ));
     kubectl_until(kubeconfig, &["get", "pod", "web", "-o", "jsonpath={.status.phase}"], 120, |s| s == "Running");
+    // ClusterFirst: the pod asks the cluster DNS, through kube-dns, with the usual search path.
+    let resolv = ok(&kubectl(kubeconfig, &["exec", "web", "--", "cat", "/etc/resolv.conf"], None));
+    assert!(resolv.contains("nameserver 10.43.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let dns_ip = ok(&kubectl(
+        kubeconfig,
+        &["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"],
+        None,
+    ));
+    assert_eq!(dns_ip, "10.43.0.10");
+
     let ip = ok(&kubectl(kubeconfig, &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"], None));
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {

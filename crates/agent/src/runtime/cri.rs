@@ -157,7 +157,11 @@ pub fn to_cri_sandbox_config(config: &PodSandboxConfig) -> cri::PodSandboxConfig
         metadata: Some(sandbox_metadata(&config.metadata)),
         hostname: config.hostname.clone(),
         log_directory: config.log_directory.clone(),
-        dns_config: None,
+        dns_config: config.dns.as_ref().map(|dns| cri::DnsConfig {
+            servers: dns.servers.clone(),
+            searches: dns.searches.clone(),
+            options: dns.options.clone(),
+        }),
         port_mappings: config
             .port_mappings
             .iter()
@@ -558,6 +562,11 @@ mod tests {
             annotations: BTreeMap::from([("a".into(), "b".into())]),
             host_network,
             privileged: true,
+            dns: Some(crate::runtime::DnsConfig {
+                servers: vec!["10.43.0.10".into()],
+                searches: vec!["default.svc.cluster.local".into()],
+                options: vec!["ndots:5".into()],
+            }),
         }
     }
 
@@ -572,6 +581,15 @@ mod tests {
         assert_eq!(metadata.attempt, 2);
         assert_eq!(config.hostname, "web");
         assert_eq!(config.log_directory, "/var/log/pods/default_web_u1");
+        let dns = config.dns_config.unwrap();
+        assert_eq!(
+            (dns.servers, dns.searches, dns.options),
+            (
+                vec!["10.43.0.10".to_string()],
+                vec!["default.svc.cluster.local".to_string()],
+                vec!["ndots:5".to_string()]
+            )
+        );
         let port = &config.port_mappings[0];
         assert_eq!(port.protocol, cri::Protocol::Udp as i32);
         assert_eq!((port.container_port, port.host_port, port.host_ip.as_str()), (53, 5353, "127.0.0.1"));

@@ -77,6 +77,16 @@ pub struct PodSandboxConfig {
     /// Whether any container of the pod is privileged: CRI runtimes refuse a privileged
     /// container in a sandbox that is not.
     pub privileged: bool,
+    /// The pod's resolv.conf; None leaves it to the runtime (a copy of the host's).
+    pub dns: Option<DnsConfig>,
+}
+
+/// The resolver configuration a runtime writes into a sandbox's /etc/resolv.conf.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
