@@ -1,7 +1,7 @@
 //! Services across nodes, on a real server and two real agents in their own network
 //! namespaces ([`netharness`]): each agent's service proxy programs its namespace's
 //! nftables, so a client pod on node A reaches a Deployment's replicas on both nodes
-//! through the ClusterIP, the NodePort answers on both node IPs from outside, the
+//! through the ClusterIP and by DNS name, the NodePort answers on both node IPs from outside, the
 //! `kubernetes` Service reaches the API server, and a Service scaled to zero refuses
 //! connections at once instead of letting them time out.
 
@@ -111,6 +111,27 @@ fn services_reach_pods_on_every_node_and_refuse_at_once_without_endpoints() {
         assert!(Instant::now() < deadline, "{cluster_ip}:80 from node A reached only {answers:?} of {replicas:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // By name through the cluster DNS (kube-dns at 10.43.0.10, reached through the proxy):
+    // the short name with the pod's search path, then the address it gives is served.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let resolved = loop {
+        let output = cluster.exec("client", &["busybox", "nslookup", "web"]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        // busybox tries every search domain and fails when any is NXDOMAIN: read the answer.
+        if text.contains("Name:\tweb.default.svc.cluster.local") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "nslookup web: {text}{}", String::from_utf8_lossy(&output.stderr));
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(resolved.contains(&format!("Address: {cluster_ip}")), "{resolved}");
+    let by_name = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $(busybox nslookup web.default.svc.cluster.local | sed -n 's/^Address: //p' | tail -n 1) 80 | tail -n 1"
+    );
+    let answer = cluster.exec("client", &["sh", "-c", &by_name]);
+    let answer = String::from_utf8_lossy(&answer.stdout).trim().to_string();
+    assert!(replicas.contains_key(&answer), "web.default.svc.cluster.local:80 answered {answer:?}");
 
     // The NodePort answers from outside the cluster on both nodes' addresses.
     for node in &cluster.nodes {
