@@ -126,10 +126,9 @@ fn services_reach_pods_on_every_node_and_refuse_at_once_without_endpoints() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(resolved.contains(&format!("Address: {cluster_ip}")), "{resolved}");
-    let by_name = format!(
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $(busybox nslookup web.default.svc.cluster.local | sed -n 's/^Address: //p' | tail -n 1) 80 | tail -n 1"
-    );
-    let answer = cluster.exec("client", &["sh", "-c", &by_name]);
+    let by_name = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | \
+        nc -w 3 $(busybox nslookup web.default.svc.cluster.local | sed -n 's/^Address: //p' | tail -n 1) 80 | tail -n 1";
+    let answer = cluster.exec("client", &["sh", "-c", by_name]);
     let answer = String::from_utf8_lossy(&answer.stdout).trim().to_string();
     assert!(replicas.contains_key(&answer), "web.default.svc.cluster.local:80 answered {answer:?}");
 
