@@ -157,7 +157,12 @@ impl Registry {
     }
 
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceDef>> {
-        self.all().into_iter().find(|r| r.group == group && r.kind == kind)
+        self.find(|r| r.group == group && r.kind == kind)
+    }
+
+    /// The first resource (in registration order) that `matches`.
+    pub fn find(&self, matches: impl Fn(&ResourceDef) -> bool) -> Option<Arc<ResourceDef>> {
+        self.resources.read().unwrap_or_else(|e| e.into_inner()).iter().find(|r| matches(r)).cloned()
     }
 
     /// Every resource, in registration order.

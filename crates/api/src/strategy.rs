@@ -16,11 +16,79 @@ use crate::error::FieldError;
 /// `metadata.name` and `metadata.namespace` are always selectable and need not be listed.
 pub type Fields = Vec<(&'static str, String)>;
 
+/// A request body in the kind's schema, defaulted.
+#[derive(Debug)]
+pub struct Decoded {
+    pub object: Value,
+    /// Paths of the body's fields the schema does not have, e.g. `spec.containers[0].colour`.
+    pub unknown: Vec<String>,
+}
+
+/// A field a field selector may name, read straight from the object's JSON (the watch
+/// cache reads only these paths of each stored object, not the whole of it).
+#[derive(Clone, Copy, Debug)]
+pub struct SelectableField {
+    pub name: &'static str,
+    /// Dotted paths tried in order; the first non-empty value wins. Empty: the name's path.
+    pub from: &'static [&'static str],
+    /// The text of the Go zero value Kubernetes compares when the field is unset.
+    pub absent: &'static str,
+}
+
+impl SelectableField {
+    /// A string field; "" when unset.
+    pub const fn text(name: &'static str) -> Self {
+        Self { name, from: &[], absent: "" }
+    }
+
+    /// A boolean field; "false" when unset.
+    pub const fn flag(name: &'static str) -> Self {
+        Self { name, from: &[], absent: "false" }
+    }
+
+    /// An integer field; "0" when unset.
+    pub const fn count(name: &'static str) -> Self {
+        Self { name, from: &[], absent: "0" }
+    }
+
+    /// Read from other paths than the name's (first non-empty wins).
+    pub const fn from(self, paths: &'static [&'static str]) -> Self {
+        Self { from: paths, ..self }
+    }
+
+    /// The dotted paths this field is read from.
+    pub fn paths(&self) -> &[&'static str] {
+        if self.from.is_empty() {
+            std::slice::from_ref(&self.name)
+        } else {
+            self.from
+        }
+    }
+
+    pub fn read(&self, object: &Value) -> String {
+        for path in self.paths() {
+            let found = path.split('.').try_fold(object, |value, part| match value {
+                Value::Object(map) => map.get(part),
+                Value::Array(items) => items.get(part.parse::<usize>().ok()?),
+                _ => None,
+            });
+            match found {
+                Some(Value::String(text)) if !text.is_empty() => return text.clone(),
+                Some(Value::Bool(flag)) => return flag.to_string(),
+                Some(Value::Number(number)) => return number.to_string(),
+                _ => {}
+            }
+        }
+        self.absent.to_string()
+    }
+}
+
 /// What a resource does on each write, on JSON values.
 pub trait Strategy: Send + Sync + 'static {
-    /// Decodes a request body into the kind's schema: unknown fields are dropped and
-    /// wrongly typed fields are an error (a 400 to the client).
-    fn decode(&self, object: Value) -> Result<Value, String>;
+    /// Decodes a request body into the kind's schema and sets its defaults, in one pass
+    /// through the typed form: unknown fields are dropped (their paths returned, for
+    /// warnings) and wrongly typed fields are an error (a 400 to the client).
+    fn decode(&self, object: Value) -> Result<Decoded, String>;
 
     /// Sets defaults. Runs on every create and update, after decoding.
     fn default(&self, object: &mut Value);
@@ -38,7 +106,12 @@ pub trait Strategy: Send + Sync + 'static {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError>;
 
     /// The kind-specific fields a field selector may name.
-    fn fields(&self, object: &Value) -> Fields;
+    fn selectable(&self) -> &'static [SelectableField];
+
+    /// The values of the selectable fields of `object`.
+    fn fields(&self, object: &Value) -> Fields {
+        self.selectable().iter().map(|field| (field.name, field.read(object))).collect()
+    }
 
     /// The kind's OpenAPI schema (a `$ref` into the generator's definitions), if known.
     fn schema(&self, _generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
@@ -66,9 +139,8 @@ pub trait KindRules: Serialize + DeserializeOwned + Send + Sync + 'static {
         Vec::new()
     }
 
-    fn fields(&self) -> Fields {
-        Vec::new()
-    }
+    /// The kind-specific fields a field selector may name.
+    const FIELDS: &'static [SelectableField] = &[];
 }
 
 /// A [`Strategy`] for a `k8s-openapi` type with [`KindRules`].
@@ -94,10 +166,47 @@ fn edit<T: KindRules>(value: &mut Value, change: impl FnOnce(&mut T)) {
     }
 }
 
+/// Kubernetes' spelling of a field path: `spec.containers[0].name`.
+fn write_path(path: &serde_ignored::Path, out: &mut String) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            write_path(parent, out);
+            out.push_str(&format!("[{index}]"));
+        }
+        Path::Map { parent, key } => {
+            write_path(parent, out);
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(key);
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            write_path(parent, out)
+        }
+    }
+}
+
+/// The selectable fields of a typed object, as the API server reads them from its JSON.
+#[cfg(test)]
+pub(crate) fn fields_of<T: KindRules>(object: &T) -> Fields {
+    let value = serde_json::to_value(object).unwrap_or(Value::Null);
+    T::FIELDS.iter().map(|field| (field.name, field.read(&value))).collect()
+}
+
 impl<T: KindRules + schemars::JsonSchema> Strategy for TypedStrategy<T> {
-    fn decode(&self, object: Value) -> Result<Value, String> {
-        let typed: T = serde_json::from_value(object).map_err(|e| e.to_string())?;
-        serde_json::to_value(&typed).map_err(|e| e.to_string())
+    fn decode(&self, object: Value) -> Result<Decoded, String> {
+        let mut unknown = Vec::new();
+        let mut typed: T = serde_ignored::deserialize(object, |path| {
+            let mut text = String::new();
+            write_path(&path, &mut text);
+            unknown.push(text);
+        })
+        .map_err(|e| e.to_string())?;
+        typed.default();
+        let object = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+        Ok(Decoded { object, unknown })
     }
 
     fn default(&self, object: &mut Value) {
@@ -129,8 +238,8 @@ impl<T: KindRules + schemars::JsonSchema> Strategy for TypedStrategy<T> {
         }
     }
 
-    fn fields(&self, object: &Value) -> Fields {
-        from_value::<T>(object).map(|t| t.fields()).unwrap_or_default()
+    fn selectable(&self) -> &'static [SelectableField] {
+        T::FIELDS
     }
 
     fn schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {

@@ -18,6 +18,7 @@ pub mod rest;
 pub mod server;
 pub mod services;
 pub mod servingcert;
+pub mod sparse;
 pub mod subresources;
 pub mod token;
 pub mod watchcache;

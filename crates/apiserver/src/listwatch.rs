@@ -43,12 +43,9 @@ impl Filter {
     }
 }
 
-/// The field names a kind's strategy reports, found from a sample of its own output.
+/// The field names a kind's field selectors may use besides metadata's.
 fn known_fields(def: &ResourceDef) -> Vec<&'static str> {
-    let sample =
-        json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": "x"}, "spec": {}, "status": {}});
-    let sample = def.strategy.decode(sample).unwrap_or(Value::Null);
-    def.strategy.fields(&sample).into_iter().map(|(k, _)| k).collect()
+    def.strategy.selectable().iter().map(|field| field.name).collect()
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

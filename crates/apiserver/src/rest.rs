@@ -110,28 +110,6 @@ impl Default for WriteOptions {
     }
 }
 
-/// Paths of fields in `input` that decoding dropped (fields the schema does not have).
-fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
-    match (input, decoded) {
-        (Value::Object(input), Value::Object(decoded)) => {
-            for (key, value) in input {
-                let field = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                match decoded.get(key) {
-                    Some(kept) => unknown_fields(value, kept, &field, out),
-                    None if !value.is_null() => out.push(field),
-                    None => {}
-                }
-            }
-        }
-        (Value::Array(input), Value::Array(decoded)) => {
-            for (i, (value, kept)) in input.iter().zip(decoded).enumerate() {
-                unknown_fields(value, kept, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Which object a request addresses.
 pub struct Addr<'a> {
     pub def: &'a ResourceDef,
@@ -253,22 +231,20 @@ pub fn decode_as(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let mut body = body;
     check_type(def, &mut body)?;
-    let mut object = def.strategy.decode(body.clone()).map_err(|e| {
+    let decoded = def.strategy.decode(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "{} in version {:?} cannot be handled as a {}: {e}",
             def.kind, def.version, def.kind
         ))
     })?;
-    let mut unknown = Vec::new();
-    if validation != FieldValidation::Ignore {
-        unknown_fields(&body, &object, "", &mut unknown);
-    }
-    let warnings: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+    let warnings: Vec<String> = match validation {
+        FieldValidation::Ignore => Vec::new(),
+        _ => decoded.unknown.iter().map(|f| format!("unknown field {f:?}")).collect(),
+    };
     if validation == FieldValidation::Strict && !warnings.is_empty() {
         return Err(ApiError::BadRequest(format!("strict decoding error: {}", warnings.join(", "))));
     }
-    def.strategy.default(&mut object);
-    Ok((object, warnings))
+    Ok((decoded.object, warnings))
 }
 
 fn store_error(error: skiff_store::Error) -> ApiError {

@@ -16,6 +16,8 @@ use skiff_api::{strategy::Fields, Registry};
 use skiff_store::{EventKind, KeyValue, RangeRequest, Revision, Store};
 use tokio::sync::{broadcast, watch};
 
+use crate::sparse;
+
 /// The prefix under which every API object is stored.
 pub const ROOT: &str = "/registry/";
 
@@ -97,27 +99,46 @@ pub struct WatchCache {
     capacity: usize,
 }
 
-/// Sets metadata.resourceVersion in stored JSON and decodes what selectors need.
+/// Sets metadata.resourceVersion in stored JSON and decodes what selectors need. Only
+/// metadata and the selectable fields are parsed; the rest of the JSON is copied as is.
 pub fn decode(registry: &Registry, kv: &KeyValue) -> Option<CachedObject> {
-    let mut value: Value = serde_json::from_slice(&kv.value).ok()?;
+    let def = resource_for_key(registry, &kv.key);
+    let mut wanted = sparse::Paths::default();
+    wanted.add("metadata");
+    for field in def.iter().flat_map(|def| def.strategy.selectable()) {
+        field.paths().iter().for_each(|path| wanted.add(path));
+    }
+    let mut value = wanted.read(&kv.value).ok()?;
     crate::meta::set_resource_version(&mut value, kv.mod_revision);
     let meta = &value["metadata"];
+    let json = with_metadata(&kv.value, meta)?;
     let labels = meta["labels"]
         .as_object()
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
         .unwrap_or_default();
     let name = meta["name"].as_str().unwrap_or_default().to_string();
     let namespace = meta["namespace"].as_str().unwrap_or_default().to_string();
-    let fields = resource_for_key(registry, &kv.key).map(|def| def.strategy.fields(&value)).unwrap_or_default();
-    Some(CachedObject {
-        key: kv.key.clone(),
-        revision: kv.mod_revision,
-        json: Bytes::from(serde_json::to_vec(&value).ok()?),
-        labels,
-        fields,
-        name,
-        namespace,
-    })
+    let fields = def.map(|def| def.strategy.fields(&value)).unwrap_or_default();
+    Some(CachedObject { key: kv.key.clone(), revision: kv.mod_revision, json, labels, fields, name, namespace })
+}
+
+/// `json` (an object with metadata) with its metadata replaced by `meta`.
+fn with_metadata(json: &[u8], meta: &Value) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow)]
+        metadata: &'a serde_json::value::RawValue,
+    }
+    let top: Top = serde_json::from_slice(json).ok()?;
+    let old = top.metadata.get().as_bytes();
+    // The raw value borrows from `json`: its offset there is where metadata starts.
+    let start = (old.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+    let end = start.checked_add(old.len()).filter(|end| *end <= json.len())?;
+    let mut out = Vec::with_capacity(json.len() + 32);
+    out.extend_from_slice(&json[..start]);
+    serde_json::to_writer(&mut out, meta).ok()?;
+    out.extend_from_slice(&json[end..]);
+    Some(Bytes::from(out))
 }
 
 /// The resource whose storage prefix holds `key`.
@@ -126,7 +147,7 @@ fn resource_for_key(registry: &Registry, key: &str) -> Option<Arc<skiff_api::Res
     let mut parts = rest.splitn(3, '/');
     let (group, plural) = (parts.next()?, parts.next()?);
     let group = if group == "core" { "" } else { group };
-    registry.all().into_iter().find(|d| d.group == group && d.plural == plural)
+    registry.find(|d| d.group == group && d.plural == plural)
 }
 
 impl WatchCache {

@@ -16,7 +16,7 @@ use super::{
     optional_one_of, positive_int_or_percent, same, selector_and_template,
 };
 use crate::error::FieldError;
-use crate::strategy::{Fields, KindRules};
+use crate::strategy::{KindRules, SelectableField};
 
 const ROLLING_UPDATE: &str = "RollingUpdate";
 
@@ -171,10 +171,7 @@ impl KindRules for ReplicaSet {
         immutable(&selector(self), &selector(old), "spec.selector").into_iter().collect()
     }
 
-    fn fields(&self) -> Fields {
-        let replicas = self.status.as_ref().map_or(0, |s| s.replicas);
-        vec![("status.replicas", replicas.to_string())]
-    }
+    const FIELDS: &'static [SelectableField] = &[SelectableField::count("status.replicas")];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -498,7 +495,7 @@ mod tests {
         assert!(rs.validate().is_empty());
         let mut created = rs.clone();
         created.prepare_create();
-        assert_eq!(created.fields(), vec![("status.replicas", "0".to_string())]);
+        assert_eq!(crate::strategy::fields_of(&created), vec![("status.replicas", "0".to_string())]);
         let mut deadline = rs.clone();
         deadline.spec.as_mut().unwrap().template.as_mut().unwrap().spec.as_mut().unwrap().active_deadline_seconds =
             Some(5);

@@ -10,7 +10,7 @@ use super::cron::schedule_error;
 use super::pod::{default_template, validate_template};
 use super::{default_str, immutable, json, label_selector, map_json, nonnegative, one_of, same, selects};
 use crate::error::FieldError;
-use crate::strategy::{Fields, KindRules};
+use crate::strategy::{KindRules, SelectableField};
 
 /// The labels that tie a Job's pods to it when the selector is generated: each with
 /// the job's name or uid, under its current and its legacy key.
@@ -226,10 +226,8 @@ impl KindRules for Job {
         errors
     }
 
-    fn fields(&self) -> Fields {
-        let succeeded = self.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
-        vec![("status.successful", succeeded.to_string())]
-    }
+    const FIELDS: &'static [SelectableField] =
+        &[SelectableField::count("status.successful").from(&["status.succeeded"])];
 }
 
 /// Takes the scheduling directives (and labels and annotations) of `new` into `old`.
@@ -396,7 +394,7 @@ mod tests {
         assert_eq!(job.metadata.labels.as_ref(), Some(labels));
         assert_eq!(job.status, Some(JobStatus::default()));
         assert!(job.validate().is_empty());
-        assert_eq!(job.fields(), vec![("status.successful", "0".to_string())]);
+        assert_eq!(crate::strategy::fields_of(&job), vec![("status.successful", "0".to_string())]);
     }
 
     #[test]

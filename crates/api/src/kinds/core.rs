@@ -21,7 +21,7 @@ use super::{
     protocol, pruned, same,
 };
 use crate::error::FieldError;
-use crate::strategy::{Fields, KindRules};
+use crate::strategy::{KindRules, SelectableField};
 use crate::validation;
 
 /// The most bytes a ConfigMap's or Secret's data may hold.
@@ -134,9 +134,7 @@ impl KindRules for Namespace {
         errors
     }
 
-    fn fields(&self) -> Fields {
-        vec![("status.phase", self.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default())]
-    }
+    const FIELDS: &'static [SelectableField] = &[SelectableField::text("status.phase")];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -236,9 +234,7 @@ impl KindRules for Secret {
         errors
     }
 
-    fn fields(&self) -> Fields {
-        vec![("type", self.type_.clone().unwrap_or_default())]
-    }
+    const FIELDS: &'static [SelectableField] = &[SelectableField::text("type")];
 }
 
 impl KindRules for ServiceAccount {}
@@ -330,24 +326,19 @@ impl KindRules for Event {
         errors
     }
 
-    fn fields(&self) -> Fields {
-        let text = |value: &Option<String>| value.clone().unwrap_or_default();
-        let object = &self.involved_object;
-        let source = self.source.as_ref().and_then(|s| s.component.clone()).filter(|c| !c.is_empty());
-        vec![
-            ("involvedObject.kind", text(&object.kind)),
-            ("involvedObject.namespace", text(&object.namespace)),
-            ("involvedObject.name", text(&object.name)),
-            ("involvedObject.uid", text(&object.uid)),
-            ("involvedObject.apiVersion", text(&object.api_version)),
-            ("involvedObject.resourceVersion", text(&object.resource_version)),
-            ("involvedObject.fieldPath", text(&object.field_path)),
-            ("reason", text(&self.reason)),
-            ("reportingComponent", text(&self.reporting_component)),
-            ("source", source.unwrap_or_else(|| text(&self.reporting_component))),
-            ("type", text(&self.type_)),
-        ]
-    }
+    const FIELDS: &'static [SelectableField] = &[
+        SelectableField::text("involvedObject.kind"),
+        SelectableField::text("involvedObject.namespace"),
+        SelectableField::text("involvedObject.name"),
+        SelectableField::text("involvedObject.uid"),
+        SelectableField::text("involvedObject.apiVersion"),
+        SelectableField::text("involvedObject.resourceVersion"),
+        SelectableField::text("involvedObject.fieldPath"),
+        SelectableField::text("reason"),
+        SelectableField::text("reportingComponent"),
+        SelectableField::text("source").from(&["source.component", "reportingComponent"]),
+        SelectableField::text("type"),
+    ];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -409,10 +400,7 @@ impl KindRules for Node {
         errors
     }
 
-    fn fields(&self) -> Fields {
-        let unschedulable = self.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-        vec![("spec.unschedulable", unschedulable.to_string())]
-    }
+    const FIELDS: &'static [SelectableField] = &[SelectableField::flag("spec.unschedulable")];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -755,7 +743,7 @@ mod tests {
         ns.prepare_create();
         assert_eq!(ns.status.as_ref().unwrap().phase.as_deref(), Some("Active"));
         assert_eq!(ns.spec.as_ref().unwrap().finalizers, Some(vec!["kubernetes".to_string()]));
-        assert_eq!(ns.fields(), vec![("status.phase", "Active".to_string())]);
+        assert_eq!(crate::strategy::fields_of(&ns), vec![("status.phase", "Active".to_string())]);
         let mut update: Namespace = from(json!({"metadata": {"name": "team"}, "spec": {"finalizers": []}}));
         update.prepare_update(&ns);
         assert_eq!(update.spec.unwrap().finalizers, Some(vec!["kubernetes".to_string()]));
@@ -813,7 +801,7 @@ mod tests {
         assert_eq!(data["user"].0, b"admin");
         assert_eq!(data["pw"].0, b"secret");
         assert!(secret.validate().is_empty());
-        assert_eq!(secret.fields(), vec![("type", "Opaque".to_string())]);
+        assert_eq!(crate::strategy::fields_of(&secret), vec![("type", "Opaque".to_string())]);
 
         let tls: Secret =
             from(json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": ""}}));
@@ -884,7 +872,7 @@ mod tests {
             messages(&event.validate()),
             vec![r#"involvedObject.namespace: Invalid value: "other": does not match event.namespace"#]
         );
-        let fields = event.fields();
+        let fields = crate::strategy::fields_of(&event);
         assert!(fields.contains(&("involvedObject.kind", "Pod".into())));
         assert!(fields.contains(&("source", "kubelet".into())));
         assert!(fields.contains(&("type", "Normal".into())));
@@ -905,7 +893,7 @@ mod tests {
             errors[1],
             r#"spec.taints[2].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute""#
         );
-        assert_eq!(node.fields(), vec![("spec.unschedulable", "false".to_string())]);
+        assert_eq!(crate::strategy::fields_of(&node), vec![("spec.unschedulable", "false".to_string())]);
         let old: Node =
             from(json!({"metadata": {"name": "n"}, "spec": {"providerID": "a", "podCIDRs": ["10.0.0.0/24"]}}));
         let new: Node =

@@ -317,8 +317,7 @@ mod tests {
     fn create(group: &str, plural: &str, object: Value) -> (Value, Vec<FieldError>) {
         let registry = builtin_registry();
         let strategy = &registry.get(group, "v1", plural).unwrap().strategy;
-        let mut object = strategy.decode(object).unwrap();
-        strategy.default(&mut object);
+        let mut object = strategy.decode(object).unwrap().object;
         strategy.prepare_create(&mut object);
         let errors = strategy.validate_create(&object);
         (object, errors)

@@ -18,7 +18,7 @@ use super::{
     port_name_errors, port_number, port_number_or_name, protocol, pruned, same,
 };
 use crate::error::FieldError;
-use crate::strategy::{Fields, KindRules};
+use crate::strategy::{KindRules, SelectableField};
 use crate::validation;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
@@ -1128,21 +1128,16 @@ impl KindRules for Pod {
         validate_pod_update(self.spec.as_ref().unwrap_or(&empty), old.spec.as_ref().unwrap_or(&empty))
     }
 
-    fn fields(&self) -> Fields {
-        let spec = self.spec.as_ref();
-        let status = self.status.as_ref();
-        let text = |value: Option<&String>| value.cloned().unwrap_or_default();
-        vec![
-            ("spec.nodeName", text(spec.and_then(|s| s.node_name.as_ref()))),
-            ("spec.restartPolicy", text(spec.and_then(|s| s.restart_policy.as_ref()))),
-            ("spec.schedulerName", text(spec.and_then(|s| s.scheduler_name.as_ref()))),
-            ("spec.serviceAccountName", text(spec.and_then(|s| s.service_account_name.as_ref()))),
-            ("spec.hostNetwork", spec.and_then(|s| s.host_network).unwrap_or(false).to_string()),
-            ("status.phase", text(status.and_then(|s| s.phase.as_ref()))),
-            ("status.podIP", text(status.and_then(|s| s.pod_ips.as_ref()?.first()).map(|ip| &ip.ip))),
-            ("status.nominatedNodeName", text(status.and_then(|s| s.nominated_node_name.as_ref()))),
-        ]
-    }
+    const FIELDS: &'static [SelectableField] = &[
+        SelectableField::text("spec.nodeName"),
+        SelectableField::text("spec.restartPolicy"),
+        SelectableField::text("spec.schedulerName"),
+        SelectableField::text("spec.serviceAccountName"),
+        SelectableField::flag("spec.hostNetwork"),
+        SelectableField::text("status.phase"),
+        SelectableField::text("status.podIP").from(&["status.podIPs.0.ip", "status.podIP"]),
+        SelectableField::text("status.nominatedNodeName"),
+    ];
 }
 
 #[cfg(test)]
@@ -1681,7 +1676,7 @@ mod tests {
         let mut pod = defaulted(web());
         pod.spec.as_mut().unwrap().node_name = Some("n1".into());
         pod.prepare_create();
-        let fields = pod.fields();
+        let fields = crate::strategy::fields_of(&pod);
         let get = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         assert_eq!(get("spec.nodeName"), Some("n1"));
         assert_eq!(get("spec.restartPolicy"), Some("Always"));
@@ -1702,6 +1697,6 @@ mod tests {
         pod.prepare_create();
         assert!(!pod.validate().is_empty());
         let _ = pod.validate_update(&web());
-        let _ = pod.fields();
+        let _ = crate::strategy::fields_of(&pod);
     }
 }

@@ -15,7 +15,7 @@ use super::{
     protocol,
 };
 use crate::error::FieldError;
-use crate::strategy::{Fields, KindRules};
+use crate::strategy::{KindRules, SelectableField};
 use crate::validation;
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
@@ -138,13 +138,8 @@ impl KindRules for Service {
         errors
     }
 
-    fn fields(&self) -> Fields {
-        let spec = self.spec.as_ref();
-        vec![
-            ("spec.clusterIP", spec.and_then(|s| s.cluster_ip.clone()).unwrap_or_default()),
-            ("spec.type", spec.and_then(|s| s.type_.clone()).unwrap_or_default()),
-        ]
-    }
+    const FIELDS: &'static [SelectableField] =
+        &[SelectableField::text("spec.clusterIP"), SelectableField::text("spec.type")];
 }
 
 /// The IP family fields for a single-stack IPv4 cluster: single-stack IPv4, except that
@@ -682,7 +677,7 @@ mod tests {
         let mut svc = service(json!({"clusterIP": "10.96.0.1", "ports": [{"port": 443}]}));
         svc.prepare_create();
         assert_eq!(
-            svc.fields(),
+            crate::strategy::fields_of(&svc),
             vec![("spec.clusterIP", "10.96.0.1".to_string()), ("spec.type", "ClusterIP".to_string())]
         );
     }
