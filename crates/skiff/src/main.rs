@@ -14,11 +14,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use skiff_store::compactor::{self, CompactionPolicy};
 use skiff_store::{memory::MemoryStore, sqlite::SqliteStore, Store};
 
-/// The API server's write path allocates many small JSON nodes per request: a
-/// small-object allocator does that for less CPU than glibc's (ADR 0017).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "skiff", version, about = "Kubernetes in one binary")]
 struct Cli {
