@@ -8,9 +8,10 @@
 //! timing, and the shared [`informer`]s of pods, nodes and Services), one module per
 //! controller, and [`run`] which starts them. Helpers shared by several controllers:
 //! [`queue`] (a work queue for keys kube-runtime's `Controller` cannot reconcile, such as
-//! deleted objects), [`discovery`] (every served resource, for
-//! the garbage collector and the namespace controller) and [`servicepods`] (Service and
-//! Pod caches and endpoint rules, for the Endpoints and EndpointSlice controllers).
+//! deleted objects), [`discovery`] (every served resource, for the garbage collector and
+//! the namespace controller), [`servicepods`] (the run loop of the Endpoints and
+//! EndpointSlice controllers, and endpoint rules) and [`pernamespace`] (one named object
+//! in every namespace: the ServiceAccount and root CA controllers).
 
 pub mod clock;
 pub mod context;
@@ -30,6 +31,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod ownership;
+pub mod pernamespace;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
