@@ -102,6 +102,10 @@ fn plan(
             (!taints.is_empty()).then(|| (node.name_any(), taints))
         })
         .collect();
+    // Nothing tainted and nothing pending: no pod to look at (the common case).
+    if tainted.is_empty() && scheduled.is_empty() {
+        return Vec::new();
+    }
     let mut due = Vec::new();
     let mut seen = HashSet::new();
     for pod in pods.state() {
