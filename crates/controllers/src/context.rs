@@ -77,6 +77,9 @@ impl Context {
         cluster_cidr: Option<ClusterCidr>,
     ) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
         let (events, writer) = Recorder::new(client.clone(), "kube-controller-manager".into(), host);
+        // As kube-controller-manager's recorder: a controller writes a few events about
+        // one object, not one per pod of a 1,000-replica ReplicaSet.
+        let events = events.with_spam_filter();
         let informers = Informers::new(client.clone());
         (Arc::new(Context { client, events, timing, root_ca: root_ca.into(), cluster_cidr, informers }), writer)
     }
