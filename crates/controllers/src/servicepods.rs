@@ -4,7 +4,7 @@
 //! change), changes); and the rules deciding how a pod appears as an endpoint of a
 //! Service (readiness, named target ports, hostnames), as Kubernetes decides them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -81,20 +81,14 @@ impl Cache {
         };
         let follow_pods = {
             let cache = cache.clone();
-            // The services each pod was last found in: a pod whose labels change must
-            // leave the services that selected it before.
-            let mut selected_by: HashMap<ObjectRef<Pod>, Vec<ServiceKey>> = HashMap::new();
             pods.subscribe().for_each(move |change| {
                 match change {
-                    Change::Applied { new: pod, .. } => {
-                        let now = cache.services_selecting(&pod);
-                        let before = selected_by.insert(ObjectRef::from_obj(&*pod), now.clone()).unwrap_or_default();
-                        now.into_iter().chain(before).for_each(|k| queue.add(k));
+                    // A pod whose labels changed also leaves the Services that selected it.
+                    Change::Applied { old, new } => {
+                        let before = old.map(|old| cache.services_selecting(&old)).unwrap_or_default();
+                        cache.services_selecting(&new).into_iter().chain(before).for_each(|k| queue.add(k));
                     }
-                    Change::Deleted(pod) => {
-                        let before = selected_by.remove(&ObjectRef::from_obj(&*pod)).unwrap_or_default();
-                        cache.services_selecting(&pod).into_iter().chain(before).for_each(|k| queue.add(k));
-                    }
+                    Change::Deleted(pod) => cache.services_selecting(&pod).into_iter().for_each(|k| queue.add(k)),
                     // After a (re)list, look at everything.
                     Change::Synced => cache.services.state().iter().for_each(|s| queue.add(key_of(s))),
                 }
