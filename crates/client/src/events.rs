@@ -1,8 +1,13 @@
 //! Recording events (events.k8s.io/v1, which `kubectl describe` shows). Events go through
 //! a bounded queue and are dropped when it is full, as client-go's event broadcaster
-//! does, so that recording never holds up scheduling or reconciling.
+//! does, so that recording never holds up scheduling or reconciling. A recorder may also
+//! limit how many events each reporter writes about one object ([`Recorder::with_spam_filter`]),
+//! as client-go's legacy recorder (kube-controller-manager's) does: a ReplicaSet making
+//! 1,000 pods reports 25 of them, not 1,000 writes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as ApiEvent, EventSeries};
@@ -66,12 +71,56 @@ pub fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
     }
 }
 
+/// Events one reporter may write about one object at once (client-go's defaultSpamBurst) ...
+pub const SPAM_BURST: u32 = 25;
+/// ... and how often one more is allowed after that (defaultSpamQPS: one per 5 minutes).
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
+/// Objects whose budgets are kept at most (client-go's LRU cache size).
+const SPAM_OBJECTS: usize = 4096;
+
+/// A reporter and the object reported on (its uid, or its kind and name).
+type SpamKey = (Arc<str>, String);
+
+/// client-go's EventSourceObjectSpamFilter: a token bucket per reporter and object.
+#[derive(Debug, Default)]
+pub struct SpamFilter {
+    /// Tokens left, and when they were counted.
+    buckets: Mutex<HashMap<SpamKey, (f64, Instant)>>,
+}
+
+impl SpamFilter {
+    /// Whether `controller` may write one more event about `regarding` at `now`.
+    pub fn allow(&self, controller: &Arc<str>, regarding: &ObjectReference, now: Instant) -> bool {
+        let object = match &regarding.uid {
+            Some(uid) => uid.clone(),
+            None => format!("{:?}/{:?}/{:?}", regarding.kind, regarding.namespace, regarding.name),
+        };
+        let burst = f64::from(SPAM_BURST);
+        let refill = |tokens: f64, since: Instant| {
+            (tokens + now.saturating_duration_since(since).as_secs_f64() / SPAM_REFILL.as_secs_f64()).min(burst)
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= SPAM_OBJECTS {
+            // Full buckets hold nothing worth keeping.
+            buckets.retain(|_, (tokens, since)| refill(*tokens, *since) < burst);
+        }
+        let (tokens, since) = buckets.entry((controller.clone(), object)).or_insert((burst, now));
+        let available = refill(*tokens, *since);
+        let allowed = available >= 1.0;
+        *tokens = if allowed { available - 1.0 } else { available };
+        *since = now;
+        allowed
+    }
+}
+
 /// Queues events for writing by a background task. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<(Arc<str>, Event)>,
     /// reportingController of the events recorded through this handle.
     controller: Arc<str>,
+    /// Limits events per reporter and object, when set.
+    spam: Option<Arc<SpamFilter>>,
 }
 
 impl Recorder {
@@ -88,16 +137,28 @@ impl Recorder {
                 }
             }
         };
-        (Recorder { queue, controller: controller.into() }, writer)
+        (Recorder { queue, controller: controller.into(), spam: None }, writer)
+    }
+
+    /// This recorder (and those made from it by [`Recorder::reporting_as`]) writing at most
+    /// [`SPAM_BURST`] events per reporter and object at once, then one per [`SPAM_REFILL`].
+    pub fn with_spam_filter(self) -> Recorder {
+        Recorder { spam: Some(Arc::default()), ..self }
     }
 
     /// A handle on the same queue reporting as `controller` (e.g. `deployment-controller`).
     pub fn reporting_as(&self, controller: &str) -> Recorder {
-        Recorder { queue: self.queue.clone(), controller: controller.into() }
+        Recorder { queue: self.queue.clone(), controller: controller.into(), spam: self.spam.clone() }
     }
 
-    /// Queues an event; drops it when the queue is full.
+    /// Queues an event; drops it when the queue is full, or when the spam filter says so.
     pub fn record(&self, event: Event) {
+        if let Some(spam) = &self.spam {
+            if !spam.allow(&self.controller, &event.regarding, Instant::now()) {
+                debug!(object = ?event.regarding.name, reason = event.reason, "too many events about the object; dropping");
+                return;
+            }
+        }
         if let Err(mpsc::error::TrySendError::Full((_, dropped))) =
             self.queue.try_send((self.controller.clone(), event))
         {
@@ -150,4 +211,31 @@ async fn write(client: &Client, controller: &str, instance: &str, event: &Event)
         .body(serde_json::to_vec(&object).expect("JSON serializes"))
         .expect("valid request");
     client.request::<serde::de::IgnoredAny>(request).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(uid: &str) -> ObjectReference {
+        ObjectReference { kind: Some("ReplicaSet".into()), uid: Some(uid.into()), ..ObjectReference::default() }
+    }
+
+    #[test]
+    fn the_spam_filter_allows_a_burst_per_reporter_and_object_then_one_per_refill() {
+        let filter = SpamFilter::default();
+        let (replicasets, deployments): (Arc<str>, Arc<str>) =
+            ("replicaset-controller".into(), "deployment-controller".into());
+        let start = Instant::now();
+        let allowed = (0..100).filter(|_| filter.allow(&replicasets, &object("a"), start)).count();
+        assert_eq!(allowed, SPAM_BURST as usize);
+        // Other objects and other reporters have budgets of their own.
+        assert!(filter.allow(&replicasets, &object("b"), start));
+        assert!(filter.allow(&deployments, &object("a"), start));
+        // One more once a refill period has passed, not two.
+        assert!(!filter.allow(&replicasets, &object("a"), start + SPAM_REFILL / 2));
+        let later = start + SPAM_REFILL;
+        assert!(filter.allow(&replicasets, &object("a"), later));
+        assert!(!filter.allow(&replicasets, &object("a"), later));
+    }
 }

@@ -7,6 +7,7 @@ use kube::Client;
 use skiff_client::events::Recorder;
 
 use crate::clock::Clock;
+use crate::informer::Informers;
 use crate::nodeipam::ClusterCidr;
 
 /// Durations controllers wait on, injectable so tests need not wait Kubernetes' defaults.
@@ -62,6 +63,8 @@ pub struct Context {
     pub root_ca: Arc<str>,
     /// The range node pod CIDRs are allocated from; None: not allocated.
     pub cluster_cidr: Option<ClusterCidr>,
+    /// The watches and caches of pods, nodes and Services, one each for all controllers.
+    pub informers: Informers,
 }
 
 impl Context {
@@ -74,6 +77,10 @@ impl Context {
         cluster_cidr: Option<ClusterCidr>,
     ) -> (Arc<Self>, impl std::future::Future<Output = ()>) {
         let (events, writer) = Recorder::new(client.clone(), "kube-controller-manager".into(), host);
-        (Arc::new(Context { client, events, timing, root_ca: root_ca.into(), cluster_cidr }), writer)
+        // As kube-controller-manager's recorder: a controller writes a few events about
+        // one object, not one per pod of a 1,000-replica ReplicaSet.
+        let events = events.with_spam_filter();
+        let informers = Informers::new(client.clone());
+        (Arc::new(Context { client, events, timing, root_ca: root_ca.into(), cluster_cidr, informers }), writer)
     }
 }

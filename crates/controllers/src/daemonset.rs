@@ -37,12 +37,12 @@ const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
-    let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(Api::<DaemonSet>::all(client), watcher::Config::default());
     let daemonsets = controller.store();
     controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(context.informers.pods().touched())
         // Any node change may change where daemons should run.
-        .watches(Api::<Node>::all(client), watcher::Config::default(), move |_| {
+        .watches_shared_stream(context.informers.nodes().touched(), move |_| {
             daemonsets.state().iter().map(|ds| ObjectRef::from_obj(&**ds)).collect::<Vec<_>>()
         })
         .run(reconcile, |_, error, _| retry(error), context)

@@ -28,9 +28,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::ResourceExt;
 use skiff_api::selector::LabelSelector;
 use skiff_client::events::reference;
@@ -59,24 +58,17 @@ pub enum Error {
 
 struct State {
     context: Arc<Context>,
-    /// Every pod, kept by one watch.
+    /// Every pod (the shared cache).
     pods: Store<Pod>,
 }
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
-    let (pods, writer) = reflector::store::<Pod>();
+    let pods = context.informers.pods();
     // Any pod change may change a budget's numbers: budgets are few, and a burst of pod
     // events collapses into one reconcile of each.
-    let pod_changes = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|pod| pod.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .filter_map(|result| async move { result.ok().map(|_| ()) });
-    let state = Arc::new(State { context, pods });
+    let pod_changes = pods.any_change();
+    let state = Arc::new(State { pods: pods.store(), context: context.clone() });
     Controller::new(Api::<PodDisruptionBudget>::all(client), watcher::Config::default())
         .reconcile_all_on(pod_changes)
         .run(reconcile, |_, error, _| retry(error), state)

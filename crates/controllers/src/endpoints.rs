@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
@@ -19,7 +19,6 @@ use skiff_client::events::reference;
 use skiff_client::is_status;
 use tracing::debug;
 
-use crate::queue::WorkQueue;
 use crate::servicepods::{self, Cache, ServiceKey};
 use crate::Context;
 
@@ -33,34 +32,26 @@ pub const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 pub const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 pub const MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpoint-controller";
-const WORKERS: usize = 4;
 
 pub async fn run(context: Arc<Context>) {
-    let queue = WorkQueue::new();
-    let (cache, follow) = Cache::start(context.client.clone(), queue.clone());
-    let repair = requeue_deleted_endpoints(context.clone(), queue.clone());
-    let work = async move {
-        cache.ready().await;
-        queue
-            .run(WORKERS, move |key| {
-                let (cache, context) = (cache.clone(), context.clone());
-                async move { sync(&cache, &context, &key).await }
-            })
-            .await;
-    };
-    // One future: everything stops together when the manager drops it.
-    futures::join!(follow, repair, work);
+    let repair = deleted_endpoints(&context);
+    servicepods::run_per_service(
+        context,
+        repair,
+        |cache, context, key| async move { sync(&cache, &context, &key).await },
+    )
+    .await;
 }
 
-/// An Endpoints object deleted by someone else is written again.
-async fn requeue_deleted_endpoints(context: Arc<Context>, queue: Arc<WorkQueue<ServiceKey>>) {
+/// An Endpoints object deleted by someone else is written again: its Service's key.
+fn deleted_endpoints(context: &Context) -> impl Stream<Item = ServiceKey> + Send {
     let api = Api::<Endpoints>::all(context.client.clone());
-    let mut events = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
-    while let Some(event) = events.next().await {
-        if let Ok(Event::Delete(endpoints)) = event {
-            queue.add((endpoints.namespace().unwrap_or_default(), endpoints.name_any()));
-        }
-    }
+    watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(|event| {
+        future::ready(match event {
+            Ok(Event::Delete(endpoints)) => Some((endpoints.namespace().unwrap_or_default(), endpoints.name_any())),
+            _ => None,
+        })
+    })
 }
 
 async fn sync(cache: &Cache, context: &Context, key: &ServiceKey) -> Result<(), kube::Error> {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -26,7 +26,6 @@ use skiff_client::events::reference;
 use skiff_client::is_status;
 use tracing::debug;
 
-use crate::queue::WorkQueue;
 use crate::servicepods::{self, Cache, ServiceKey};
 use crate::Context;
 
@@ -37,38 +36,31 @@ pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 /// kube-controller-manager's --max-endpoints-per-slice default.
 pub const MAX_ENDPOINTS: usize = 100;
-const WORKERS: usize = 4;
 
 pub async fn run(context: Arc<Context>) {
-    let queue = WorkQueue::new();
-    let (cache, follow) = Cache::start(context.client.clone(), queue.clone());
-    let repair = requeue_changed_slices(context.clone(), queue.clone());
-    let work = async move {
-        cache.ready().await;
-        queue
-            .run(WORKERS, move |key| {
-                let (cache, context) = (cache.clone(), context.clone());
-                async move { sync(&cache, &context, &key).await }
-            })
-            .await;
-    };
-    // One future: everything stops together when the manager drops it.
-    futures::join!(follow, repair, work);
+    let repair = changed_slices(&context);
+    servicepods::run_per_service(
+        context,
+        repair,
+        |cache, context, key| async move { sync(&cache, &context, &key).await },
+    )
+    .await;
 }
 
 /// A managed slice changed or deleted by someone else is put right (our own writes come
-/// back here too, and find nothing to do).
-async fn requeue_changed_slices(context: Arc<Context>, queue: Arc<WorkQueue<ServiceKey>>) {
+/// back here too, and find nothing to do): its Service's key.
+fn changed_slices(context: &Context) -> impl Stream<Item = ServiceKey> + Send {
     let api = Api::<EndpointSlice>::all(context.client.clone());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let mut events = watcher::watcher(api, managed).default_backoff().boxed();
-    while let Some(event) = events.next().await {
-        if let Ok(Event::Apply(slice) | Event::Delete(slice)) = event {
-            if let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) {
-                queue.add((slice.namespace().unwrap_or_default(), service.clone()));
+    watcher::watcher(api, managed).default_backoff().filter_map(|event| {
+        future::ready(match event {
+            Ok(Event::Apply(slice) | Event::Delete(slice)) => {
+                let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
+                service.map(|service| (slice.namespace().unwrap_or_default(), service))
             }
-        }
-    }
+            _ => None,
+        })
+    })
 }
 
 async fn sync(cache: &Cache, context: &Context, key: &ServiceKey) -> Result<(), kube::Error> {

@@ -5,11 +5,13 @@
 //! so that several servers run one active set.
 //!
 //! Layout: [`context`] (what every controller shares: the client, the event recorder,
-//! timing), one module per controller, and [`run`] which starts them. Helpers shared by
-//! several controllers: [`queue`] (a work queue for keys kube-runtime's `Controller`
-//! cannot reconcile, such as deleted objects), [`discovery`] (every served resource, for
-//! the garbage collector and the namespace controller) and [`servicepods`] (Service and
-//! Pod caches and endpoint rules, for the Endpoints and EndpointSlice controllers).
+//! timing, and the shared [`informer`]s of pods, nodes and Services), one module per
+//! controller, and [`run`] which starts them. Helpers shared by several controllers:
+//! [`queue`] (a work queue for keys kube-runtime's `Controller` cannot reconcile, such as
+//! deleted objects), [`discovery`] (every served resource, for the garbage collector and
+//! the namespace controller), [`servicepods`] (the run loop of the Endpoints and
+//! EndpointSlice controllers, and endpoint rules) and [`pernamespace`] (one named object
+//! in every namespace: the ServiceAccount and root CA controllers).
 
 pub mod clock;
 pub mod context;
@@ -23,11 +25,13 @@ pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
 pub mod history;
+pub mod informer;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod ownership;
+pub mod pernamespace;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;

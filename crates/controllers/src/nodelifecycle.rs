@@ -38,6 +38,7 @@ use skiff_client::events::{reference, Recorder};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::informer::Change;
 use crate::Context;
 
 pub const NAME: &str = "node-lifecycle-controller";
@@ -69,15 +70,8 @@ const CONDITION_TAINTS: [(&str, &str, &str); 6] = [
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
-    let (nodes, node_writer) = reflector::store::<Node>();
+    let nodes = context.informers.nodes();
     let (leases, lease_writer) = reflector::store::<Lease>();
-    let node_changes = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .modify(|node| node.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .applied_objects();
     let lease_changes = reflector::reflector(
         lease_writer,
         watcher(Api::<Lease>::namespaced(client, LEASE_NAMESPACE), watcher::Config::default())
@@ -85,15 +79,15 @@ pub async fn run(context: Arc<Context>) {
     )
     .default_backoff()
     .for_each(|_| async {});
-    let no_schedule = node_changes.for_each(|node| {
+    let no_schedule = nodes.subscribe().for_each(|change| {
         let context = context.clone();
         async move {
-            if let Ok(node) = node {
+            if let Change::Applied { new: node, .. } = change {
                 sync_no_schedule_taints(&node, &context).await;
             }
         }
     });
-    let mut monitor = Monitor::new(context.clone(), nodes, leases);
+    let mut monitor = Monitor::new(context.clone(), nodes.store(), leases);
     tokio::join!(lease_changes, no_schedule, monitor.run());
 }
 

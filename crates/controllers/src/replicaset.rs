@@ -11,16 +11,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::{self, join_all};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::ResourceExt;
 use skiff_api::selector::LabelSelector;
 use skiff_client::events::{reference, Recorder};
@@ -28,6 +28,7 @@ use skiff_client::is_status;
 use tracing::debug;
 
 use crate::expectations::Expectations;
+use crate::informer::Change;
 use crate::ownership::{self, Claim};
 use crate::pods;
 use crate::Context;
@@ -57,25 +58,23 @@ struct State {
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
-    let (pods, writer) = reflector::store();
-    let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
+    let pods = context.informers.pods();
+    let controller = Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default());
     let state = Arc::new(State {
         events: context.events.reporting_as(NAME),
-        context,
-        pods: pods.clone(),
+        pods: pods.store(),
+        context: context.clone(),
         sets: controller.store(),
         expectations: Expectations::default(),
     });
     let observer = state.clone();
-    let pod_events = watcher(Api::<Pod>::all(client), watcher::Config::default())
-        .default_backoff()
-        // Before the store applies the event, so that it still holds the previous state.
-        .inspect_ok(move |event| observe(&observer, event))
-        .reflect(writer)
-        .touched_objects();
+    let pod_changes = pods
+        .subscribe()
+        .inspect(move |change| observe(&observer, change))
+        .filter_map(|change| future::ready(change.object().cloned()));
     let sets = state.sets.clone();
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&sets, &pod))
+        .watches_shared_stream(pod_changes, move |pod| owners_of(&sets, &pod))
         .run(reconcile, error_policy, state)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -97,26 +96,25 @@ fn owning_set(pod: &Pod) -> Option<&str> {
         .map(|r| r.uid.as_str())
 }
 
-/// Marks the creations and deletions a pod event shows as observed.
-fn observe(state: &State, event: &watcher::Event<Pod>) {
-    match event {
-        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+/// Marks the creations and deletions a pod change shows as observed.
+fn observe(state: &State, change: &Change<Pod>) {
+    match change {
+        Change::Applied { old, new: pod } => {
             let Some(owner) = owning_set(pod) else { return };
-            let previous = state.pods.get(&ObjectRef::from_obj(pod));
-            if previous.is_none() {
+            if old.is_none() {
                 state.expectations.creation_observed(owner);
             }
-            let was_deleting = previous.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            let was_deleting = old.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
             if pod.metadata.deletion_timestamp.is_some() && !was_deleting {
                 state.expectations.deletion_observed(owner, &pods::key(pod));
             }
         }
-        watcher::Event::Delete(pod) => {
+        Change::Deleted(pod) => {
             if let Some(owner) = owning_set(pod) {
                 state.expectations.deletion_observed(owner, &pods::key(pod));
             }
         }
-        watcher::Event::Init | watcher::Event::InitDone => {}
+        Change::Synced => {}
     }
 }
 

@@ -9,18 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::Kubeconfig;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use skiff_client::is_status;
-use tracing::{debug, info};
+use tracing::info;
 
-use crate::Context;
+use crate::{pernamespace, Context};
 
 pub const NAME: &str = "root-ca-certificate-publisher-controller";
 pub const CONFIG_MAP: &str = "kube-root-ca.crt";
@@ -76,32 +73,15 @@ pub async fn run(context: Arc<Context>) {
         info!("no cluster CA configured; root CA publisher not running");
         return;
     }
-    let namespaces = Api::<Namespace>::all(context.client.clone());
-    let config_maps = Api::<ConfigMap>::all(context.client.clone());
-    let ours = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP}"));
-    Controller::new(namespaces, watcher::Config::default())
-        // A deleted or edited kube-root-ca.crt triggers its namespace.
-        .watches(config_maps, ours, |cm| cm.namespace().map(|ns| ObjectRef::new(&ns)))
-        .run(reconcile, |_, error, _| retry(error), context)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                debug!(error = %e, "root CA reconcile failed");
-            }
-        })
-        .await;
+    pernamespace::run::<ConfigMap, _, _>(context, NAME, CONFIG_MAP, |namespace, context| async move {
+        publish(&namespace, &context).await
+    })
+    .await;
 }
 
-fn retry(error: &kube::Error) -> Action {
-    debug!(%error, "retrying");
-    Action::requeue(Duration::from_secs(1))
-}
-
-async fn reconcile(namespace: Arc<Namespace>, context: Arc<Context>) -> Result<Action, kube::Error> {
-    // A terminating namespace refuses new objects.
-    if namespace.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let api = Api::<ConfigMap>::namespaced(context.client.clone(), &namespace.name_any());
+/// Writes or puts back the namespace's `kube-root-ca.crt`.
+async fn publish(namespace: &str, context: &Context) -> Result<Action, kube::Error> {
+    let api = Api::<ConfigMap>::namespaced(context.client.clone(), namespace);
     let data = BTreeMap::from([(KEY.to_string(), context.root_ca.to_string())]);
     let result = match api.get_opt(CONFIG_MAP).await? {
         None => {

@@ -12,9 +12,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 use skiff_client::events::reference;
@@ -31,14 +30,9 @@ struct State {
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
-    let (nodes, writer) = reflector::store::<Node>();
     // Node addresses and readiness change every LoadBalancer's ingress; there are few.
-    let node_changes =
-        reflector::reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .filter_map(|result| async move { result.ok().map(|_| ()) });
-    let state = Arc::new(State { context, nodes });
+    let node_changes = context.informers.nodes().any_change();
+    let state = Arc::new(State { nodes: context.informers.nodes().store(), context: context.clone() });
     Controller::new(Api::<Service>::all(client), watcher::Config::default())
         .reconcile_all_on(node_changes)
         .run(reconcile, |_, error, _| retry(error), state)

@@ -1,22 +1,22 @@
-//! What the Endpoints and EndpointSlice controllers share: caches of Services and Pods
-//! that queue a Service whenever it, or a pod it selects (or selected before a label
-//! change), changes; and the rules deciding how a pod appears as an endpoint of a
+//! What the Endpoints and EndpointSlice controllers share: their run loop
+//! ([`run_per_service`]: a queue of Services fed by the shared Service and Pod caches,
+//! queueing a Service whenever it, or a pod it selects (or selected before a label
+//! change), changes); and the rules deciding how a pod appears as an endpoint of a
 //! Service (readiness, named target ports, hostnames), as Kubernetes decides them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
-use kube::{Client, ResourceExt};
-use tracing::debug;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::ResourceExt;
 
+use crate::informer::Change;
 use crate::queue::WorkQueue;
+use crate::Context;
 
 /// A Service by namespace and name.
 pub type ServiceKey = (String, String);
@@ -25,7 +25,42 @@ pub fn key_of(service: &Service) -> ServiceKey {
     (service.namespace().unwrap_or_default(), service.name_any())
 }
 
-/// Services and pods, followed through reflectors.
+/// Workers per controller syncing Services.
+const WORKERS: usize = 4;
+
+/// Runs a controller that keeps objects per Service (the Endpoints and EndpointSlice
+/// controllers): the Service is queued whenever it, a pod it selects (or selected), or a
+/// key from `repair` (a watch of the controller's own objects, which someone else may
+/// change) says so; `sync` is called for each queued Service once the caches are full.
+pub async fn run_per_service<Sync, Fut>(
+    context: Arc<Context>,
+    repair: impl Stream<Item = ServiceKey> + Send,
+    sync: Sync,
+) where
+    Sync: Fn(Cache, Arc<Context>, ServiceKey) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), kube::Error>> + Send,
+{
+    let queue = WorkQueue::new();
+    let (cache, follow) = Cache::start(&context, queue.clone());
+    let repair = repair.for_each(|key| {
+        queue.add(key);
+        future::ready(())
+    });
+    let work = async {
+        cache.ready().await;
+        queue
+            .clone()
+            .run(WORKERS, move |key| {
+                let (cache, context) = (cache.clone(), context.clone());
+                sync(cache, context, key)
+            })
+            .await;
+    };
+    // One future: everything stops together when the manager drops it.
+    futures::join!(follow, repair, work);
+}
+
+/// Services and pods, from the shared informers.
 #[derive(Clone)]
 pub struct Cache {
     services: Store<Service>,
@@ -33,50 +68,32 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The caches, and the task that keeps them (and `queue`) up to date.
-    pub fn start(client: Client, queue: Arc<WorkQueue<ServiceKey>>) -> (Cache, impl std::future::Future<Output = ()>) {
-        let (services, services_writer) = reflector::store::<Service>();
-        let (pods, pods_writer) = reflector::store::<Pod>();
-        let cache = Cache { services, pods };
+    /// The caches, and the task that queues Services on their changes.
+    pub fn start(context: &Context, queue: Arc<WorkQueue<ServiceKey>>) -> (Cache, impl Future<Output = ()>) {
+        let (services, pods) = (context.informers.services(), context.informers.pods());
+        let cache = Cache { services: services.store(), pods: pods.store() };
         let follow_services = {
             let queue = queue.clone();
-            let api = Api::<Service>::all(client.clone());
-            reflector::reflector(services_writer, watcher::watcher(api, watcher::Config::default()).default_backoff())
-                .for_each(move |event| {
-                    match event {
-                        Ok(Event::Apply(s) | Event::InitApply(s) | Event::Delete(s)) => queue.add(key_of(&s)),
-                        Ok(_) => {}
-                        Err(error) => debug!(%error, "service watch failed; retrying"),
-                    }
-                    futures::future::ready(())
-                })
+            services.touched().for_each(move |service| {
+                queue.add(key_of(&service));
+                future::ready(())
+            })
         };
         let follow_pods = {
             let cache = cache.clone();
-            // The services each pod was last found in: a pod whose labels change must
-            // leave the services that selected it before.
-            let selected_by: Mutex<HashMap<ObjectRef<Pod>, Vec<ServiceKey>>> = Mutex::default();
-            let api = Api::<Pod>::all(client);
-            reflector::reflector(pods_writer, watcher::watcher(api, watcher::Config::default()).default_backoff())
-                .for_each(move |event| {
-                    let mut selected_by = selected_by.lock().unwrap_or_else(|e| e.into_inner());
-                    match event {
-                        Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
-                            let now = cache.services_selecting(&pod);
-                            let before = selected_by.insert(ObjectRef::from_obj(&pod), now.clone()).unwrap_or_default();
-                            now.into_iter().chain(before).for_each(|k| queue.add(k));
-                        }
-                        Ok(Event::Delete(pod)) => {
-                            let before = selected_by.remove(&ObjectRef::from_obj(&pod)).unwrap_or_default();
-                            cache.services_selecting(&pod).into_iter().chain(before).for_each(|k| queue.add(k));
-                        }
-                        // After a relist, deletions may have been missed: look at everything.
-                        Ok(Event::InitDone) => cache.services.state().iter().for_each(|s| queue.add(key_of(s))),
-                        Ok(Event::Init) => {}
-                        Err(error) => debug!(%error, "pod watch failed; retrying"),
+            pods.subscribe().for_each(move |change| {
+                match change {
+                    // A pod whose labels changed also leaves the Services that selected it.
+                    Change::Applied { old, new } => {
+                        let before = old.map(|old| cache.services_selecting(&old)).unwrap_or_default();
+                        cache.services_selecting(&new).into_iter().chain(before).for_each(|k| queue.add(k));
                     }
-                    futures::future::ready(())
-                })
+                    Change::Deleted(pod) => cache.services_selecting(&pod).into_iter().for_each(|k| queue.add(k)),
+                    // After a (re)list, look at everything.
+                    Change::Synced => cache.services.state().iter().for_each(|s| queue.add(key_of(s))),
+                }
+                future::ready(())
+            })
         };
         let run = async move {
             futures::join!(follow_services, follow_pods);

@@ -38,8 +38,8 @@ const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
-    Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
+    Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default())
+        .owns_shared_stream(context.informers.pods().touched())
         .run(reconcile, |_, error, _| retry(error), context)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -14,9 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 use serde_json::json;
 use skiff_client::events::{reference, Recorder};
@@ -52,25 +50,9 @@ struct Scheduled {
 }
 
 pub async fn run(context: Arc<Context>) {
-    let client = context.client.clone();
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let node_changes = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .modify(|node| node.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .map(|_| ());
-    // Only pods bound to a node can be on a tainted one.
-    let pod_changes = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client), watcher::Config::default().fields("spec.nodeName!="))
-            .modify(|pod| pod.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let mut changes = std::pin::pin!(stream::select(node_changes, pod_changes));
+    let (nodes, pods) = (context.informers.nodes().store(), context.informers.pods().store());
+    let mut changes =
+        std::pin::pin!(stream::select(context.informers.nodes().any_change(), context.informers.pods().any_change()));
     let events = context.events.reporting_as(NAME);
     let mut scheduled: HashMap<String, Scheduled> = HashMap::new();
     loop {
@@ -81,7 +63,7 @@ pub async fn run(context: Arc<Context>) {
         }
         // Take whatever else is ready too, then look once.
         while let Some(Some(())) = changes.next().now_or_never() {}
-        // Both caches must hold their initial lists (only polling `changes` fills them).
+        // Both caches must hold their initial lists.
         if !is_ready(&nodes) || !is_ready(&pods) {
             continue;
         }
@@ -120,6 +102,10 @@ fn plan(
             (!taints.is_empty()).then(|| (node.name_any(), taints))
         })
         .collect();
+    // Nothing tainted and nothing pending: no pod to look at (the common case).
+    if tainted.is_empty() && scheduled.is_empty() {
+        return Vec::new();
+    }
     let mut due = Vec::new();
     let mut seen = HashSet::new();
     for pod in pods.state() {

@@ -327,3 +327,39 @@ async fn kubectl_shows_the_endpoints() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_relabelled_pod_leaves_the_endpoints_and_slices_of_its_old_service() {
+    let cluster = Cluster::start(1).await;
+    let pods: Api<Pod> = cluster.api("default");
+    let services: Api<Service> = cluster.api("default");
+    let endpoints: Api<Endpoints> = cluster.api("default");
+    let slices: Api<EndpointSlice> = cluster.api("default");
+    for (name, app) in [("api", "api"), ("admin", "admin")] {
+        create(
+            &services,
+            json!({"metadata": {"name": name}, "spec": {"selector": {"app": app}, "ports": [{"port": 80}]}}),
+        )
+        .await;
+    }
+    pod(&pods, "moving", "api", 8080, false, json!({})).await;
+    let ip = running_ip(&pods, "moving").await;
+    let listed = |service: &'static str| {
+        let (endpoints, slices, ip) = (endpoints.clone(), slices.clone(), ip.clone());
+        async move {
+            let in_endpoints =
+                endpoints.get(service).await.ok().is_some_and(|ep| addresses(&ep).0.iter().any(|a| a.0 == ip));
+            let in_slices = slice_endpoints(&slices, service).await.iter().any(|e| e.0 == ip);
+            (in_endpoints, in_slices)
+        }
+    };
+    eventually("the pod listed for api", PATIENCE, || async { (listed("api").await == (true, true)).then_some(()) })
+        .await;
+
+    let relabel = Patch::Merge(json!({"metadata": {"labels": {"app": "admin"}}}));
+    pods.patch("moving", &PatchParams::default(), &relabel).await.unwrap();
+    eventually("the pod moved from api to admin", PATIENCE, || async {
+        (listed("api").await == (false, false) && listed("admin").await == (true, true)).then_some(())
+    })
+    .await;
+}

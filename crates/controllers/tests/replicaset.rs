@@ -105,6 +105,36 @@ async fn creates_running_pods_and_replaces_a_deleted_one() {
     wait_ready(&sets, "web", 3).await;
 }
 
+/// The SuccessfulCreate events of the replicaset controller about `set`.
+async fn creation_events(events: &Api<Event>, set: &str) -> Option<usize> {
+    let events = events.list(&ListParams::default()).await.ok()?.items;
+    Some(
+        events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
+            .filter(|e| e.reporting_controller.as_deref() == Some("replicaset-controller"))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(set))
+            .count(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_scale_up_reports_25_creations_as_kube_controller_manager_does() {
+    let cluster = Cluster::start(2).await;
+    let sets: Api<ReplicaSet> = cluster.api("default");
+    let events: Api<Event> = cluster.api("default");
+    sets.create(&PostParams::default(), &replica_set("many", 40, json!({}))).await.unwrap();
+    wait_ready(&sets, "many", 40).await;
+    // Events are written one at a time in the order recorded: once a later ReplicaSet's
+    // event is in, every event about `many` has been written or dropped.
+    sets.create(&PostParams::default(), &replica_set("marker", 1, json!({}))).await.unwrap();
+    eventually("the later ReplicaSet's event", PATIENCE, || async {
+        (creation_events(&events, "marker").await? == 1).then_some(())
+    })
+    .await;
+    assert_eq!(creation_events(&events, "many").await, Some(25), "client-go's spam filter: a burst of 25");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn adopts_orphans_and_scales_down_unscheduled_and_unready_pods_first() {
     let cluster = Cluster::start(2).await;

@@ -4,8 +4,9 @@
 //! - [`graph`]: the owner graph built from ownerReferences, and the work each change makes.
 //! - `collector`: that work, through the API (live lookups before anything is deleted).
 //! - here: one metadata-only watch per served resource that can be deleted (found through
-//!   discovery, re-run periodically so new custom resources are followed), feeding the
-//!   graph; workers start once every watch has listed.
+//!   discovery, re-run periodically so new custom resources are followed; pods come from
+//!   the shared pod informer instead), feeding the graph; workers start once every watch
+//!   has listed.
 //!
 //! The API server does the rest: DELETE with propagationPolicy=Foreground adds the
 //! `foregroundDeletion` finalizer, Orphan the `orphan` finalizer, Background neither.
@@ -18,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::discovery::verbs;
 use kube::runtime::watcher::{self, Event};
@@ -28,6 +31,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::discovery::{self, KindIndex, Served};
+use crate::informer::Change;
 use crate::Context;
 use collector::Collector;
 use graph::{Identity, Observed, ResourceKey};
@@ -74,7 +78,12 @@ pub async fn run(context: Arc<Context>) {
                         continue;
                     }
                     waiting.insert(key.clone());
-                    let task = tasks.spawn(monitor(collector.clone(), served, synced_tx.clone()));
+                    let task = if is_pods(&served) {
+                        let pods = context.informers.pods().subscribe().boxed();
+                        tasks.spawn(monitor_pods(collector.clone(), served, pods, synced_tx.clone()))
+                    } else {
+                        tasks.spawn(monitor(collector.clone(), served, synced_tx.clone()))
+                    };
                     monitors.insert(key, task);
                 }
                 if !working {
@@ -119,6 +128,56 @@ async fn wait_for_sync(synced: &mut mpsc::UnboundedReceiver<ResourceKey>, mut wa
     }
 }
 
+/// What the graph keeps of an object of `resource` (None without a name or uid).
+fn observed(resource: &kube::discovery::ApiResource, key: &ResourceKey, meta: &ObjectMeta) -> Option<Observed> {
+    Some(Observed {
+        identity: Identity {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone()?,
+            uid: meta.uid.clone()?,
+        },
+        resource: key.clone(),
+        owners: meta.owner_references.clone().unwrap_or_default(),
+        deleting: meta.deletion_timestamp.is_some(),
+        finalizers: meta.finalizers.clone().unwrap_or_default(),
+    })
+}
+
+/// Whether `served` is the core pods resource (followed through the shared informer).
+fn is_pods(served: &Served) -> bool {
+    served.resource.group.is_empty() && served.resource.plural == "pods"
+}
+
+/// Follows pods into the graph from the shared pod informer (which reports deletions
+/// missed while its watch was down as deletions).
+async fn monitor_pods(
+    collector: Arc<Collector>,
+    served: Served,
+    mut changes: impl futures::Stream<Item = Change<Pod>> + Unpin,
+    synced: mpsc::UnboundedSender<ResourceKey>,
+) {
+    let key = key(&served.resource);
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Applied { new, .. } => {
+                if let Some(observed) = observed(&served.resource, &key, &new.metadata) {
+                    collector.observe(observed);
+                }
+            }
+            Change::Deleted(pod) => {
+                if let Some(uid) = pod.uid() {
+                    collector.forget(&uid);
+                }
+            }
+            Change::Synced => {
+                let _ = synced.send(key.clone());
+            }
+        }
+    }
+}
+
 /// Follows one resource's objects (metadata only) into the graph.
 async fn monitor(collector: Arc<Collector>, served: Served, synced: mpsc::UnboundedSender<ResourceKey>) {
     let resource = served.resource;
@@ -128,27 +187,11 @@ async fn monitor(collector: Arc<Collector>, served: Served, synced: mpsc::Unboun
     // Objects seen during a (re)list: whatever the graph holds beyond them was deleted
     // while the watch was down.
     let mut listing: Option<HashSet<String>> = None;
-    let observe = |object: &PartialObjectMeta<DynamicObject>| -> Option<Observed> {
-        let meta = &object.metadata;
-        Some(Observed {
-            identity: Identity {
-                api_version: resource.api_version.clone(),
-                kind: resource.kind.clone(),
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone()?,
-                uid: meta.uid.clone()?,
-            },
-            resource: key.clone(),
-            owners: meta.owner_references.clone().unwrap_or_default(),
-            deleting: meta.deletion_timestamp.is_some(),
-            finalizers: meta.finalizers.clone().unwrap_or_default(),
-        })
-    };
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Init) => listing = Some(HashSet::new()),
             Ok(Event::InitApply(object)) => {
-                if let Some(observed) = observe(&object) {
+                if let Some(observed) = observed(&resource, &key, &object.metadata) {
                     if let Some(seen) = listing.as_mut() {
                         seen.insert(observed.identity.uid.clone());
                     }
@@ -161,7 +204,7 @@ async fn monitor(collector: Arc<Collector>, served: Served, synced: mpsc::Unboun
                 let _ = synced.send(key.clone());
             }
             Ok(Event::Apply(object)) => {
-                if let Some(observed) = observe(&object) {
+                if let Some(observed) = observed(&resource, &key, &object.metadata) {
                     collector.observe(observed);
                 }
             }

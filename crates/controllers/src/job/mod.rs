@@ -47,9 +47,11 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn run(context: Arc<Context>) {
     let jobs = Api::<Job>::all(context.client.clone());
-    let pods = Api::<Pod>::all(context.client.clone());
+    // Job pods carry the controller-uid label; others are no concern of this controller.
+    let pods =
+        context.informers.pods().touched().filter(|pod| future::ready(pod.labels().contains_key(CONTROLLER_UID_LABEL)));
     Controller::new(jobs, watcher::Config::default())
-        .owns(pods, watcher::Config::default().labels(CONTROLLER_UID_LABEL))
+        .owns_shared_stream(pods)
         .run(reconcile, |_, error, _| retry(error), context)
         .for_each(|result| async move {
             if let Err(e) = result {
