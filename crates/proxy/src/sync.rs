@@ -4,9 +4,10 @@
 //!
 //! A partial sync renders only the service ports whose model changed — before and after —
 //! and writes the difference between those two fragments, so one endpoint change costs
-//! the same with 10 Services as with 10,000. The one shared object is the hairpin set
-//! (several Services may share an endpoint address): its members are reference-counted,
-//! added when first needed and deleted when no port needs them any more.
+//! the same with 10 Services as with 10,000. Two kinds of object are shared by several
+//! ports: hairpin set members (Services may share an endpoint address) and the
+//! `spread-PROTO-N` chains. Their users are counted: an object is added when first needed
+//! and deleted when no port needs it any more.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -32,8 +33,44 @@ pub enum SyncKind {
 /// What the kernel holds after a successful sync.
 struct Programmed {
     model: Model,
-    /// Hairpin set member → how many service ports need it.
+    users: SharedUsers,
+}
+
+/// How many service ports use each shared object.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SharedUsers {
+    /// Hairpin set member → users.
     hairpin: BTreeMap<String, usize>,
+    /// Shared chain name → users.
+    chains: BTreeMap<String, usize>,
+}
+
+impl SharedUsers {
+    fn of(model: &Model, ruleset: &Ruleset) -> Self {
+        let mut hairpin = BTreeMap::new();
+        for port in model.ports.values() {
+            for key in hairpin_keys(port) {
+                *hairpin.entry(key).or_insert(0) += 1;
+            }
+        }
+        let chains = ruleset.shared_chains.iter().map(|(name, chain)| (name.clone(), chain.users)).collect();
+        SharedUsers { hairpin, chains }
+    }
+}
+
+/// Counts before and after one partial sync: object → (users before, users after).
+type Transitions = BTreeMap<String, (usize, usize)>;
+
+/// Applies `delta` users of `key` to `counts`, remembering its first count in `transitions`.
+fn count(counts: &mut BTreeMap<String, usize>, transitions: &mut Transitions, key: &str, delta: isize) {
+    let current = counts.get(key).copied().unwrap_or(0);
+    let entry = transitions.entry(key.to_string()).or_insert((current, current));
+    entry.1 = entry.1.saturating_add_signed(delta);
+    if entry.1 == 0 {
+        counts.remove(key);
+    } else {
+        counts.insert(key.to_string(), entry.1);
+    }
 }
 
 pub struct Syncer {
@@ -57,43 +94,34 @@ impl Syncer {
     pub async fn sync(&mut self, model: &Model) -> Result<SyncKind, NftError> {
         let started = Instant::now();
         // Taken: if applying fails, the kernel's state is unknown and stays so.
-        let (kind, script, hairpin) = match self.programmed.take() {
+        let (kind, script, users) = match self.programmed.take() {
             None => {
-                let script = transaction::full(&Ruleset::render(model, &self.options));
-                let mut hairpin = BTreeMap::new();
-                for port in model.ports.values() {
-                    for key in hairpin_keys(port) {
-                        *hairpin.entry(key).or_insert(0) += 1;
-                    }
-                }
-                (SyncKind::Full, script, hairpin)
+                let ruleset = Ruleset::render(model, &self.options);
+                (SyncKind::Full, transaction::full(&ruleset), SharedUsers::of(model, &ruleset))
             }
-            Some(Programmed { model: old, mut hairpin }) => {
-                let script = self.partial_script(&old, model, &mut hairpin);
+            Some(Programmed { model: old, mut users }) => {
+                let script = self.partial_script(&old, model, &mut users);
                 if script.is_empty() {
-                    self.programmed = Some(Programmed { model: old, hairpin });
+                    self.programmed = Some(Programmed { model: old, users });
                     return Ok(SyncKind::Unchanged);
                 }
-                (SyncKind::Partial, script, hairpin)
+                (SyncKind::Partial, script, users)
             }
         };
         self.nft.apply(&script).await?;
-        self.programmed = Some(Programmed { model: model.clone(), hairpin });
+        self.programmed = Some(Programmed { model: model.clone(), users });
         debug!(?kind, ports = model.ports.len(), bytes = script.len(), took = ?started.elapsed(), "proxy rules synced");
         Ok(kind)
     }
 
     /// The transaction from `old` to `new`, rendering only the ports that differ; updates
-    /// the hairpin counts.
-    fn partial_script(&self, old: &Model, new: &Model, hairpin: &mut BTreeMap<String, usize>) -> String {
+    /// the users of shared objects.
+    fn partial_script(&self, old: &Model, new: &Model, users: &mut SharedUsers) -> String {
         let (mut before, mut after) = (Ruleset::default(), Ruleset::default());
-        let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new(); // key → (was, is)
-        let mut track = |port, delta: i64| {
+        let (mut hairpin, mut chains) = (Transitions::new(), Transitions::new());
+        let mut track = |port, delta| {
             for key in hairpin_keys(port) {
-                let current = hairpin.get(&key).copied().unwrap_or(0);
-                let entry = counts.entry(key.clone()).or_insert((current, current));
-                entry.1 = entry.1.saturating_add_signed(delta as isize);
-                hairpin.insert(key, entry.1);
+                count(&mut users.hairpin, &mut hairpin, &key, delta);
             }
         };
         for (key, port) in &new.ports {
@@ -115,18 +143,31 @@ impl Syncer {
                 track(previous, -1);
             }
         }
-        // Only members that appear or disappear are written.
-        before.elements.remove(&Map::Hairpin);
-        after.elements.remove(&Map::Hairpin);
-        for (key, (was, is)) in counts {
-            if is == 0 {
-                hairpin.remove(&key);
-            }
+        // Only shared objects that appear or disappear are written.
+        let (mut before_hairpin, mut after_hairpin) = (BTreeMap::new(), BTreeMap::new());
+        for (key, (was, is)) in hairpin {
             match (was, is) {
-                (0, 1..) => after.elements.entry(Map::Hairpin).or_default().insert(key, String::new()),
-                (1.., 0) => before.elements.entry(Map::Hairpin).or_default().insert(key, String::new()),
+                (0, 1..) => after_hairpin.insert(key, String::new()),
+                (1.., 0) => before_hairpin.insert(key, String::new()),
                 _ => None,
             };
+        }
+        before.elements.insert(Map::Hairpin, before_hairpin);
+        after.elements.insert(Map::Hairpin, after_hairpin);
+        let (before_shared, after_shared) =
+            (std::mem::take(&mut before.shared_chains), std::mem::take(&mut after.shared_chains));
+        for (name, chain) in &before_shared {
+            count(&mut users.chains, &mut chains, name, -(chain.users as isize));
+        }
+        for (name, chain) in &after_shared {
+            count(&mut users.chains, &mut chains, name, chain.users as isize);
+        }
+        for (name, (was, is)) in chains {
+            match (was, is) {
+                (0, 1..) => after.chains.extend(after_shared.get(&name).map(|c| (name, c.rules.clone()))),
+                (1.., 0) => before.chains.extend(before_shared.get(&name).map(|c| (name, c.rules.clone()))),
+                _ => {}
+            }
         }
         transaction::partial(&before, &after)
     }
@@ -138,6 +179,7 @@ mod tests {
     use crate::model::{Endpoint, PortKey, Protocol, ServicePort};
     use std::net::Ipv4Addr;
 
+    /// A port whose endpoints are all on this node.
     fn port(name: &str, last_octet: u8, endpoints: &[&str]) -> ServicePort {
         let endpoints: Vec<Endpoint> =
             endpoints.iter().map(|ip| Endpoint { ip: ip.parse().expect("ip"), port: 8080 }).collect();
@@ -149,8 +191,8 @@ mod tests {
             external_local: false,
             internal_local: false,
             affinity_seconds: None,
-            cluster_endpoints: endpoints,
-            local_endpoints: Vec::new(),
+            cluster_endpoints: endpoints.clone(),
+            local_endpoints: endpoints,
         }
     }
 
@@ -158,42 +200,47 @@ mod tests {
         Model { ports: ports.iter().map(|p| (p.key.clone(), p.clone())).collect() }
     }
 
-    fn counts(model: &Model) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for port in model.ports.values() {
-            for key in hairpin_keys(port) {
-                *counts.entry(key).or_insert(0) += 1;
-            }
-        }
-        counts
+    fn users(model: &Model) -> SharedUsers {
+        SharedUsers::of(model, &Ruleset::render(model, &RenderOptions::default()))
     }
 
     #[test]
-    fn only_changed_ports_are_rendered_and_shared_hairpin_members_are_counted() {
+    fn only_changed_ports_are_rendered_and_shared_objects_are_counted() {
         let syncer = Syncer::new(Nft::default(), RenderOptions::default());
         let a = port("a", 1, &["10.42.0.5"]);
         let b = port("b", 2, &["10.42.0.5", "10.42.0.6"]);
         let old = model(&[a.clone(), b.clone()]);
-        let mut hairpin = counts(&old);
+        let mut counts = users(&old);
 
-        // b loses 10.42.0.5 (still needed by a) and 10.42.0.6 (needed by nobody).
+        // b loses 10.42.0.5 (still needed by a) and 10.42.0.6 (needed by nobody); it now
+        // shares spread-tcp-1 with a, and spread-tcp-2 has no user left.
         let b2 = port("b", 2, &["10.42.0.5"]);
         let new = model(&[a.clone(), b2]);
-        let script = syncer.partial_script(&old, &new, &mut hairpin);
-        assert!(!script.contains("svc-default/a/"), "a did not change: {script}");
-        assert!(script.contains("flush chain ip skiff-proxy svc-default/b/tcp/p80"), "{script}");
+        let script = syncer.partial_script(&old, &new, &mut counts);
+        assert!(!script.contains("10.43.0.1 "), "a did not change: {script}");
         assert!(script.contains("delete element ip skiff-proxy hairpin { 10.42.0.6 . 10.42.0.6 }"), "{script}");
         assert!(!script.contains("10.42.0.5 . 10.42.0.5"), "still used by both: {script}");
-        assert_eq!(hairpin, counts(&new));
+        assert!(script.contains("add element ip skiff-proxy service-ips { 10.43.0.2 . tcp . 80 : goto spread-tcp-1 }"));
+        assert!(script.contains("delete chain ip skiff-proxy spread-tcp-2"), "{script}");
+        assert!(!script.contains("add chain ip skiff-proxy spread-tcp-1"), "already there: {script}");
+        assert_eq!(counts, users(&new));
 
-        // a goes: 10.42.0.5 is still b's.
+        // a goes: 10.42.0.5 and spread-tcp-1 are still b's.
         let newer = model(&[port("b", 2, &["10.42.0.5"])]);
-        let script = syncer.partial_script(&new, &newer, &mut hairpin);
-        assert!(script.contains("delete chain ip skiff-proxy svc-default/a/tcp/p80"), "{script}");
+        let script = syncer.partial_script(&new, &newer, &mut counts);
         assert!(script.contains("delete element ip skiff-proxy service-ips { 10.43.0.1 . tcp . 80 }"), "{script}");
-        assert!(!script.contains("hairpin"), "{script}");
-        assert_eq!(hairpin, counts(&newer));
+        assert!(script.contains("delete element ip skiff-proxy cluster-ip-endpoints-tcp { 10.43.0.1 . 80 . 0 }"));
+        assert!(!script.contains("hairpin") && !script.contains("chain"), "{script}");
+        assert_eq!(counts, users(&newer));
 
-        assert_eq!(syncer.partial_script(&newer, &newer, &mut hairpin), "", "nothing changed");
+        // A third endpoint needs a new shared chain, created before the element naming it.
+        let three = model(&[port("b", 2, &["10.42.0.5", "10.42.0.6", "10.42.0.7"])]);
+        let script = syncer.partial_script(&newer, &three, &mut counts);
+        let created = script.find("add chain ip skiff-proxy spread-tcp-3").expect("chain created");
+        assert!(created < script.find("goto spread-tcp-3").expect("element"), "{script}");
+        assert!(script.contains("delete chain ip skiff-proxy spread-tcp-1"), "{script}");
+        assert_eq!(counts, users(&three));
+
+        assert_eq!(syncer.partial_script(&three, &three, &mut counts), "", "nothing changed");
     }
 }

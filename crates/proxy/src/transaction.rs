@@ -29,6 +29,9 @@ pub const BASE: &[&str] = &[
     "add map ip skiff-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }",
     "add map ip skiff-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }",
     "add set ip skiff-proxy hairpin { type ipv4_addr . ipv4_addr ; }",
+    "add map ip skiff-proxy cluster-ip-endpoints-tcp { typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport ; }",
+    "add map ip skiff-proxy cluster-ip-endpoints-udp { typeof ip daddr . udp dport . numgen random mod 1 : ip daddr . udp dport ; }",
+    "add map ip skiff-proxy cluster-ip-endpoints-sctp { typeof ip daddr . sctp dport . numgen random mod 1 : ip daddr . sctp dport ; }",
     "add chain ip skiff-proxy mark-for-masquerade",
     "add rule ip skiff-proxy mark-for-masquerade meta mark set meta mark or 0x4000",
     "add chain ip skiff-proxy masquerading",
@@ -70,12 +73,17 @@ pub fn full(ruleset: &Ruleset) -> String {
     for (name, definition) in &ruleset.sets {
         let _ = writeln!(script, "add set {FAMILY} {TABLE} {name} {definition}");
     }
-    for name in ruleset.chains.keys() {
+    let shared = ruleset.shared_chains.iter().map(|(name, chain)| (name, &chain.rules));
+    let chains = || shared.clone().chain(&ruleset.chains);
+    for (name, _) in chains() {
         let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
     }
-    for (name, rules) in &ruleset.chains {
+    for (name, rules) in chains() {
         add_rules(&mut script, name, rules);
     }
+    // Elements after the rules: a map's elements are checked once per rule that uses
+    // it when the rule comes later, while an element added later is checked only
+    // against the few rules using its map.
     for (map, elements) in &ruleset.elements {
         add_elements(&mut script, "add", *map, elements.iter());
     }
@@ -83,7 +91,8 @@ pub fn full(ruleset: &Ruleset) -> String {
 }
 
 /// A script that changes the table programmed for `old` into one for `new`; empty when
-/// nothing changed.
+/// nothing changed. Shared chains are not compared (the caller, which counts their
+/// users, moves those to create or delete into `chains`).
 pub fn partial(old: &Ruleset, new: &Ruleset) -> String {
     let mut script = String::new();
     for (name, definition) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {

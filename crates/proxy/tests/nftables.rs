@@ -168,7 +168,9 @@ async fn a_partial_sync_changes_only_the_changed_service() {
     let before = [slice("web", &ENDPOINTS[..2]), slice("other", &ENDPOINTS[..1])];
     let mut syncer = syncer(&lab);
     assert_eq!(syncer.sync(&model(&services, &before)).await.expect("full"), SyncKind::Full);
-    let other_before = lab.list_chain("svc-default/other/tcp/p80").expect("other chain");
+    // "other" (one endpoint) is served by the shared chain spread-tcp-1, web by spread-tcp-2.
+    let other_before = lab.list_chain("spread-tcp-1").expect("other's chain");
+    assert!(lab.list_chain("spread-tcp-2").is_ok());
     assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").len(), 2);
 
     let after = [slice("web", ENDPOINTS), slice("other", &ENDPOINTS[..1])];
@@ -176,14 +178,16 @@ async fn a_partial_sync_changes_only_the_changed_service() {
     assert_eq!(syncer.sync(&model(&services, &after)).await.expect("partial"), SyncKind::Partial);
     eprintln!("partial sync of one endpoint change took {:?}", started.elapsed());
     assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 45).expect("web").len(), 3, "the new endpoint is used");
-    // Rule handles change when a chain is rewritten: the other service's did not.
-    assert_eq!(lab.list_chain("svc-default/other/tcp/p80").expect("other chain"), other_before);
+    assert_eq!(lab.get(&lab.node, "10.43.0.23:80").expect("other still answers"), "a 10.42.0.1");
+    // Rule handles change when a chain is rewritten: the one other uses was not.
+    assert_eq!(lab.list_chain("spread-tcp-1").expect("other's chain"), other_before);
+    assert!(lab.list_chain("spread-tcp-2").is_err(), "no user left: deleted");
     assert_eq!(syncer.sync(&model(&services, &after)).await.expect("again"), SyncKind::Unchanged);
 
-    // Removing every endpoint turns the service into a rejected one; the chain goes.
+    // Removing every endpoint turns the service into a rejected one; its chain goes.
     let none = [slice("web", &[]), slice("other", &ENDPOINTS[..1])];
     assert_eq!(syncer.sync(&model(&services, &none)).await.expect("partial"), SyncKind::Partial);
-    assert!(lab.list_chain("svc-default/web/tcp/p80").is_err(), "the chain was deleted");
+    assert!(lab.list_chain("spread-tcp-3").is_err(), "the chain was deleted");
     assert!(lab.get(&lab.node, "10.43.0.20:80").expect_err("no endpoints").contains("refused"));
 }
 
