@@ -117,7 +117,7 @@ pub async fn run(_env: &Env, args: &ProxyArgs) -> Result<Vec<Check>> {
         model.update_service("bench", &format!("svc-{i}"), Some(&services[i]), &[&slices[i]], &node);
         let kind = syncer.sync(&model).await?;
         change.push(started.elapsed());
-        ensure!(kind == SyncKind::Partial, "expected a partial sync, got {kind:?}");
+        ensure!(kind == SyncKind::Elements, "expected an element-only sync, got {kind:?}");
     }
     let full = Summary::of(full);
     let compute = Summary::of(compute);

@@ -12,6 +12,9 @@ pub enum NftError {
     Spawn { program: String, source: std::io::Error },
     #[error("nft failed ({status}): {stderr}")]
     Failed { status: std::process::ExitStatus, stderr: String },
+    /// A partial sync sent over netlink (crate::netlink) failed.
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
 }
 
 /// How to run nft: the plain binary, or a command prefix such as
@@ -19,18 +22,24 @@ pub enum NftError {
 #[derive(Clone, Debug)]
 pub struct Nft {
     argv: Vec<String>,
+    namespace: Option<String>,
 }
 
 impl Default for Nft {
     fn default() -> Self {
-        Nft { argv: vec!["nft".into()] }
+        Nft { argv: vec!["nft".into()], namespace: None }
     }
 }
 
 impl Nft {
     /// nft inside the named network namespace (`ip netns exec NAME nft`).
     pub fn in_namespace(name: &str) -> Self {
-        Nft { argv: ["ip", "netns", "exec", name, "nft"].map(String::from).to_vec() }
+        Nft { argv: ["ip", "netns", "exec", name, "nft"].map(String::from).to_vec(), namespace: Some(name.into()) }
+    }
+
+    /// The network namespace nft runs in (None: the current one).
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
     }
 
     /// Applies `script` as one transaction.

@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::model::Model;
+use crate::netlink::ElementSocket;
 use crate::nft::{Nft, NftError};
 use crate::ruleset::{hairpin_keys, Map, RenderOptions, Ruleset};
 use crate::transaction;
@@ -24,8 +25,10 @@ use crate::transaction;
 pub enum SyncKind {
     /// The table was recreated.
     Full,
-    /// Only the changes were written.
+    /// Only the changes were written, with nft.
     Partial,
+    /// Only map elements changed; they were written over netlink (crate::netlink).
+    Elements,
     /// Nothing had changed; nft was not run.
     Unchanged,
 }
@@ -78,11 +81,20 @@ pub struct Syncer {
     options: RenderOptions,
     /// None when unknown: the next sync is full.
     programmed: Option<Programmed>,
+    /// For partial syncs that change elements only; opened at the first one.
+    elements: ElementPath,
+}
+
+enum ElementPath {
+    NotOpened,
+    Open(ElementSocket),
+    /// Opening failed (logged once): everything goes through nft.
+    Unavailable,
 }
 
 impl Syncer {
     pub fn new(nft: Nft, options: RenderOptions) -> Self {
-        Syncer { nft, options, programmed: None }
+        Syncer { nft, options, programmed: None, elements: ElementPath::NotOpened }
     }
 
     /// Makes the next sync a full one.
@@ -94,29 +106,56 @@ impl Syncer {
     pub async fn sync(&mut self, model: &Model) -> Result<SyncKind, NftError> {
         let started = Instant::now();
         // Taken: if applying fails, the kernel's state is unknown and stays so.
-        let (kind, script, users) = match self.programmed.take() {
+        let (kind, bytes, users) = match self.programmed.take() {
             None => {
                 let ruleset = Ruleset::render(model, &self.options);
-                (SyncKind::Full, transaction::full(&ruleset), SharedUsers::of(model, &ruleset))
+                let script = transaction::full(&ruleset);
+                self.nft.apply(&script).await?;
+                (SyncKind::Full, script.len(), SharedUsers::of(model, &ruleset))
             }
             Some(Programmed { model: old, mut users }) => {
-                let script = self.partial_script(&old, model, &mut users);
+                let (before, after) = self.partial_fragments(&old, model, &mut users);
+                let script = transaction::partial(&before, &after);
                 if script.is_empty() {
                     self.programmed = Some(Programmed { model: old, users });
                     return Ok(SyncKind::Unchanged);
                 }
-                (SyncKind::Partial, script, users)
+                let elements_only = before.chains == after.chains && before.sets == after.sets;
+                if elements_only && self.apply_elements(&before, &after).await? {
+                    (SyncKind::Elements, script.len(), users)
+                } else {
+                    self.nft.apply(&script).await?;
+                    (SyncKind::Partial, script.len(), users)
+                }
             }
         };
-        self.nft.apply(&script).await?;
         self.programmed = Some(Programmed { model: model.clone(), users });
-        debug!(?kind, ports = model.ports.len(), bytes = script.len(), took = ?started.elapsed(), "proxy rules synced");
+        debug!(?kind, ports = model.ports.len(), bytes, took = ?started.elapsed(), "proxy rules synced");
         Ok(kind)
     }
 
-    /// The transaction from `old` to `new`, rendering only the ports that differ; updates
-    /// the users of shared objects.
-    fn partial_script(&self, old: &Model, new: &Model, users: &mut SharedUsers) -> String {
+    /// Applies the element changes from `before` to `after` over netlink; false when that
+    /// path is unavailable or cannot express them (nft must apply them).
+    async fn apply_elements(&mut self, before: &Ruleset, after: &Ruleset) -> Result<bool, NftError> {
+        if let ElementPath::NotOpened = self.elements {
+            self.elements = match ElementSocket::open(self.nft.namespace()) {
+                Ok(socket) => ElementPath::Open(socket),
+                Err(error) => {
+                    warn!(%error, "no netlink socket for element changes; every sync runs nft");
+                    ElementPath::Unavailable
+                }
+            };
+        }
+        let ElementPath::Open(socket) = &self.elements else {
+            return Ok(false);
+        };
+        Ok(socket.apply(&transaction::element_changes(before, after)).await?)
+    }
+
+    /// The objects that change from `old` to `new` — before and after — rendering only
+    /// the ports that differ; updates the users of shared objects. Shared objects appear
+    /// only when they are created or deleted.
+    fn partial_fragments(&self, old: &Model, new: &Model, users: &mut SharedUsers) -> (Ruleset, Ruleset) {
         let (mut before, mut after) = (Ruleset::default(), Ruleset::default());
         let (mut hairpin, mut chains) = (Transitions::new(), Transitions::new());
         let mut track = |port, delta| {
@@ -169,6 +208,12 @@ impl Syncer {
                 _ => {}
             }
         }
+        (before, after)
+    }
+
+    #[cfg(test)]
+    fn partial_script(&self, old: &Model, new: &Model, users: &mut SharedUsers) -> String {
+        let (before, after) = self.partial_fragments(old, new, users);
         transaction::partial(&before, &after)
     }
 }

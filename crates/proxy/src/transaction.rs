@@ -8,9 +8,9 @@
 //! added; removed chains and sets go last. An affinity set's timeout is part of its name,
 //! so a set is only ever added or removed, never changed in place.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::netlink::{ElementChange, Verb};
 use crate::ruleset::{Map, Ruleset};
 
 pub const FAMILY: &str = "ip";
@@ -84,9 +84,12 @@ pub fn full(ruleset: &Ruleset) -> String {
     // Elements after the rules: a map's elements are checked once per rule that uses
     // it when the rule comes later, while an element added later is checked only
     // against the few rules using its map.
-    for (map, elements) in &ruleset.elements {
-        add_elements(&mut script, "add", *map, elements.iter());
-    }
+    let everything: Vec<ElementChange> = ruleset
+        .elements
+        .iter()
+        .flat_map(|(map, elements)| elements.iter().map(|(k, v)| (Verb::Add, *map, k.as_str(), v.as_str())))
+        .collect();
+    write_elements(&mut script, &everything);
     script
 }
 
@@ -111,23 +114,15 @@ pub fn partial(old: &Ruleset, new: &Ruleset) -> String {
     for name in changed.iter().chain(&removed) {
         let _ = writeln!(script, "flush chain {FAMILY} {TABLE} {name}");
     }
-    let empty = BTreeMap::new();
-    for map in Map::ALL {
-        let (before, after) = (old.elements.get(&map).unwrap_or(&empty), new.elements.get(&map).unwrap_or(&empty));
-        // A changed value is deleted and added again.
-        let stale = before.iter().filter(|(key, value)| after.get(*key) != Some(*value));
-        add_elements(&mut script, "delete", map, stale);
-    }
+    let elements = element_changes(old, new);
+    let (stale, fresh) = elements.split_at(elements.partition_point(|change| change.0 == Verb::Delete));
+    write_elements(&mut script, stale);
     for (name, rules) in &new.chains {
         if old.chains.get(name) != Some(rules) {
             add_rules(&mut script, name, rules);
         }
     }
-    for map in Map::ALL {
-        let (before, after) = (old.elements.get(&map).unwrap_or(&empty), new.elements.get(&map).unwrap_or(&empty));
-        let fresh = after.iter().filter(|(key, value)| before.get(*key) != Some(*value));
-        add_elements(&mut script, "add", map, fresh);
-    }
+    write_elements(&mut script, fresh);
     for name in removed {
         let _ = writeln!(script, "delete chain {FAMILY} {TABLE} {name}");
     }
@@ -143,28 +138,40 @@ fn add_rules(script: &mut String, chain: &str, rules: &[String]) {
     }
 }
 
-/// One `add element` / `delete element` command for all of `elements` (none if empty).
-/// Deletion names keys only.
-fn add_elements<'a>(
-    script: &mut String,
-    verb: &str,
-    map: Map,
-    elements: impl Iterator<Item = (&'a String, &'a String)>,
-) {
-    let mut first = true;
-    for (key, value) in elements {
-        if first {
-            let _ = write!(script, "{verb} element {FAMILY} {TABLE} {} {{ ", map.name());
-            first = false;
-        } else {
-            script.push_str(", ");
-        }
-        script.push_str(key);
-        if verb == "add" && !value.is_empty() {
-            let _ = write!(script, " : {value}");
+/// The element changes from `old` to `new`: every stale element deleted (a changed value
+/// is deleted and added again), then every new one added, map by map.
+pub fn element_changes<'a>(old: &'a Ruleset, new: &'a Ruleset) -> Vec<ElementChange<'a>> {
+    let mut changes = Vec::new();
+    for (verb, from, to) in [(Verb::Delete, old, new), (Verb::Add, new, old)] {
+        for map in Map::ALL {
+            let Some(these) = from.elements.get(&map) else { continue };
+            let others = to.elements.get(&map);
+            for (key, value) in these {
+                if others.and_then(|o| o.get(key)) != Some(value) {
+                    changes.push((verb, map, key.as_str(), value.as_str()));
+                }
+            }
         }
     }
-    if !first {
+    changes
+}
+
+/// One `add element` / `delete element` command per run of changes to one map.
+/// Deletion names keys only.
+fn write_elements(script: &mut String, changes: &[ElementChange]) {
+    for group in changes.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        let (verb, map) = (group[0].0, group[0].1);
+        let verb_text = if verb == Verb::Add { "add" } else { "delete" };
+        let _ = write!(script, "{verb_text} element {FAMILY} {TABLE} {} {{ ", map.name());
+        for (i, (_, _, key, value)) in group.iter().enumerate() {
+            if i > 0 {
+                script.push_str(", ");
+            }
+            script.push_str(key);
+            if verb == Verb::Add && !value.is_empty() {
+                let _ = write!(script, " : {value}");
+            }
+        }
         script.push_str(" }\n");
     }
 }

@@ -192,6 +192,30 @@ async fn a_partial_sync_changes_only_the_changed_service() {
 }
 
 #[tokio::test]
+async fn an_endpoint_replaced_in_place_changes_map_elements_only_over_netlink() {
+    let lab = lab_with_endpoints();
+    let services = [service("web", "10.43.0.20", json!({}))];
+    let mut syncer = syncer(&lab);
+    syncer.sync(&model(&services, &[slice("web", &ENDPOINTS[..2])])).await.expect("full");
+    assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").keys().collect::<Vec<_>>(), ["a", "b"]);
+
+    // b is replaced by c: as many endpoints as before, so only map elements change.
+    let replaced = [slice("web", &[ENDPOINTS[0], ENDPOINTS[2]])];
+    let started = Instant::now();
+    assert_eq!(syncer.sync(&model(&services, &replaced)).await.expect("elements"), SyncKind::Elements);
+    eprintln!("an element-only sync took {:?}", started.elapsed());
+    let seen = lab.spread(&lab.node, "10.43.0.20:80", 45).expect("web");
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "c"], "{seen:?}");
+
+    // A batch the kernel refuses fails the sync as nft would, and the next one is full.
+    lab::run(&["ip", "netns", "exec", &lab.node, "nft", "delete", "table", "ip", "skiff-proxy"]).expect("delete");
+    let back = [slice("web", &ENDPOINTS[..2])];
+    syncer.sync(&model(&services, &back)).await.expect_err("the table is gone");
+    assert_eq!(syncer.sync(&model(&services, &back)).await.expect("full"), SyncKind::Full);
+    assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").keys().collect::<Vec<_>>(), ["a", "b"]);
+}
+
+#[tokio::test]
 async fn a_failed_sync_is_followed_by_a_full_one() {
     let lab = lab_with_endpoints();
     let services = [service("web", "10.43.0.20", json!({}))];
