@@ -11,6 +11,7 @@
 //! the kernel holds. The table layout is described in
 //! docs/adr/0015-service-proxy-nftables.md.
 
+pub mod command;
 pub mod model;
 pub mod netlink;
 pub mod nft;
