@@ -88,21 +88,13 @@ const REJECT: &str = "goto reject-chain";
 pub struct Ruleset {
     /// Chain name → its rules, in order: the chains of one service port.
     pub chains: BTreeMap<String, Vec<String>>,
-    /// Chains several service ports use (`spread-PROTO-N`) by name. A name always has
-    /// the same rules.
-    pub shared_chains: BTreeMap<String, SharedChain>,
+    /// Chains several service ports use (`spread-PROTO-N`): name → rules. A name always
+    /// has the same rules.
+    pub shared_chains: BTreeMap<String, Vec<String>>,
     /// Affinity set name → its definition.
     pub sets: BTreeMap<String, String>,
     /// Map → key → value (empty for the members of a plain set).
     pub elements: BTreeMap<Map, BTreeMap<String, String>>,
-}
-
-/// A chain several service ports use.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SharedChain {
-    pub rules: Vec<String>,
-    /// How many of the rendered ports use it (a partial sync counts users with it).
-    pub users: usize,
 }
 
 /// What rendering needs besides the model.
@@ -202,7 +194,7 @@ impl Ruleset {
             "meta l4proto {proto} dnat ip to ip daddr . {proto} dport . numgen random mod {count} map @{}",
             Map::ClusterIpEndpoints(protocol).name()
         ));
-        self.shared_chains.entry(name.clone()).or_insert_with(|| SharedChain { rules, users: 0 }).users += 1;
+        self.shared_chains.insert(name.clone(), rules);
         name
     }
 
@@ -331,7 +323,7 @@ mod tests {
         assert!(ruleset.chains.is_empty(), "no chain of its own without affinity: {:?}", ruleset.chains);
         assert_eq!(element(&ruleset, Map::ServiceIps, "10.43.0.20 . tcp . 80"), Some("goto spread-tcp-3"));
         assert_eq!(
-            ruleset.shared_chains["spread-tcp-3"].rules,
+            ruleset.shared_chains["spread-tcp-3"],
             [
                 "ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
                 "meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 3 map @cluster-ip-endpoints-tcp",
@@ -357,7 +349,6 @@ mod tests {
         other.cluster_ip = Ipv4Addr::new(10, 43, 0, 21);
         let ruleset = render(vec![port(&[("10.42.0.5", true)]), other]);
         assert_eq!(ruleset.shared_chains.keys().collect::<Vec<_>>(), ["spread-tcp-1"]);
-        assert_eq!(ruleset.shared_chains["spread-tcp-1"].users, 2);
         assert_eq!(element(&ruleset, Map::ServiceIps, "10.43.0.21 . tcp . 80"), Some("goto spread-tcp-1"));
         assert_eq!(
             element(&ruleset, Map::ClusterIpEndpoints(Protocol::Tcp), "10.43.0.21 . 80 . 0"),
@@ -451,7 +442,7 @@ mod tests {
         let model = Model { ports: [port(&[("10.42.0.5", true)])].into_iter().map(|p| (p.key.clone(), p)).collect() };
         let ruleset = Ruleset::render(&model, &RenderOptions::default());
         assert_eq!(
-            ruleset.shared_chains["spread-tcp-1"].rules,
+            ruleset.shared_chains["spread-tcp-1"],
             ["meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 1 map @cluster-ip-endpoints-tcp"]
         );
     }

@@ -5,11 +5,14 @@
 //! A partial sync renders only the service ports whose model changed — before and after —
 //! and writes the difference between those two fragments, so one endpoint change costs
 //! the same with 10 Services as with 10,000. Two kinds of object are shared by several
-//! ports: hairpin set members (Services may share an endpoint address) and the
-//! `spread-PROTO-N` chains. Their users are counted: an object is added when first needed
-//! and deleted when no port needs it any more.
+//! ports. Hairpin set members (Services may share an endpoint address) are counted: added
+//! when first needed, deleted when no port needs them any more. The `spread-PROTO-N`
+//! chains are created when first needed and then kept until the next full sync, even
+//! without users: a Service that scales by one moves between such chains, and when both
+//! exist the change is map elements only ([`SyncKind::Elements`], no nft run). There is
+//! at most one per protocol and endpoint count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use tracing::{debug, warn};
@@ -36,19 +39,19 @@ pub enum SyncKind {
 /// What the kernel holds after a successful sync.
 struct Programmed {
     model: Model,
-    users: SharedUsers,
+    users: SharedObjects,
 }
 
-/// How many service ports use each shared object.
+/// The shared objects in the kernel.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct SharedUsers {
-    /// Hairpin set member → users.
+struct SharedObjects {
+    /// Hairpin set member → how many service ports need it.
     hairpin: BTreeMap<String, usize>,
-    /// Shared chain name → users.
-    chains: BTreeMap<String, usize>,
+    /// The shared chains that exist, used or not.
+    chains: BTreeSet<String>,
 }
 
-impl SharedUsers {
+impl SharedObjects {
     fn of(model: &Model, ruleset: &Ruleset) -> Self {
         let mut hairpin = BTreeMap::new();
         for port in model.ports.values() {
@@ -56,8 +59,7 @@ impl SharedUsers {
                 *hairpin.entry(key).or_insert(0) += 1;
             }
         }
-        let chains = ruleset.shared_chains.iter().map(|(name, chain)| (name.clone(), chain.users)).collect();
-        SharedUsers { hairpin, chains }
+        SharedObjects { hairpin, chains: ruleset.shared_chains.keys().cloned().collect() }
     }
 }
 
@@ -111,7 +113,7 @@ impl Syncer {
                 let ruleset = Ruleset::render(model, &self.options);
                 let script = transaction::full(&ruleset);
                 self.nft.apply(&script).await?;
-                (SyncKind::Full, script.len(), SharedUsers::of(model, &ruleset))
+                (SyncKind::Full, script.len(), SharedObjects::of(model, &ruleset))
             }
             Some(Programmed { model: old, mut users }) => {
                 let (before, after) = self.partial_fragments(&old, model, &mut users);
@@ -155,9 +157,9 @@ impl Syncer {
     /// The objects that change from `old` to `new` — before and after — rendering only
     /// the ports that differ; updates the users of shared objects. Shared objects appear
     /// only when they are created or deleted.
-    fn partial_fragments(&self, old: &Model, new: &Model, users: &mut SharedUsers) -> (Ruleset, Ruleset) {
+    fn partial_fragments(&self, old: &Model, new: &Model, users: &mut SharedObjects) -> (Ruleset, Ruleset) {
         let (mut before, mut after) = (Ruleset::default(), Ruleset::default());
-        let (mut hairpin, mut chains) = (Transitions::new(), Transitions::new());
+        let mut hairpin = Transitions::new();
         let mut track = |port, delta| {
             for key in hairpin_keys(port) {
                 count(&mut users.hairpin, &mut hairpin, &key, delta);
@@ -193,26 +195,18 @@ impl Syncer {
         }
         before.elements.insert(Map::Hairpin, before_hairpin);
         after.elements.insert(Map::Hairpin, after_hairpin);
-        let (before_shared, after_shared) =
-            (std::mem::take(&mut before.shared_chains), std::mem::take(&mut after.shared_chains));
-        for (name, chain) in &before_shared {
-            count(&mut users.chains, &mut chains, name, -(chain.users as isize));
-        }
-        for (name, chain) in &after_shared {
-            count(&mut users.chains, &mut chains, name, chain.users as isize);
-        }
-        for (name, (was, is)) in chains {
-            match (was, is) {
-                (0, 1..) => after.chains.extend(after_shared.get(&name).map(|c| (name, c.rules.clone()))),
-                (1.., 0) => before.chains.extend(before_shared.get(&name).map(|c| (name, c.rules.clone()))),
-                _ => {}
+        // Shared chains are only ever created here.
+        before.shared_chains.clear();
+        for (name, rules) in std::mem::take(&mut after.shared_chains) {
+            if users.chains.insert(name.clone()) {
+                after.chains.insert(name, rules);
             }
         }
         (before, after)
     }
 
     #[cfg(test)]
-    fn partial_script(&self, old: &Model, new: &Model, users: &mut SharedUsers) -> String {
+    fn partial_script(&self, old: &Model, new: &Model, users: &mut SharedObjects) -> String {
         let (before, after) = self.partial_fragments(old, new, users);
         transaction::partial(&before, &after)
     }
@@ -245,8 +239,12 @@ mod tests {
         Model { ports: ports.iter().map(|p| (p.key.clone(), p.clone())).collect() }
     }
 
-    fn users(model: &Model) -> SharedUsers {
-        SharedUsers::of(model, &Ruleset::render(model, &RenderOptions::default()))
+    fn newer_two() -> Model {
+        model(&[port("b", 2, &["10.42.0.5", "10.42.0.6"])])
+    }
+
+    fn users(model: &Model) -> SharedObjects {
+        SharedObjects::of(model, &Ruleset::render(model, &RenderOptions::default()))
     }
 
     #[test]
@@ -258,7 +256,7 @@ mod tests {
         let mut counts = users(&old);
 
         // b loses 10.42.0.5 (still needed by a) and 10.42.0.6 (needed by nobody); it now
-        // shares spread-tcp-1 with a, and spread-tcp-2 has no user left.
+        // shares spread-tcp-1 with a; spread-tcp-2 has no user left but stays.
         let b2 = port("b", 2, &["10.42.0.5"]);
         let new = model(&[a.clone(), b2]);
         let script = syncer.partial_script(&old, &new, &mut counts);
@@ -266,26 +264,32 @@ mod tests {
         assert!(script.contains("delete element ip skiff-proxy hairpin { 10.42.0.6 . 10.42.0.6 }"), "{script}");
         assert!(!script.contains("10.42.0.5 . 10.42.0.5"), "still used by both: {script}");
         assert!(script.contains("add element ip skiff-proxy service-ips { 10.43.0.2 . tcp . 80 : goto spread-tcp-1 }"));
-        assert!(script.contains("delete chain ip skiff-proxy spread-tcp-2"), "{script}");
-        assert!(!script.contains("add chain ip skiff-proxy spread-tcp-1"), "already there: {script}");
-        assert_eq!(counts, users(&new));
+        assert!(!script.contains("chain"), "spread-tcp-1 exists, spread-tcp-2 is kept: {script}");
+        assert_eq!(counts.hairpin, users(&new).hairpin);
+        assert_eq!(counts.chains.iter().collect::<Vec<_>>(), ["spread-tcp-1", "spread-tcp-2"]);
 
-        // a goes: 10.42.0.5 and spread-tcp-1 are still b's.
+        // a goes: 10.42.0.5 is still b's.
         let newer = model(&[port("b", 2, &["10.42.0.5"])]);
         let script = syncer.partial_script(&new, &newer, &mut counts);
         assert!(script.contains("delete element ip skiff-proxy service-ips { 10.43.0.1 . tcp . 80 }"), "{script}");
         assert!(script.contains("delete element ip skiff-proxy cluster-ip-endpoints-tcp { 10.43.0.1 . 80 . 0 }"));
         assert!(!script.contains("hairpin") && !script.contains("chain"), "{script}");
-        assert_eq!(counts, users(&newer));
+        assert_eq!(counts.hairpin, users(&newer).hairpin);
 
         // A third endpoint needs a new shared chain, created before the element naming it.
         let three = model(&[port("b", 2, &["10.42.0.5", "10.42.0.6", "10.42.0.7"])]);
         let script = syncer.partial_script(&newer, &three, &mut counts);
         let created = script.find("add chain ip skiff-proxy spread-tcp-3").expect("chain created");
         assert!(created < script.find("goto spread-tcp-3").expect("element"), "{script}");
-        assert!(script.contains("delete chain ip skiff-proxy spread-tcp-1"), "{script}");
-        assert_eq!(counts, users(&three));
+        assert!(!script.contains("delete chain"), "{script}");
+        assert_eq!(counts.hairpin, users(&three).hairpin);
+
+        // Back to two endpoints: spread-tcp-2 is still there, so elements only.
+        let (before, after) = syncer.partial_fragments(&three, &newer_two(), &mut counts);
+        assert!(before.chains.is_empty() && after.chains.is_empty(), "{after:?}");
+        assert_eq!(counts.hairpin, users(&newer_two()).hairpin);
 
         assert_eq!(syncer.partial_script(&three, &three, &mut counts), "", "nothing changed");
+        assert_eq!(counts.chains.len(), 3, "kept until the next full sync");
     }
 }

@@ -73,8 +73,7 @@ pub fn full(ruleset: &Ruleset) -> String {
     for (name, definition) in &ruleset.sets {
         let _ = writeln!(script, "add set {FAMILY} {TABLE} {name} {definition}");
     }
-    let shared = ruleset.shared_chains.iter().map(|(name, chain)| (name, &chain.rules));
-    let chains = || shared.clone().chain(&ruleset.chains);
+    let chains = || ruleset.shared_chains.iter().chain(&ruleset.chains);
     for (name, _) in chains() {
         let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
     }

@@ -181,14 +181,18 @@ async fn a_partial_sync_changes_only_the_changed_service() {
     assert_eq!(lab.get(&lab.node, "10.43.0.23:80").expect("other still answers"), "a 10.42.0.1");
     // Rule handles change when a chain is rewritten: the one other uses was not.
     assert_eq!(lab.list_chain("spread-tcp-1").expect("other's chain"), other_before);
-    assert!(lab.list_chain("spread-tcp-2").is_err(), "no user left: deleted");
+    assert!(lab.list_chain("spread-tcp-2").is_ok(), "kept without users, for the next Service with 2");
     assert_eq!(syncer.sync(&model(&services, &after)).await.expect("again"), SyncKind::Unchanged);
 
-    // Removing every endpoint turns the service into a rejected one; its chain goes.
+    // Removing every endpoint turns the service into a rejected one (map elements only).
     let none = [slice("web", &[]), slice("other", &ENDPOINTS[..1])];
-    assert_eq!(syncer.sync(&model(&services, &none)).await.expect("partial"), SyncKind::Partial);
-    assert!(lab.list_chain("spread-tcp-3").is_err(), "the chain was deleted");
+    assert_eq!(syncer.sync(&model(&services, &none)).await.expect("elements"), SyncKind::Elements);
     assert!(lab.get(&lab.node, "10.43.0.20:80").expect_err("no endpoints").contains("refused"));
+    assert_eq!(lab.get(&lab.node, "10.43.0.23:80").expect("other still answers"), "a 10.42.0.1");
+
+    // Back to two endpoints: the kept chain serves web again without nft.
+    assert_eq!(syncer.sync(&model(&services, &before)).await.expect("elements"), SyncKind::Elements);
+    assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").len(), 2);
 }
 
 #[tokio::test]
