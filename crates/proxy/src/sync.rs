@@ -108,14 +108,15 @@ impl Syncer {
     pub async fn sync(&mut self, model: &Model) -> Result<SyncKind, NftError> {
         let started = Instant::now();
         // Taken: if applying fails, the kernel's state is unknown and stays so.
-        let (kind, bytes, users) = match self.programmed.take() {
+        let (kind, bytes, programmed) = match self.programmed.take() {
             None => {
                 let ruleset = Ruleset::render(model, &self.options);
                 let script = transaction::full(&ruleset);
                 self.nft.apply(&script).await?;
-                (SyncKind::Full, script.len(), SharedObjects::of(model, &ruleset))
+                let users = SharedObjects::of(model, &ruleset);
+                (SyncKind::Full, script.len(), Programmed { model: model.clone(), users })
             }
-            Some(Programmed { model: old, mut users }) => {
+            Some(Programmed { model: mut old, mut users }) => {
                 let (before, after) = self.partial_fragments(&old, model, &mut users);
                 let script = transaction::partial(&before, &after);
                 if script.is_empty() {
@@ -123,15 +124,24 @@ impl Syncer {
                     return Ok(SyncKind::Unchanged);
                 }
                 let elements_only = before.chains == after.chains && before.sets == after.sets;
-                if elements_only && self.apply_elements(&before, &after).await? {
-                    (SyncKind::Elements, script.len(), users)
+                let kind = if elements_only && self.apply_elements(&before, &after).await? {
+                    SyncKind::Elements
                 } else {
                     self.nft.apply(&script).await?;
-                    (SyncKind::Partial, script.len(), users)
+                    SyncKind::Partial
+                };
+                // Only the changed ports are copied: a change costs the same whatever the
+                // number of Services.
+                for (key, port) in &model.ports {
+                    if old.ports.get(key) != Some(port) {
+                        old.ports.insert(key.clone(), port.clone());
+                    }
                 }
+                old.ports.retain(|key, _| model.ports.contains_key(key));
+                (kind, script.len(), Programmed { model: old, users })
             }
         };
-        self.programmed = Some(Programmed { model: model.clone(), users });
+        self.programmed = Some(programmed);
         debug!(?kind, ports = model.ports.len(), bytes, took = ?started.elapsed(), "proxy rules synced");
         Ok(kind)
     }
