@@ -1,6 +1,7 @@
 //! Map and set element changes sent straight to the kernel over one long-lived nfnetlink
 //! socket: the fast path for partial syncs that change elements only (an endpoint added,
-//! removed or replaced in a Service without session affinity).
+//! removed or replaced in a Service without session affinity). The same socket deletes
+//! the conntrack entries of UDP endpoints that went away (see [`StaleFlow`]).
 //!
 //! Why not `nft`: every `nft` process lists the table's chains and sets before applying,
 //! and, when it closes its netlink socket after a commit that deleted anything, waits in
@@ -50,6 +51,17 @@ pub enum Verb {
 /// One element change: verb, map, key and (for additions to maps) value, as nft text.
 pub type ElementChange<'a> = (Verb, Map, &'a str, &'a str);
 
+/// UDP conntrack entries to delete: those sent to `destination` (None: any address) on
+/// `port` and answered by `endpoint`. UDP has no connection end, so without this a client
+/// keeps sending to an endpoint that is gone until its entry times out (kube-proxy does
+/// the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StaleFlow {
+    pub destination: Option<Ipv4Addr>,
+    pub port: u16,
+    pub endpoint: Ipv4Addr,
+}
+
 /// A batch larger than this goes through `nft` (the socket's default send buffer).
 const MAX_BATCH_BYTES: usize = 128 * 1024;
 /// How long to wait for the kernel's acknowledgements.
@@ -80,6 +92,26 @@ const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 const NF_DROP: i32 = 0;
 const NFT_GOTO: i32 = -4;
+// Conntrack (linux/netfilter/nfnetlink_conntrack.h; the filter flags from
+// net/netfilter/nf_internals.h). A delete with CTA_FILTER removes every matching entry.
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_FILTER: u16 = 25;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+const CTA_FILTER_REPLY_FLAGS: u16 = 2;
+const FILTER_IP_SRC: u32 = 1 << 0;
+const FILTER_IP_DST: u32 = 1 << 1;
+const FILTER_PROTO_NUM: u32 = 1 << 3;
+const FILTER_PROTO_DST_PORT: u32 = 1 << 5;
+const IPPROTO_UDP: u8 = 17;
 
 /// One part of a concatenated key or value; each takes a multiple of 4 bytes.
 #[derive(Clone, Copy)]
@@ -239,9 +271,37 @@ pub fn encode_batch(changes: &[ElementChange], first_seq: u32) -> Option<(Vec<u8
     (out.len() <= MAX_BATCH_BYTES).then_some((out, acks))
 }
 
+/// The message that deletes the conntrack entries of `flow`.
+fn encode_conntrack_delete(flow: &StaleFlow, seq: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    nested(&mut body, CTA_TUPLE_ORIG, |out| {
+        if let Some(destination) = flow.destination {
+            nested(out, CTA_TUPLE_IP, |out| attr(out, CTA_IP_V4_DST, &destination.octets()));
+        }
+        nested(out, CTA_TUPLE_PROTO, |out| {
+            attr(out, CTA_PROTO_NUM, &[IPPROTO_UDP]);
+            attr(out, CTA_PROTO_DST_PORT, &flow.port.to_be_bytes());
+        });
+    });
+    nested(&mut body, CTA_TUPLE_REPLY, |out| {
+        nested(out, CTA_TUPLE_IP, |out| attr(out, CTA_IP_V4_SRC, &flow.endpoint.octets()));
+        nested(out, CTA_TUPLE_PROTO, |out| attr(out, CTA_PROTO_NUM, &[IPPROTO_UDP]));
+    });
+    let destination = if flow.destination.is_some() { FILTER_IP_DST } else { 0 };
+    nested(&mut body, CTA_FILTER, |out| {
+        let orig = destination | FILTER_PROTO_NUM | FILTER_PROTO_DST_PORT;
+        attr(out, CTA_FILTER_ORIG_FLAGS, &orig.to_ne_bytes());
+        attr(out, CTA_FILTER_REPLY_FLAGS, &(FILTER_IP_SRC | FILTER_PROTO_NUM).to_ne_bytes());
+    });
+    let mut out = Vec::new();
+    let kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
+    message(&mut out, kind, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_IPV4, 0, &body);
+    out
+}
+
 /// An open nfnetlink socket in the proxy's network namespace. Cloning shares it.
 #[derive(Clone)]
-pub struct ElementSocket {
+pub struct NetfilterSocket {
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -250,7 +310,7 @@ struct Inner {
     next_seq: u32,
 }
 
-impl ElementSocket {
+impl NetfilterSocket {
     /// Opens the socket in the current network namespace, or in the named one
     /// (/run/netns/NAME, as `ip netns` keeps them).
     pub fn open(namespace: Option<&str>) -> Result<Self, NetlinkError> {
@@ -270,7 +330,7 @@ impl ElementSocket {
                 .map_err(|_| NetlinkError::Open("the namespace thread panicked".into()))??
             }
         };
-        Ok(ElementSocket { inner: Arc::new(Mutex::new(Inner { fd, next_seq: 1 })) })
+        Ok(NetfilterSocket { inner: Arc::new(Mutex::new(Inner { fd, next_seq: 1 })) })
     }
 
     /// Applies `changes` as one transaction. `Ok(false)`: they cannot be encoded (use nft).
@@ -294,6 +354,25 @@ impl ElementSocket {
         .await
         .map_err(|e| NetlinkError::Open(e.to_string()))??;
         Ok(true)
+    }
+}
+
+impl NetfilterSocket {
+    /// Deletes the conntrack entries of each flow (one request each).
+    pub async fn delete_conntrack(&self, flows: Vec<StaleFlow>) -> Result<(), NetlinkError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+            for flow in &flows {
+                let seq = inner.next_seq;
+                inner.next_seq = seq.wrapping_add(1);
+                // The answer is matched as the batch's single acknowledgement.
+                exchange(&inner.fd, &encode_conntrack_delete(flow, seq), seq.wrapping_sub(1), 1)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| NetlinkError::Open(e.to_string()))?
     }
 }
 

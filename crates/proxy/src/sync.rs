@@ -13,12 +13,14 @@
 //! at most one per protocol and endpoint count.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use tracing::{debug, warn};
 
 use crate::model::Model;
-use crate::netlink::ElementSocket;
+use crate::model::{Endpoint, Protocol, ServicePort};
+use crate::netlink::{NetfilterSocket, StaleFlow};
 use crate::nft::{Nft, NftError};
 use crate::ruleset::{hairpin_keys, Map, RenderOptions, Ruleset};
 use crate::transaction;
@@ -78,25 +80,58 @@ fn count(counts: &mut BTreeMap<String, usize>, transitions: &mut Transitions, ke
     }
 }
 
+/// The conntrack entries to delete after `previous` (a UDP port as it was programmed)
+/// changed into its state in `now`: those of each endpoint it no longer uses, for each
+/// address and port it was reached on (cluster IP, external IPs, node port).
+fn stale_udp_flows(previous: &ServicePort, now: &Model) -> Vec<StaleFlow> {
+    if previous.key.protocol != Protocol::Udp {
+        return Vec::new();
+    }
+    let current = now.ports.get(&previous.key);
+    let still_used = |endpoint: &Endpoint| {
+        current.is_some_and(|p| p.cluster_endpoints.contains(endpoint) || p.local_endpoints.contains(endpoint))
+    };
+    let gone: BTreeSet<Ipv4Addr> = previous
+        .cluster_endpoints
+        .iter()
+        .chain(&previous.local_endpoints)
+        .filter(|endpoint| !still_used(endpoint))
+        .map(|endpoint| endpoint.ip)
+        .collect();
+    let mut destinations: Vec<(Option<Ipv4Addr>, u16)> = vec![(Some(previous.cluster_ip), previous.key.port)];
+    destinations.extend(previous.external_ips.iter().map(|ip| (Some(*ip), previous.key.port)));
+    destinations.extend(previous.node_port.map(|port| (None, port)));
+    gone.iter()
+        .flat_map(|endpoint| {
+            destinations.iter().map(|(destination, port)| StaleFlow {
+                destination: *destination,
+                port: *port,
+                endpoint: *endpoint,
+            })
+        })
+        .collect()
+}
+
 pub struct Syncer {
     nft: Nft,
     options: RenderOptions,
     /// None when unknown: the next sync is full.
     programmed: Option<Programmed>,
-    /// For partial syncs that change elements only; opened at the first one.
-    elements: ElementPath,
+    /// For partial syncs that change elements only and for UDP conntrack cleanup; opened
+    /// at the first partial sync.
+    netlink: NetlinkPath,
 }
 
-enum ElementPath {
+enum NetlinkPath {
     NotOpened,
-    Open(ElementSocket),
+    Open(NetfilterSocket),
     /// Opening failed (logged once): everything goes through nft.
     Unavailable,
 }
 
 impl Syncer {
     pub fn new(nft: Nft, options: RenderOptions) -> Self {
-        Syncer { nft, options, programmed: None, elements: ElementPath::NotOpened }
+        Syncer { nft, options, programmed: None, netlink: NetlinkPath::NotOpened }
     }
 
     /// Makes the next sync a full one.
@@ -132,12 +167,25 @@ impl Syncer {
                 };
                 // Only the changed ports are copied: a change costs the same whatever the
                 // number of Services.
+                let mut stale_ports = Vec::new();
                 for (key, port) in &model.ports {
                     if old.ports.get(key) != Some(port) {
-                        old.ports.insert(key.clone(), port.clone());
+                        if let Some(previous) = old.ports.insert(key.clone(), port.clone()) {
+                            stale_ports.push(previous);
+                        }
                     }
                 }
+                let removed = old.ports.iter().filter(|(key, _)| !model.ports.contains_key(*key)).map(|(_, p)| p);
+                let stale: Vec<StaleFlow> =
+                    stale_ports.iter().chain(removed).flat_map(|previous| stale_udp_flows(previous, model)).collect();
                 old.ports.retain(|key, _| model.ports.contains_key(key));
+                if !stale.is_empty() {
+                    if let Some(socket) = self.socket() {
+                        if let Err(error) = socket.delete_conntrack(stale).await {
+                            warn!(%error, "deleting conntrack entries of removed UDP endpoints failed");
+                        }
+                    }
+                }
                 (kind, script.len(), Programmed { model: old, users })
             }
         };
@@ -146,19 +194,27 @@ impl Syncer {
         Ok(kind)
     }
 
-    /// Applies the element changes from `before` to `after` over netlink; false when that
-    /// path is unavailable or cannot express them (nft must apply them).
-    async fn apply_elements(&mut self, before: &Ruleset, after: &Ruleset) -> Result<bool, NftError> {
-        if let ElementPath::NotOpened = self.elements {
-            self.elements = match ElementSocket::open(self.nft.namespace()) {
-                Ok(socket) => ElementPath::Open(socket),
+    /// The netlink socket, opened at the first call; None if it cannot be opened.
+    fn socket(&mut self) -> Option<NetfilterSocket> {
+        if let NetlinkPath::NotOpened = self.netlink {
+            self.netlink = match NetfilterSocket::open(self.nft.namespace()) {
+                Ok(socket) => NetlinkPath::Open(socket),
                 Err(error) => {
-                    warn!(%error, "no netlink socket for element changes; every sync runs nft");
-                    ElementPath::Unavailable
+                    warn!(%error, "no netfilter netlink socket: every sync runs nft, UDP conntrack is left to time out");
+                    NetlinkPath::Unavailable
                 }
             };
         }
-        let ElementPath::Open(socket) = &self.elements else {
+        match &self.netlink {
+            NetlinkPath::Open(socket) => Some(socket.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies the element changes from `before` to `after` over netlink; false when that
+    /// path is unavailable or cannot express them (nft must apply them).
+    async fn apply_elements(&mut self, before: &Ruleset, after: &Ruleset) -> Result<bool, NftError> {
+        let Some(socket) = self.socket() else {
             return Ok(false);
         };
         Ok(socket.apply(&transaction::element_changes(before, after)).await?)
@@ -301,5 +357,26 @@ mod tests {
 
         assert_eq!(syncer.partial_script(&three, &three, &mut counts), "", "nothing changed");
         assert_eq!(counts.chains.len(), 3, "kept until the next full sync");
+    }
+
+    #[test]
+    fn udp_endpoints_that_go_leave_stale_flows_on_every_address_of_the_port() {
+        let mut dns = port("dns", 10, &["10.42.0.5", "10.42.0.6"]);
+        dns.key.protocol = Protocol::Udp;
+        dns.key.port = 53;
+        dns.node_port = Some(30053);
+        let mut now = dns.clone();
+        now.cluster_endpoints.truncate(1);
+        now.local_endpoints.truncate(1);
+        let gone: Ipv4Addr = "10.42.0.6".parse().expect("ip");
+        assert_eq!(
+            stale_udp_flows(&dns, &model(&[now])),
+            [
+                StaleFlow { destination: Some(Ipv4Addr::new(10, 43, 0, 10)), port: 53, endpoint: gone },
+                StaleFlow { destination: None, port: 30053, endpoint: gone },
+            ]
+        );
+        assert_eq!(stale_udp_flows(&dns, &model(&[])).len(), 4, "the Service went: both endpoints");
+        assert!(stale_udp_flows(&port("web", 1, &["10.42.0.5"]), &model(&[])).is_empty(), "TCP ends by itself");
     }
 }

@@ -219,6 +219,45 @@ async fn an_endpoint_replaced_in_place_changes_map_elements_only_over_netlink() 
     assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").keys().collect::<Vec<_>>(), ["a", "b"]);
 }
 
+/// The node namespace's UDP conntrack entries to `service` answered by `endpoint`.
+fn udp_flows(lab: &Lab, service: &str, endpoint: &str) -> usize {
+    let table = lab::run(&["ip", "netns", "exec", &lab.node, "cat", "/proc/net/nf_conntrack"]).expect("conntrack");
+    let (to, from) = (format!("dst={service} "), format!("[UNREPLIED] src={endpoint} "));
+    table.lines().filter(|l| l.contains(" udp ") && l.contains(&to) && l.contains(&from)).count()
+}
+
+#[tokio::test]
+async fn conntrack_entries_of_a_removed_udp_endpoint_are_deleted() {
+    let lab = lab_with_endpoints();
+    let udp = json!({"ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]});
+    let services = [service("dns", "10.43.0.30", udp)];
+    let slice = |endpoints: &[&str]| -> EndpointSlice {
+        let endpoints: Vec<Value> = endpoints
+            .iter()
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}, "nodeName": "n2"}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": "dns-x", "labels": {"kubernetes.io/service-name": "dns"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": endpoints,
+        }))
+        .expect("slice")
+    };
+    let mut syncer = syncer(&lab);
+    syncer.sync(&model(&services, &[slice(&["10.42.0.6", "10.42.0.7"])])).await.expect("full");
+    // Datagrams from 40 source ports: flows to both endpoints (nothing listens; the
+    // entries stay unreplied for 30 s).
+    let send = "for i in $(seq 40); do echo x > /dev/udp/10.43.0.30/53; done";
+    lab::run(&["ip", "netns", "exec", &lab.node, "bash", "-c", send]).expect("datagrams");
+    assert!(udp_flows(&lab, "10.43.0.30", "10.42.0.6") > 0 && udp_flows(&lab, "10.43.0.30", "10.42.0.7") > 0);
+
+    let kind = syncer.sync(&model(&services, &[slice(&["10.42.0.7"])])).await.expect("partial");
+    assert_ne!(kind, SyncKind::Full);
+    assert_eq!(udp_flows(&lab, "10.43.0.30", "10.42.0.6"), 0, "the removed endpoint's flows are gone");
+    assert!(udp_flows(&lab, "10.43.0.30", "10.42.0.7") > 0, "the remaining endpoint's flows stay");
+}
+
 #[tokio::test]
 async fn a_failed_sync_is_followed_by_a_full_one() {
     let lab = lab_with_endpoints();
