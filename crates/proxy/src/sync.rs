@@ -11,6 +11,10 @@
 //! without users: a Service that scales by one moves between such chains, and when both
 //! exist the change is map elements only ([`SyncKind::Elements`], no nft run). There is
 //! at most one per protocol and endpoint count.
+//!
+//! After a partial sync, the conntrack entries of UDP endpoints a port no longer uses are
+//! deleted, as kube-proxy does: UDP flows have no end, and an entry would keep a client
+//! talking to a gone endpoint until it times out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
