@@ -30,7 +30,7 @@ fn endpoints_of(lab: &Lab, ip: &str, port: u16) -> Vec<String> {
     let text = map(lab, "cluster-ip-endpoints-tcp").split_whitespace().collect::<Vec<_>>().join(" ");
     let prefix = format!("{ip} . {port} . ");
     let mut found: Vec<(u32, String)> = text
-        .split(|c| c == ',' || c == '{' || c == '}')
+        .split([',', '{', '}'])
         .filter_map(|element| {
             let (key, value) = element.trim().split_once(" : ")?;
             Some((key.strip_prefix(&prefix)?.parse().ok()?, value.trim().replace(" . ", ":")))
