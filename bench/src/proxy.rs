@@ -2,8 +2,10 @@
 //! `Syncer` with the real `nft` in a fresh network namespace (so the host's rules are never
 //! touched). The workload is the issue's: `--services` (1,000) Services × `--endpoints`
 //! (10) ready endpoints. Measured: a full sync (the table recreated, as at start or after
-//! an error) and a sync after one endpoint of one Service changed (a partial transaction);
-//! each from the objects to nft's exit, so model, rendering, diff and nft are all inside
+//! an error), a sync after one endpoint of one Service was replaced (map elements only,
+//! written over netlink), and after one was added or removed (the Service changes its
+//! shared spread chain, created or deleted with nft when no other Service has that count);
+//! each from the objects to the kernel's answer, so model, rendering, diff and nft are inside
 //! (for a change, the changed Service's model is rebuilt, as the proxy's sync loop does).
 //! The compute part alone (model → ruleset → script) is reported beside it.
 
@@ -34,6 +36,9 @@ pub struct ProxyArgs {
     /// Single-endpoint changes measured.
     #[arg(long, default_value_t = 100)]
     change_rounds: usize,
+    /// Endpoint additions and removals measured (half each).
+    #[arg(long, default_value_t = 40)]
+    resize_rounds: usize,
 }
 
 /// A network namespace of the benchmark's own, deleted on drop.
@@ -110,18 +115,42 @@ pub async fn run(_env: &Env, args: &ProxyArgs) -> Result<Vec<Check>> {
     // As the proxy's sync loop: the changed Service's model is rebuilt, then synced.
     let mut model = Model::build(&services, &slices, &node);
     let mut change = Vec::new();
+    let mut generation = vec![0; args.services];
     for round in 0..args.change_rounds.max(1) {
         let i = round * 7919 % args.services;
-        slices[i] = slice(i, args.endpoints, round + 1)?;
+        generation[i] = round + 1;
+        slices[i] = slice(i, args.endpoints, generation[i])?;
         let started = Instant::now();
         model.update_service("bench", &format!("svc-{i}"), Some(&services[i]), &[&slices[i]], &node);
         let kind = syncer.sync(&model).await?;
         change.push(started.elapsed());
-        ensure!(kind == SyncKind::Partial, "expected a partial sync, got {kind:?}");
+        ensure!(kind == SyncKind::Elements, "expected an element-only sync, got {kind:?}");
+    }
+
+    // The endpoint count changes: the Service moves to another shared spread chain, which
+    // is created (nft) unless some other Service already has that count.
+    eprintln!("proxy: {} endpoint additions and removals", args.resize_rounds);
+    let mut resize = Vec::new();
+    let mut through_nft = 0;
+    for round in 0..args.resize_rounds.max(2) {
+        let i = (round / 2) * 7919 % args.services;
+        let count = if round % 2 == 0 { args.endpoints + 1 } else { args.endpoints };
+        slices[i] = slice(i, count, generation[i])?;
+        let started = Instant::now();
+        model.update_service("bench", &format!("svc-{i}"), Some(&services[i]), &[&slices[i]], &node);
+        let kind = syncer.sync(&model).await?;
+        resize.push(started.elapsed());
+        match kind {
+            SyncKind::Partial => through_nft += 1,
+            SyncKind::Elements => {}
+            other => anyhow::bail!("expected a partial sync, got {other:?}"),
+        }
     }
     let full = Summary::of(full);
     let compute = Summary::of(compute);
     let change = Summary::of(change);
+    let resize_runs = resize.len();
+    let resize = Summary::of(resize);
 
     let title = format!(
         "Service proxy sync, {} Services × {} endpoints (real nft, own namespace)",
@@ -133,13 +162,16 @@ pub async fn run(_env: &Env, args: &ProxyArgs) -> Result<Vec<Check>> {
         |name: &str, s: &Summary| vec![name.to_string(), s.count.to_string(), cell(s.p50), cell(s.p99), cell(s.max)];
     table.row(row("full (table recreated)", &full));
     table.row(row("  of which model + render (no nft)", &compute));
-    table.row(row("one endpoint changed (partial)", &change));
+    table.row(row("one endpoint replaced (map elements, netlink)", &change));
+    let resized = format!("one endpoint added or removed ({through_nft} of {resize_runs} via nft)");
+    table.row(row(&resized, &resize));
     table.print();
     emit(
         "proxy",
         json!({"services": args.services, "endpoints": args.endpoints, "full_script_bytes": script_bytes,
             "full_p50_ms": ms(full.p50), "full_p99_ms": ms(full.p99), "compute_p50_ms": ms(compute.p50),
-            "change_p50_ms": ms(change.p50), "change_p99_ms": ms(change.p99)}),
+            "change_p50_ms": ms(change.p50), "change_p99_ms": ms(change.p99),
+            "resize_p50_ms": ms(resize.p50), "resize_p99_ms": ms(resize.p99), "resize_via_nft": through_nft}),
     );
     Ok(vec![
         Check::at_most("proxy full sync p50, 1,000 × 10 (ms)", ms(full.p50), 200.0, "ms"),

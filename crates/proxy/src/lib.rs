@@ -6,11 +6,14 @@
 //! Data flows one way through the modules:
 //! [`watch`] (API caches, change notification) → [`model`] (what each service port needs,
 //! pure) → [`ruleset`] (chains, sets and map elements, pure) → [`transaction`] (full or
-//! partial nft script, pure) → [`nft`] (runs `nft -f -`); [`sync`] ties the last three
-//! together and remembers what the kernel holds. The table layout is described in
+//! partial nft script, pure) → [`nft`] (runs `nft -f -`), or [`netlink`] for partial syncs
+//! that change map elements only; [`sync`] ties the last ones together and remembers what
+//! the kernel holds. The table layout is described in
 //! docs/adr/0015-service-proxy-nftables.md.
 
+pub mod command;
 pub mod model;
+pub mod netlink;
 pub mod nft;
 pub mod ruleset;
 pub mod sync;

@@ -2,12 +2,20 @@
 //! and the elements of the table's maps. Pure and deterministic, so a sync can compare
 //! the ruleset it wants with the one it last programmed and write only the difference
 //! (see [`crate::transaction`]). The fixed part of the table (base chains, maps, the
-//! masquerade and reject chains) is in [`crate::transaction::BASE`]; the layout is
-//! explained in docs/adr (service proxy).
+//! masquerade and reject chains) is in [`crate::transaction::BASE`]; the layout and the
+//! measurements behind it are in docs/adr (service proxy).
 //!
-//! Chains per service port `K` = `NAMESPACE/NAME/PROTO/pPORT`:
-//! - `svc-K`: cluster-IP traffic; masquerades sources outside the cluster CIDR, then
-//!   spreads over the endpoints internalTrafficPolicy allows.
+//! Cluster-IP traffic of a service port without session affinity needs no object of its
+//! own besides map elements: `service-ips` sends it to the shared chain
+//! `spread-PROTO-N` (one per protocol and endpoint count N), which masquerades sources
+//! outside the cluster CIDR and translates with one lookup of `ip daddr . PROTO dport .
+//! numgen random mod N` in the map `cluster-ip-endpoints-PROTO`, whose elements list the
+//! port's endpoints as 0..N. Loading a map element costs nft and the kernel far less
+//! than a chain, a rule or an anonymous set.
+//!
+//! Chains per service port `K` = `NAMESPACE/NAME/PROTO/pPORT`, where they are needed:
+//! - `svc-K`: cluster-IP traffic with ClientIP affinity: masquerades sources outside the
+//!   cluster CIDR, then spreads over the endpoints internalTrafficPolicy allows.
 //! - `ext-K`: NodePort, externalIPs and LoadBalancer IPs. Cluster policy masquerades
 //!   and spreads over every endpoint; Local policy keeps the client address and spreads
 //!   over this node's endpoints, except traffic from pods or the node itself, which goes
@@ -16,13 +24,13 @@
 //!   the dynamic set `aff-K__IP/PORT-tSECONDS` before translating; the spreading chain
 //!   first sends clients found in a set to that endpoint.
 //!
-//! Without affinity no per-endpoint chain exists: one `dnat ... numgen random mod N map`
-//! rule spreads evenly, which keeps a 1,000-service table small enough to load quickly.
+//! `ext-K` and `clu-K` spread without affinity with one `dnat ... numgen random mod N
+//! map { ... }` rule.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::model::{Endpoint, Ipv4Cidr, Model, PortKey, ServicePort};
+use crate::model::{Endpoint, Ipv4Cidr, Model, PortKey, Protocol, ServicePort};
 
 /// The maps and sets of the base table whose elements follow the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,13 +43,26 @@ pub enum Map {
     NoEndpointServices,
     /// Like ServiceNodePorts, for ports without usable endpoints.
     NoEndpointNodePorts,
-    /// `endpoint . endpoint`: a pod reaching itself through a Service is masqueraded.
+    /// `endpoint . endpoint`: a pod on this node reaching itself through a Service is
+    /// masqueraded.
     Hairpin,
+    /// `cluster ip . port . index : endpoint ip . port` for one protocol, indexes 0..N,
+    /// for the shared `spread-PROTO-N` chains. (One map per protocol: nft 1.0.6 cannot
+    /// add a rule that uses an existing map whose key has the protocol-less `th dport`.)
+    ClusterIpEndpoints(Protocol),
 }
 
 impl Map {
-    pub const ALL: [Map; 5] =
-        [Map::ServiceIps, Map::ServiceNodePorts, Map::NoEndpointServices, Map::NoEndpointNodePorts, Map::Hairpin];
+    pub const ALL: [Map; 8] = [
+        Map::ServiceIps,
+        Map::ServiceNodePorts,
+        Map::NoEndpointServices,
+        Map::NoEndpointNodePorts,
+        Map::Hairpin,
+        Map::ClusterIpEndpoints(Protocol::Tcp),
+        Map::ClusterIpEndpoints(Protocol::Udp),
+        Map::ClusterIpEndpoints(Protocol::Sctp),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +71,9 @@ impl Map {
             Map::NoEndpointServices => "no-endpoint-services",
             Map::NoEndpointNodePorts => "no-endpoint-nodeports",
             Map::Hairpin => "hairpin",
+            Map::ClusterIpEndpoints(Protocol::Tcp) => "cluster-ip-endpoints-tcp",
+            Map::ClusterIpEndpoints(Protocol::Udp) => "cluster-ip-endpoints-udp",
+            Map::ClusterIpEndpoints(Protocol::Sctp) => "cluster-ip-endpoints-sctp",
         }
     }
 }
@@ -62,8 +86,11 @@ const REJECT: &str = "goto reject-chain";
 /// The model-dependent part of the table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Chain name → its rules, in order.
+    /// Chain name → its rules, in order: the chains of one service port.
     pub chains: BTreeMap<String, Vec<String>>,
+    /// Chains several service ports use (`spread-PROTO-N`): name → rules. A name always
+    /// has the same rules.
+    pub shared_chains: BTreeMap<String, Vec<String>>,
     /// Affinity set name → its definition.
     pub sets: BTreeMap<String, String>,
     /// Map → key → value (empty for the members of a plain set).
@@ -100,6 +127,17 @@ impl Ruleset {
         if internal.is_empty() {
             let verdict = if port.internal_local && !port.cluster_endpoints.is_empty() { DROP } else { REJECT };
             self.element(Map::NoEndpointServices, service_key(port.cluster_ip), verdict);
+        } else if port.affinity_seconds.is_none() {
+            let chain = self.shared_spread(key.protocol, internal.len(), options);
+            for (index, endpoint) in internal.iter().enumerate() {
+                let element = format!("{} . {} . {index}", port.cluster_ip, key.port);
+                self.element(
+                    Map::ClusterIpEndpoints(key.protocol),
+                    element,
+                    &format!("{} . {}", endpoint.ip, endpoint.port),
+                );
+            }
+            self.element(Map::ServiceIps, service_key(port.cluster_ip), &format!("goto {chain}"));
         } else {
             let chain = chain_name("svc", key);
             let mut rules = Vec::new();
@@ -141,6 +179,23 @@ impl Ruleset {
         for key in hairpin_keys(port) {
             self.element(Map::Hairpin, key, "");
         }
+    }
+
+    /// Adds the shared chain that spreads cluster-IP traffic of `protocol` over `count`
+    /// endpoints listed in `cluster-ip-endpoints-PROTO`; returns its name.
+    fn shared_spread(&mut self, protocol: Protocol, count: usize, options: &RenderOptions) -> String {
+        let proto = protocol.nft();
+        let name = format!("spread-{proto}-{count}");
+        let mut rules = Vec::new();
+        if let Some(cidr) = options.cluster_cidr.map(|cidr| cidr.trunc()) {
+            rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
+        }
+        rules.push(format!(
+            "meta l4proto {proto} dnat ip to ip daddr . {proto} dport . numgen random mod {count} map @{}",
+            Map::ClusterIpEndpoints(protocol).name()
+        ));
+        self.shared_chains.insert(name.clone(), rules);
+        name
     }
 
     /// The rules of `ext-K` (its endpoints are not empty).
@@ -208,10 +263,12 @@ impl Ruleset {
     }
 }
 
-/// The hairpin set members one port needs: each of its endpoint addresses, once.
+/// The hairpin set members one port needs: each address of its endpoints on this node,
+/// once. Only a pod on this node can reach itself through this node's rules (a pod's
+/// traffic is translated on its own node), so remote endpoints need no member.
 /// Several ports may need the same member; [`crate::sync`] counts them.
 pub fn hairpin_keys(port: &ServicePort) -> std::collections::BTreeSet<String> {
-    port.cluster_endpoints.iter().chain(&port.local_endpoints).map(|e| format!("{} . {}", e.ip, e.ip)).collect()
+    port.local_endpoints.iter().map(|e| format!("{} . {}", e.ip, e.ip)).collect()
 }
 
 pub fn chain_name(kind: &str, key: &PortKey) -> String {
@@ -233,7 +290,6 @@ fn numbered(values: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Protocol;
     use std::net::Ipv4Addr;
 
     fn port(endpoints: &[(&str, bool)]) -> ServicePort {
@@ -262,25 +318,42 @@ mod tests {
     }
 
     #[test]
-    fn cluster_ip_spreads_evenly_over_ready_endpoints_and_masquerades_outsiders() {
+    fn cluster_ip_spreads_evenly_over_ready_endpoints_through_shared_objects() {
         let ruleset = render(vec![port(&[("10.42.0.5", true), ("10.42.1.5", false), ("10.42.2.5", false)])]);
+        assert!(ruleset.chains.is_empty(), "no chain of its own without affinity: {:?}", ruleset.chains);
+        assert_eq!(element(&ruleset, Map::ServiceIps, "10.43.0.20 . tcp . 80"), Some("goto spread-tcp-3"));
         assert_eq!(
-            ruleset.chains["svc-default/web/tcp/p80"],
+            ruleset.shared_chains["spread-tcp-3"],
             [
-                "ip daddr 10.43.0.20 ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
-                "meta l4proto tcp dnat ip to numgen random mod 3 map { 0 : 10.42.0.5 . 8080, 1 : 10.42.1.5 . 8080, 2 : 10.42.2.5 . 8080 }",
+                "ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
+                "meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 3 map @cluster-ip-endpoints-tcp",
             ]
         );
-        assert_eq!(element(&ruleset, Map::ServiceIps, "10.43.0.20 . tcp . 80"), Some("goto svc-default/web/tcp/p80"));
-        assert_eq!(ruleset.chains.len(), 1, "no per-endpoint chains without affinity");
-        assert_eq!(ruleset.elements[&Map::Hairpin].len(), 3);
-        assert_eq!(element(&ruleset, Map::Hairpin, "10.42.1.5 . 10.42.1.5"), Some(""));
+        let endpoints = &ruleset.elements[&Map::ClusterIpEndpoints(Protocol::Tcp)];
+        assert_eq!(
+            endpoints.iter().map(|(k, v)| format!("{k} : {v}")).collect::<Vec<_>>(),
+            [
+                "10.43.0.20 . 80 . 0 : 10.42.0.5 . 8080",
+                "10.43.0.20 . 80 . 1 : 10.42.1.5 . 8080",
+                "10.43.0.20 . 80 . 2 : 10.42.2.5 . 8080",
+            ]
+        );
+        // Only the endpoint on this node can be a pod reaching itself here.
+        assert_eq!(ruleset.elements[&Map::Hairpin].keys().collect::<Vec<_>>(), ["10.42.0.5 . 10.42.0.5"]);
     }
 
     #[test]
-    fn one_endpoint_is_a_plain_dnat() {
-        let ruleset = render(vec![port(&[("10.42.0.5", true)])]);
-        assert_eq!(ruleset.chains["svc-default/web/tcp/p80"][1], "meta l4proto tcp dnat ip to 10.42.0.5:8080");
+    fn ports_with_as_many_endpoints_share_one_spread_chain() {
+        let mut other = port(&[("10.42.0.7", false)]);
+        other.key.name = "other".into();
+        other.cluster_ip = Ipv4Addr::new(10, 43, 0, 21);
+        let ruleset = render(vec![port(&[("10.42.0.5", true)]), other]);
+        assert_eq!(ruleset.shared_chains.keys().collect::<Vec<_>>(), ["spread-tcp-1"]);
+        assert_eq!(element(&ruleset, Map::ServiceIps, "10.43.0.21 . tcp . 80"), Some("goto spread-tcp-1"));
+        assert_eq!(
+            element(&ruleset, Map::ClusterIpEndpoints(Protocol::Tcp), "10.43.0.21 . 80 . 0"),
+            Some("10.42.0.7 . 8080")
+        );
     }
 
     #[test]
@@ -304,7 +377,11 @@ mod tests {
         let mut local = port(&[("10.42.0.5", true), ("10.42.1.5", false)]);
         local.internal_local = true;
         let ruleset = render(vec![local]);
-        assert_eq!(ruleset.chains["svc-default/web/tcp/p80"][1], "meta l4proto tcp dnat ip to 10.42.0.5:8080");
+        assert_eq!(element(&ruleset, Map::ServiceIps, "10.43.0.20 . tcp . 80"), Some("goto spread-tcp-1"));
+        assert_eq!(
+            ruleset.elements[&Map::ClusterIpEndpoints(Protocol::Tcp)].values().collect::<Vec<_>>(),
+            ["10.42.0.5 . 8080"]
+        );
     }
 
     #[test]
@@ -364,6 +441,9 @@ mod tests {
     fn without_cluster_cidr_nothing_is_masqueraded_for_cluster_ips() {
         let model = Model { ports: [port(&[("10.42.0.5", true)])].into_iter().map(|p| (p.key.clone(), p)).collect() };
         let ruleset = Ruleset::render(&model, &RenderOptions::default());
-        assert_eq!(ruleset.chains["svc-default/web/tcp/p80"], ["meta l4proto tcp dnat ip to 10.42.0.5:8080"]);
+        assert_eq!(
+            ruleset.shared_chains["spread-tcp-1"],
+            ["meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 1 map @cluster-ip-endpoints-tcp"]
+        );
     }
 }

@@ -8,9 +8,9 @@
 //! added; removed chains and sets go last. An affinity set's timeout is part of its name,
 //! so a set is only ever added or removed, never changed in place.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::netlink::{ElementChange, Verb};
 use crate::ruleset::{Map, Ruleset};
 
 pub const FAMILY: &str = "ip";
@@ -29,6 +29,9 @@ pub const BASE: &[&str] = &[
     "add map ip skiff-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }",
     "add map ip skiff-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }",
     "add set ip skiff-proxy hairpin { type ipv4_addr . ipv4_addr ; }",
+    "add map ip skiff-proxy cluster-ip-endpoints-tcp { typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport ; }",
+    "add map ip skiff-proxy cluster-ip-endpoints-udp { typeof ip daddr . udp dport . numgen random mod 1 : ip daddr . udp dport ; }",
+    "add map ip skiff-proxy cluster-ip-endpoints-sctp { typeof ip daddr . sctp dport . numgen random mod 1 : ip daddr . sctp dport ; }",
     "add chain ip skiff-proxy mark-for-masquerade",
     "add rule ip skiff-proxy mark-for-masquerade meta mark set meta mark or 0x4000",
     "add chain ip skiff-proxy masquerading",
@@ -70,20 +73,28 @@ pub fn full(ruleset: &Ruleset) -> String {
     for (name, definition) in &ruleset.sets {
         let _ = writeln!(script, "add set {FAMILY} {TABLE} {name} {definition}");
     }
-    for name in ruleset.chains.keys() {
+    let chains = || ruleset.shared_chains.iter().chain(&ruleset.chains);
+    for (name, _) in chains() {
         let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
     }
-    for (name, rules) in &ruleset.chains {
+    for (name, rules) in chains() {
         add_rules(&mut script, name, rules);
     }
-    for (map, elements) in &ruleset.elements {
-        add_elements(&mut script, "add", *map, elements.iter());
-    }
+    // Elements after the rules: a map's elements are checked once per rule that uses
+    // it when the rule comes later, while an element added later is checked only
+    // against the few rules using its map.
+    let everything: Vec<ElementChange> = ruleset
+        .elements
+        .iter()
+        .flat_map(|(map, elements)| elements.iter().map(|(k, v)| (Verb::Add, *map, k.as_str(), v.as_str())))
+        .collect();
+    write_elements(&mut script, &everything);
     script
 }
 
 /// A script that changes the table programmed for `old` into one for `new`; empty when
-/// nothing changed.
+/// nothing changed. Shared chains are not compared (the caller, which counts their
+/// users, moves those to create or delete into `chains`).
 pub fn partial(old: &Ruleset, new: &Ruleset) -> String {
     let mut script = String::new();
     for (name, definition) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {
@@ -102,23 +113,15 @@ pub fn partial(old: &Ruleset, new: &Ruleset) -> String {
     for name in changed.iter().chain(&removed) {
         let _ = writeln!(script, "flush chain {FAMILY} {TABLE} {name}");
     }
-    let empty = BTreeMap::new();
-    for map in Map::ALL {
-        let (before, after) = (old.elements.get(&map).unwrap_or(&empty), new.elements.get(&map).unwrap_or(&empty));
-        // A changed value is deleted and added again.
-        let stale = before.iter().filter(|(key, value)| after.get(*key) != Some(*value));
-        add_elements(&mut script, "delete", map, stale);
-    }
+    let elements = element_changes(old, new);
+    let (stale, fresh) = elements.split_at(elements.partition_point(|change| change.0 == Verb::Delete));
+    write_elements(&mut script, stale);
     for (name, rules) in &new.chains {
         if old.chains.get(name) != Some(rules) {
             add_rules(&mut script, name, rules);
         }
     }
-    for map in Map::ALL {
-        let (before, after) = (old.elements.get(&map).unwrap_or(&empty), new.elements.get(&map).unwrap_or(&empty));
-        let fresh = after.iter().filter(|(key, value)| before.get(*key) != Some(*value));
-        add_elements(&mut script, "add", map, fresh);
-    }
+    write_elements(&mut script, fresh);
     for name in removed {
         let _ = writeln!(script, "delete chain {FAMILY} {TABLE} {name}");
     }
@@ -134,28 +137,40 @@ fn add_rules(script: &mut String, chain: &str, rules: &[String]) {
     }
 }
 
-/// One `add element` / `delete element` command for all of `elements` (none if empty).
-/// Deletion names keys only.
-fn add_elements<'a>(
-    script: &mut String,
-    verb: &str,
-    map: Map,
-    elements: impl Iterator<Item = (&'a String, &'a String)>,
-) {
-    let mut first = true;
-    for (key, value) in elements {
-        if first {
-            let _ = write!(script, "{verb} element {FAMILY} {TABLE} {} {{ ", map.name());
-            first = false;
-        } else {
-            script.push_str(", ");
-        }
-        script.push_str(key);
-        if verb == "add" && !value.is_empty() {
-            let _ = write!(script, " : {value}");
+/// The element changes from `old` to `new`: every stale element deleted (a changed value
+/// is deleted and added again), then every new one added, map by map.
+pub fn element_changes<'a>(old: &'a Ruleset, new: &'a Ruleset) -> Vec<ElementChange<'a>> {
+    let mut changes = Vec::new();
+    for (verb, from, to) in [(Verb::Delete, old, new), (Verb::Add, new, old)] {
+        for map in Map::ALL {
+            let Some(these) = from.elements.get(&map) else { continue };
+            let others = to.elements.get(&map);
+            for (key, value) in these {
+                if others.and_then(|o| o.get(key)) != Some(value) {
+                    changes.push((verb, map, key.as_str(), value.as_str()));
+                }
+            }
         }
     }
-    if !first {
+    changes
+}
+
+/// One `add element` / `delete element` command per run of changes to one map.
+/// Deletion names keys only.
+fn write_elements(script: &mut String, changes: &[ElementChange]) {
+    for group in changes.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        let (verb, map) = (group[0].0, group[0].1);
+        let verb_text = if verb == Verb::Add { "add" } else { "delete" };
+        let _ = write!(script, "{verb_text} element {FAMILY} {TABLE} {} {{ ", map.name());
+        for (i, (_, _, key, value)) in group.iter().enumerate() {
+            if i > 0 {
+                script.push_str(", ");
+            }
+            script.push_str(key);
+            if verb == Verb::Add && !value.is_empty() {
+                let _ = write!(script, " : {value}");
+            }
+        }
         script.push_str(" }\n");
     }
 }

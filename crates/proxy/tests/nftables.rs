@@ -168,7 +168,9 @@ async fn a_partial_sync_changes_only_the_changed_service() {
     let before = [slice("web", &ENDPOINTS[..2]), slice("other", &ENDPOINTS[..1])];
     let mut syncer = syncer(&lab);
     assert_eq!(syncer.sync(&model(&services, &before)).await.expect("full"), SyncKind::Full);
-    let other_before = lab.list_chain("svc-default/other/tcp/p80").expect("other chain");
+    // "other" (one endpoint) is served by the shared chain spread-tcp-1, web by spread-tcp-2.
+    let other_before = lab.list_chain("spread-tcp-1").expect("other's chain");
+    assert!(lab.list_chain("spread-tcp-2").is_ok());
     assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").len(), 2);
 
     let after = [slice("web", ENDPOINTS), slice("other", &ENDPOINTS[..1])];
@@ -176,15 +178,84 @@ async fn a_partial_sync_changes_only_the_changed_service() {
     assert_eq!(syncer.sync(&model(&services, &after)).await.expect("partial"), SyncKind::Partial);
     eprintln!("partial sync of one endpoint change took {:?}", started.elapsed());
     assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 45).expect("web").len(), 3, "the new endpoint is used");
-    // Rule handles change when a chain is rewritten: the other service's did not.
-    assert_eq!(lab.list_chain("svc-default/other/tcp/p80").expect("other chain"), other_before);
+    assert_eq!(lab.get(&lab.node, "10.43.0.23:80").expect("other still answers"), "a 10.42.0.1");
+    // Rule handles change when a chain is rewritten: the one other uses was not.
+    assert_eq!(lab.list_chain("spread-tcp-1").expect("other's chain"), other_before);
+    assert!(lab.list_chain("spread-tcp-2").is_ok(), "kept without users, for the next Service with 2");
     assert_eq!(syncer.sync(&model(&services, &after)).await.expect("again"), SyncKind::Unchanged);
 
-    // Removing every endpoint turns the service into a rejected one; the chain goes.
+    // Removing every endpoint turns the service into a rejected one (map elements only).
     let none = [slice("web", &[]), slice("other", &ENDPOINTS[..1])];
-    assert_eq!(syncer.sync(&model(&services, &none)).await.expect("partial"), SyncKind::Partial);
-    assert!(lab.list_chain("svc-default/web/tcp/p80").is_err(), "the chain was deleted");
+    assert_eq!(syncer.sync(&model(&services, &none)).await.expect("elements"), SyncKind::Elements);
     assert!(lab.get(&lab.node, "10.43.0.20:80").expect_err("no endpoints").contains("refused"));
+    assert_eq!(lab.get(&lab.node, "10.43.0.23:80").expect("other still answers"), "a 10.42.0.1");
+
+    // Back to two endpoints: the kept chain serves web again without nft.
+    assert_eq!(syncer.sync(&model(&services, &before)).await.expect("elements"), SyncKind::Elements);
+    assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").len(), 2);
+}
+
+#[tokio::test]
+async fn an_endpoint_replaced_in_place_changes_map_elements_only_over_netlink() {
+    let lab = lab_with_endpoints();
+    let services = [service("web", "10.43.0.20", json!({}))];
+    let mut syncer = syncer(&lab);
+    syncer.sync(&model(&services, &[slice("web", &ENDPOINTS[..2])])).await.expect("full");
+    assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").keys().collect::<Vec<_>>(), ["a", "b"]);
+
+    // b is replaced by c: as many endpoints as before, so only map elements change.
+    let replaced = [slice("web", &[ENDPOINTS[0], ENDPOINTS[2]])];
+    let started = Instant::now();
+    assert_eq!(syncer.sync(&model(&services, &replaced)).await.expect("elements"), SyncKind::Elements);
+    eprintln!("an element-only sync took {:?}", started.elapsed());
+    let seen = lab.spread(&lab.node, "10.43.0.20:80", 45).expect("web");
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "c"], "{seen:?}");
+
+    // A batch the kernel refuses fails the sync as nft would, and the next one is full.
+    lab::run(&["ip", "netns", "exec", &lab.node, "nft", "delete", "table", "ip", "skiff-proxy"]).expect("delete");
+    let back = [slice("web", &ENDPOINTS[..2])];
+    syncer.sync(&model(&services, &back)).await.expect_err("the table is gone");
+    assert_eq!(syncer.sync(&model(&services, &back)).await.expect("full"), SyncKind::Full);
+    assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 30).expect("web").keys().collect::<Vec<_>>(), ["a", "b"]);
+}
+
+/// The node namespace's UDP conntrack entries to `service` answered by `endpoint`.
+fn udp_flows(lab: &Lab, service: &str, endpoint: &str) -> usize {
+    let table = lab::run(&["ip", "netns", "exec", &lab.node, "cat", "/proc/net/nf_conntrack"]).expect("conntrack");
+    let (to, from) = (format!("dst={service} "), format!("[UNREPLIED] src={endpoint} "));
+    table.lines().filter(|l| l.contains(" udp ") && l.contains(&to) && l.contains(&from)).count()
+}
+
+#[tokio::test]
+async fn conntrack_entries_of_a_removed_udp_endpoint_are_deleted() {
+    let lab = lab_with_endpoints();
+    let udp = json!({"ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]});
+    let services = [service("dns", "10.43.0.30", udp)];
+    let slice = |endpoints: &[&str]| -> EndpointSlice {
+        let endpoints: Vec<Value> = endpoints
+            .iter()
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}, "nodeName": "n2"}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": "dns-x", "labels": {"kubernetes.io/service-name": "dns"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": endpoints,
+        }))
+        .expect("slice")
+    };
+    let mut syncer = syncer(&lab);
+    syncer.sync(&model(&services, &[slice(&["10.42.0.6", "10.42.0.7"])])).await.expect("full");
+    // Datagrams from 40 source ports: flows to both endpoints (nothing listens; the
+    // entries stay unreplied for 30 s).
+    let send = "for i in $(seq 40); do echo x > /dev/udp/10.43.0.30/53; done";
+    lab::run(&["ip", "netns", "exec", &lab.node, "bash", "-c", send]).expect("datagrams");
+    assert!(udp_flows(&lab, "10.43.0.30", "10.42.0.6") > 0 && udp_flows(&lab, "10.43.0.30", "10.42.0.7") > 0);
+
+    let kind = syncer.sync(&model(&services, &[slice(&["10.42.0.7"])])).await.expect("partial");
+    assert_ne!(kind, SyncKind::Full);
+    assert_eq!(udp_flows(&lab, "10.43.0.30", "10.42.0.6"), 0, "the removed endpoint's flows are gone");
+    assert!(udp_flows(&lab, "10.43.0.30", "10.42.0.7") > 0, "the remaining endpoint's flows stay");
 }
 
 #[tokio::test]

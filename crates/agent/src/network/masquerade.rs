@@ -13,7 +13,9 @@ use std::path::Path;
 
 use tracing::info;
 
-use super::{run, NetworkError};
+use skiff_proxy::Nft;
+
+use super::NetworkError;
 use crate::ipam::Ipv4Cidr;
 
 /// The agent's table.
@@ -43,7 +45,7 @@ pub async fn apply(cluster_cidr: Ipv4Cidr) -> Result<(), NetworkError> {
         std::fs::write(forward, "1")
             .map_err(|source| NetworkError::Io { what: "enabling ip_forward".into(), source })?;
     }
-    run("nft", &["-f", "-"], Some(&ruleset(cluster_cidr))).await?;
+    Nft::default().apply(&ruleset(cluster_cidr)).await?;
     info!(table = TABLE, %cluster_cidr, "pod traffic leaving the cluster CIDR is masqueraded");
     Ok(())
 }

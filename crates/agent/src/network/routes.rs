@@ -20,7 +20,7 @@ use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use super::podcidr::pod_cidr_of;
-use super::{ip_json, run as run_command, NetworkError};
+use super::{ip_json, NetworkError};
 
 /// The `proto` of the agent's routes (`ip route show proto 147`); unassigned in
 /// iproute2's rt_protos.
@@ -106,8 +106,8 @@ pub async fn apply(wanted: &Routes) -> Result<bool, NetworkError> {
     let mut all_made = true;
     for change in plan(wanted, &current) {
         let args = command(&change);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match run_command("ip", &args, None).await {
+        let argv: Vec<&str> = ["ip"].into_iter().chain(args.iter().map(String::as_str)).collect();
+        match skiff_proxy::command::run(&argv, None).await {
             Ok(_) => info!(?change, "pod network route"),
             Err(e) => {
                 warn!(?change, error = %e, "changing a pod network route failed");
