@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::config::{NodeIdentity, NodeTemplate, Timing};
 use crate::dns::ClusterDns;
 use crate::error::{status_code, Error, Result};
+use crate::imagegc::{self, ImageGc};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
 use crate::podworker::{grace_period, remove_logs, NodeServices, PodTiming, PodWorker};
@@ -59,6 +60,8 @@ pub struct NodeHandle {
     /// When the conditions last turned healthy after the node was found not Ready (None:
     /// healthy since the agent started).
     healthy_since: std::sync::Mutex<Option<Timestamp>>,
+    /// The node's image garbage collector, taken when the agent runs (None: images stay).
+    image_gc: std::sync::Mutex<Option<ImageGc>>,
 }
 
 impl NodeHandle {
@@ -72,7 +75,16 @@ impl NodeHandle {
             runtime_name: OnceLock::new(),
             services: OnceLock::new(),
             healthy_since: std::sync::Mutex::new(None),
+            image_gc: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Removes unused images with `gc` while the agent runs.
+    pub fn with_image_gc(self, gc: ImageGc) -> Self {
+        if let Ok(mut slot) = self.image_gc.lock() {
+            *slot = Some(gc);
+        }
+        self
     }
 
     /// The lastTransitionTime of the node's healthy conditions.
@@ -230,6 +242,18 @@ impl Agent {
                 dns: shared.cluster_dns.clone(),
             }));
         }
+        let collectors: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|node| {
+                let gc = node.image_gc.lock().ok()?.take()?;
+                Some(gc.run(Some(recorder.clone()), imagegc::node_reference(node.name())))
+            })
+            .collect();
+        let image_gc = async move {
+            futures::future::join_all(collectors).await;
+            std::future::pending::<()>().await
+        };
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
         let restore = restore_conditions(self.shared.clone(), self.nodes.clone());
         // As the kubelet: no container starts before the Services have been read once, or
@@ -245,6 +269,7 @@ impl Agent {
             () = restore => Err(Error::Config("the node watch ended".into())),
             result = pods => result,
             () = recording => Ok(()),
+            () = image_gc => Ok(()),
             () = service_watch => Err(Error::Config("the service watch ended".into())),
         }
     }

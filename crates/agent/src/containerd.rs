@@ -7,6 +7,8 @@
 //! containerd comes from the OS packages (Debian: containerd, runc,
 //! containernetworking-plugins). Its CRI plugin needs `restrict_oom_score_adj`: without
 //! CAP_SYS_RESOURCE runc cannot lower a process's oom_score_adj, and every sandbox fails.
+//! Registries are configured as containerd's hosts directories under
+//! DATA/agent/containerd/certs.d (e.g. a registry served over plain HTTP).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,11 @@ impl Layout {
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
     }
+    /// Per-registry settings, containerd's `config_path`: `certs.d/HOST[:PORT]/hosts.toml`
+    /// (mirrors, plain HTTP, CA certificates), read at every pull.
+    pub fn registry_config_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
+    }
     /// The PID of the containerd last started here, to find it if the agent was killed.
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("containerd.pid")
@@ -127,6 +134,9 @@ oom_score = 0
     bin_dir = {bin_dir}
     conf_dir = {conf_dir}
     max_conf_num = 1
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = {registry_config}
 "#,
         root = quoted(&layout.root()),
         state = quoted(&layout.state()),
@@ -136,6 +146,7 @@ oom_score = 0
         sandbox_image = serde_json::to_string(&settings.sandbox_image).unwrap_or_default(),
         bin_dir = quoted(&settings.cni_bin_dir),
         conf_dir = quoted(&settings.cni_conf_dir),
+        registry_config = quoted(&layout.registry_config_dir()),
     )
 }
 
@@ -248,7 +259,8 @@ impl Containerd {
                 missing,
             });
         }
-        std::fs::create_dir_all(&layout.dir).map_err(io(format!("creating {}", layout.dir.display())))?;
+        std::fs::create_dir_all(layout.registry_config_dir())
+            .map_err(io(format!("creating {}", layout.registry_config_dir().display())))?;
         std::fs::write(layout.config(), config_toml(&layout, settings)).map_err(io("writing containerd's config"))?;
         // An agent killed with SIGKILL leaves its containerd running (holding the metadata
         // database): stop it first. The containers live on in their shims.
@@ -441,6 +453,7 @@ mod tests {
             r#"snapshotter = "overlayfs""#,
             r#"bin_dir = "/usr/lib/cni""#,
             r#"conf_dir = "/data/agent/cni/net.d""#,
+            r#"config_path = "/data/agent/containerd/certs.d""#,
         ] {
             assert!(text.lines().any(|l| l.trim() == line), "missing {line:?} in\n{text}");
         }
