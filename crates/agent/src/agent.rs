@@ -214,7 +214,16 @@ impl Agent {
         let (recorder, recording) = Recorder::new(shared.client.clone(), "kubelet".into(), instance);
         // One Service cache for every pod's service-link variables.
         let (services, writer) = reflector::store();
-        let service_watch = reflector(writer, watcher(Api::<Service>::all(shared.client.clone()), Default::default()))
+        // Only names, cluster IPs and ports are read (service links): the rest of each
+        // Service (field managers, annotations such as last-applied-configuration, status)
+        // is dropped before it is cached.
+        let services_only = watcher(Api::<Service>::all(shared.client.clone()), Default::default()).modify(|service| {
+            service.metadata.managed_fields = None;
+            service.metadata.annotations = None;
+            service.metadata.labels = None;
+            service.status = None;
+        });
+        let service_watch = reflector(writer, services_only)
             .default_backoff()
             .touched_objects()
             .for_each(|_| futures::future::ready(()));
@@ -432,7 +441,13 @@ async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
 async fn restore_conditions(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) {
     let ours: HashMap<&str, &NodeHandle> = nodes.iter().map(|n| (n.name(), n.as_ref())).collect();
     let api = Api::<Node>::all(shared.client.clone());
-    let events = watcher(api.clone(), Default::default()).default_backoff().touched_objects();
+    // A single node watches only itself, as the kubelet: every Node of a large cluster
+    // would otherwise be decoded here at each of its updates.
+    let config = match nodes.as_slice() {
+        [only] => watcher::Config::default().fields(&format!("metadata.name={}", only.name())),
+        _ => watcher::Config::default(),
+    };
+    let events = watcher(api.clone(), config).default_backoff().touched_objects();
     let mut events = pin!(events);
     while let Some(event) = events.next().await {
         let Ok(object) = event else { continue };
