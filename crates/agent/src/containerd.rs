@@ -388,9 +388,21 @@ async fn supervise(
     }
 }
 
+/// The image names in `ctr images import`'s output (`unpacking NAME (sha256:…)...done`).
+fn imported_names(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("unpacking "))
+        .filter_map(|rest| rest.split(" (").next())
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Imports an image tarball (OCI layout or `docker save`) into containerd's CRI
-/// namespace with `ctr` (which ships with containerd), unpacked for the overlayfs snapshotter.
-pub async fn import_image(socket: &Path, tarball: &Path) -> Result<(), ContainerdError> {
+/// namespace with `ctr` (which ships with containerd), unpacked for the overlayfs
+/// snapshotter. Returns the names of the images imported.
+pub async fn import_image(socket: &Path, tarball: &Path) -> Result<Vec<String>, ContainerdError> {
     let output = Command::new("ctr")
         .arg("--address")
         .arg(socket)
@@ -409,21 +421,21 @@ pub async fn import_image(socket: &Path, tarball: &Path) -> Result<(), Container
             message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    Ok(())
+    Ok(imported_names(&String::from_utf8_lossy(&output.stdout)))
 }
 
 /// Imports every `*.tar` in `dir` (missing dir: nothing to do). A tarball that fails is
-/// logged and skipped: one bad file should not keep the node down. Returns how many
-/// were imported.
-pub async fn import_directory(socket: &Path, dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+/// logged and skipped: one bad file should not keep the node down. Returns the names of
+/// the images imported.
+pub async fn import_directory(socket: &Path, dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut paths: Vec<PathBuf> =
         entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect();
     paths.sort();
-    let mut imported = 0;
+    let mut imported = Vec::new();
     for path in paths {
         match import_image(socket, &path).await {
-            Ok(()) => imported += 1,
+            Ok(names) => imported.extend(names),
             Err(e) => warn!(error = %e, "skipping an image tarball"),
         }
     }
@@ -457,6 +469,13 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l.trim() == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn import_output_names_the_images() {
+        let output = "unpacking skiff.local/busybox:1 (sha256:0123abcd)...done\nunpacking docker.io/library/x:2 (sha256:ff)...done\n";
+        assert_eq!(imported_names(output), ["skiff.local/busybox:1", "docker.io/library/x:2"]);
+        assert!(imported_names("").is_empty());
     }
 
     /// A process standing in for a containerd: `sh` whose arguments name `config`.

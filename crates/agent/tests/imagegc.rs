@@ -55,7 +55,8 @@ impl ImageFs for Disk {
 async fn import(node: &RealNode, name: &str, variant: &str) {
     let path = node.agent_dir().join(format!("{variant}.tar"));
     std::fs::write(&path, skiff_testkit::images::busybox_variant(name, variant).unwrap()).unwrap();
-    containerd::import_image(node.machine.runtime.socket(), &path).await.unwrap();
+    let names = containerd::import_image(node.machine.runtime.socket(), &path).await.unwrap();
+    assert_eq!(names, [name]);
 }
 
 async fn tags(runtime: &CriRuntime) -> Vec<String> {

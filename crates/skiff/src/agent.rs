@@ -221,7 +221,11 @@ pub async fn start_real_node(
         .await
         .with_context(|| format!("starting the node server on {listen}"))?;
     let image_fs = Arc::new(CriImageFs { runtime: machine.runtime.clone() });
-    let image_gc = ImageGc::new(runtime.clone(), image_fs, node.image_gc.clone()).pinning(oci::PAUSE_IMAGE);
+    // The pause image and the air-gap images are kept: no registry may have them.
+    let mut image_gc = ImageGc::new(runtime.clone(), image_fs, node.image_gc.clone()).pinning(oci::PAUSE_IMAGE);
+    for image in &machine.imported_images {
+        image_gc = image_gc.pinning(image.clone());
+    }
     let handle = NodeHandle::new(machine.identity.clone(), runtime)
         .with_kubelet_port(server.addr.port())
         .with_image_gc(image_gc);
