@@ -117,6 +117,9 @@ fn start_agent(env: &Env, server: &Server, data_dir: &Path) -> Result<Child> {
     let mut command = Command::new(&env.skiff);
     command.arg("agent").arg("--kubeconfig").arg(server.kubeconfig()).arg("--data-dir").arg(data_dir);
     command.args(["--node-name", NODE, "--kubelet-port", &free_port()?.to_string()]);
+    // No image garbage collection: on a nearly full disk it would remove the test image
+    // between the phases (it is unused after the pods are deleted).
+    command.args(["--image-gc-high-threshold", "100"]);
     Child::spawn("skiff agent", command, &env.scratch.log("skiff-agent"))
 }
 

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::config::{NodeIdentity, NodeTemplate, Timing};
 use crate::dns::ClusterDns;
 use crate::error::{status_code, Error, Result};
+use crate::imagegc::{self, ImageGc};
 use crate::node::{self, LEASE_NAMESPACE};
 use crate::podstatus::{self, Context};
 use crate::podworker::{grace_period, remove_logs, NodeServices, PodTiming, PodWorker};
@@ -59,6 +60,8 @@ pub struct NodeHandle {
     /// When the conditions last turned healthy after the node was found not Ready (None:
     /// healthy since the agent started).
     healthy_since: std::sync::Mutex<Option<Timestamp>>,
+    /// The node's image garbage collector, taken when the agent runs (None: images stay).
+    image_gc: std::sync::Mutex<Option<ImageGc>>,
 }
 
 impl NodeHandle {
@@ -72,7 +75,16 @@ impl NodeHandle {
             runtime_name: OnceLock::new(),
             services: OnceLock::new(),
             healthy_since: std::sync::Mutex::new(None),
+            image_gc: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Removes unused images with `gc` while the agent runs.
+    pub fn with_image_gc(self, gc: ImageGc) -> Self {
+        if let Ok(mut slot) = self.image_gc.lock() {
+            *slot = Some(gc);
+        }
+        self
     }
 
     /// The lastTransitionTime of the node's healthy conditions.
@@ -202,7 +214,16 @@ impl Agent {
         let (recorder, recording) = Recorder::new(shared.client.clone(), "kubelet".into(), instance);
         // One Service cache for every pod's service-link variables.
         let (services, writer) = reflector::store();
-        let service_watch = reflector(writer, watcher(Api::<Service>::all(shared.client.clone()), Default::default()))
+        // Only names, cluster IPs and ports are read (service links): the rest of each
+        // Service (field managers, annotations such as last-applied-configuration, status)
+        // is dropped before it is cached.
+        let services_only = watcher(Api::<Service>::all(shared.client.clone()), Default::default()).modify(|service| {
+            service.metadata.managed_fields = None;
+            service.metadata.annotations = None;
+            service.metadata.labels = None;
+            service.status = None;
+        });
+        let service_watch = reflector(writer, services_only)
             .default_backoff()
             .touched_objects()
             .for_each(|_| futures::future::ready(()));
@@ -230,6 +251,18 @@ impl Agent {
                 dns: shared.cluster_dns.clone(),
             }));
         }
+        let collectors: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|node| {
+                let gc = node.image_gc.lock().ok()?.take()?;
+                Some(gc.run(Some(recorder.clone()), imagegc::node_reference(node.name())))
+            })
+            .collect();
+        let image_gc = async move {
+            futures::future::join_all(collectors).await;
+            std::future::pending::<()>().await
+        };
         let heartbeats = heartbeats(self.shared.clone(), self.nodes.clone());
         let restore = restore_conditions(self.shared.clone(), self.nodes.clone());
         // As the kubelet: no container starts before the Services have been read once, or
@@ -245,6 +278,7 @@ impl Agent {
             () = restore => Err(Error::Config("the node watch ended".into())),
             result = pods => result,
             () = recording => Ok(()),
+            () = image_gc => Ok(()),
             () = service_watch => Err(Error::Config("the service watch ended".into())),
         }
     }
@@ -407,7 +441,13 @@ async fn remove_orphans(node: &NodeHandle, pods: &HashSet<String>) {
 async fn restore_conditions(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) {
     let ours: HashMap<&str, &NodeHandle> = nodes.iter().map(|n| (n.name(), n.as_ref())).collect();
     let api = Api::<Node>::all(shared.client.clone());
-    let events = watcher(api.clone(), Default::default()).default_backoff().touched_objects();
+    // A single node watches only itself, as the kubelet: every Node of a large cluster
+    // would otherwise be decoded here at each of its updates.
+    let config = match nodes.as_slice() {
+        [only] => watcher::Config::default().fields(&format!("metadata.name={}", only.name())),
+        _ => watcher::Config::default(),
+    };
+    let events = watcher(api.clone(), config).default_backoff().touched_objects();
     let mut events = pin!(events);
     while let Some(event) = events.next().await {
         let Ok(object) = event else { continue };

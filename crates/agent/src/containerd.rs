@@ -7,6 +7,8 @@
 //! containerd comes from the OS packages (Debian: containerd, runc,
 //! containernetworking-plugins). Its CRI plugin needs `restrict_oom_score_adj`: without
 //! CAP_SYS_RESOURCE runc cannot lower a process's oom_score_adj, and every sandbox fails.
+//! Registries are configured as containerd's hosts directories under
+//! DATA/agent/containerd/certs.d (e.g. a registry served over plain HTTP).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,11 @@ impl Layout {
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
     }
+    /// Per-registry settings, containerd's `config_path`: `certs.d/HOST[:PORT]/hosts.toml`
+    /// (mirrors, plain HTTP, CA certificates), read at every pull.
+    pub fn registry_config_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
+    }
     /// The PID of the containerd last started here, to find it if the agent was killed.
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("containerd.pid")
@@ -127,6 +134,9 @@ oom_score = 0
     bin_dir = {bin_dir}
     conf_dir = {conf_dir}
     max_conf_num = 1
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = {registry_config}
 "#,
         root = quoted(&layout.root()),
         state = quoted(&layout.state()),
@@ -136,6 +146,7 @@ oom_score = 0
         sandbox_image = serde_json::to_string(&settings.sandbox_image).unwrap_or_default(),
         bin_dir = quoted(&settings.cni_bin_dir),
         conf_dir = quoted(&settings.cni_conf_dir),
+        registry_config = quoted(&layout.registry_config_dir()),
     )
 }
 
@@ -248,7 +259,8 @@ impl Containerd {
                 missing,
             });
         }
-        std::fs::create_dir_all(&layout.dir).map_err(io(format!("creating {}", layout.dir.display())))?;
+        std::fs::create_dir_all(layout.registry_config_dir())
+            .map_err(io(format!("creating {}", layout.registry_config_dir().display())))?;
         std::fs::write(layout.config(), config_toml(&layout, settings)).map_err(io("writing containerd's config"))?;
         // An agent killed with SIGKILL leaves its containerd running (holding the metadata
         // database): stop it first. The containers live on in their shims.
@@ -376,9 +388,21 @@ async fn supervise(
     }
 }
 
+/// The image names in `ctr images import`'s output (`unpacking NAME (sha256:…)...done`).
+fn imported_names(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("unpacking "))
+        .filter_map(|rest| rest.split(" (").next())
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Imports an image tarball (OCI layout or `docker save`) into containerd's CRI
-/// namespace with `ctr` (which ships with containerd), unpacked for the overlayfs snapshotter.
-pub async fn import_image(socket: &Path, tarball: &Path) -> Result<(), ContainerdError> {
+/// namespace with `ctr` (which ships with containerd), unpacked for the overlayfs
+/// snapshotter. Returns the names of the images imported.
+pub async fn import_image(socket: &Path, tarball: &Path) -> Result<Vec<String>, ContainerdError> {
     let output = Command::new("ctr")
         .arg("--address")
         .arg(socket)
@@ -397,21 +421,21 @@ pub async fn import_image(socket: &Path, tarball: &Path) -> Result<(), Container
             message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    Ok(())
+    Ok(imported_names(&String::from_utf8_lossy(&output.stdout)))
 }
 
 /// Imports every `*.tar` in `dir` (missing dir: nothing to do). A tarball that fails is
-/// logged and skipped: one bad file should not keep the node down. Returns how many
-/// were imported.
-pub async fn import_directory(socket: &Path, dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+/// logged and skipped: one bad file should not keep the node down. Returns the names of
+/// the images imported.
+pub async fn import_directory(socket: &Path, dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut paths: Vec<PathBuf> =
         entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect();
     paths.sort();
-    let mut imported = 0;
+    let mut imported = Vec::new();
     for path in paths {
         match import_image(socket, &path).await {
-            Ok(()) => imported += 1,
+            Ok(names) => imported.extend(names),
             Err(e) => warn!(error = %e, "skipping an image tarball"),
         }
     }
@@ -441,9 +465,17 @@ mod tests {
             r#"snapshotter = "overlayfs""#,
             r#"bin_dir = "/usr/lib/cni""#,
             r#"conf_dir = "/data/agent/cni/net.d""#,
+            r#"config_path = "/data/agent/containerd/certs.d""#,
         ] {
             assert!(text.lines().any(|l| l.trim() == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn import_output_names_the_images() {
+        let output = "unpacking skiff.local/busybox:1 (sha256:0123abcd)...done\nunpacking docker.io/library/x:2 (sha256:ff)...done\n";
+        assert_eq!(imported_names(output), ["skiff.local/busybox:1", "docker.io/library/x:2"]);
+        assert!(imported_names("").is_empty());
     }
 
     /// A process standing in for a containerd: `sh` whose arguments name `config`.

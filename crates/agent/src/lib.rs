@@ -15,7 +15,7 @@
 //! QoS, security context), [`probes`], [`lifecycle`] (hooks), [`backoff`] (crash loops
 //! and image pulls). A real node: [`machine`] (capacity, starting its runtime),
 //! [`containerd`] (the private containerd and image import), [`cni`] (pod networking
-//! config), [`network`] (pod CIDR, host-gw routes, masquerade, node IP), [`oci`] (images built without a registry), [`runtime::cri`] (the runtime
+//! config), [`imagegc`] (removing unused images when the disk fills), [`network`] (pod CIDR, host-gw routes, masquerade, node IP), [`oci`] (images built without a registry), [`runtime::cri`] (the runtime
 //! over CRI gRPC). Serving the node: [`server`] (the node's HTTPS server: logs, exec,
 //! attach, port-forward).
 
@@ -28,6 +28,7 @@ pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod error;
+pub mod imagegc;
 pub mod ipam;
 pub mod lifecycle;
 pub mod machine;

@@ -106,6 +106,9 @@ pub struct Machine {
     pub runtime: Arc<CriRuntime>,
     /// The private containerd, None with an external endpoint.
     pub containerd: Option<Containerd>,
+    /// The images imported from DATA/agent/images at start: no registry may have them,
+    /// so image garbage collection keeps them (as k3s pins its air-gap images).
+    pub imported_images: Vec<String>,
 }
 
 impl Machine {
@@ -146,6 +149,7 @@ impl Machine {
         let runtime = Arc::new(CriRuntime::new(&endpoint)?);
         let version = runtime.wait_ready(Duration::from_secs(30)).await?;
         info!(runtime = %version.runtime_name, version = %version.runtime_version, "container runtime ready");
+        let mut imported_images = Vec::new();
         if containerd.is_some() {
             let socket = runtime.socket().to_path_buf();
             if let Some(image) = oci::pause_image() {
@@ -154,10 +158,10 @@ impl Machine {
                     .map_err(io("writing the pause image"))?;
                 containerd::import_image(&socket, &path).await?;
             }
-            let imported = containerd::import_directory(&socket, &options.images_dir()).await;
-            info!(imported, dir = %options.images_dir().display(), "images imported");
+            imported_images = containerd::import_directory(&socket, &options.images_dir()).await;
+            info!(imported = ?imported_images, dir = %options.images_dir().display(), "images imported");
         }
-        Ok(Machine { identity, runtime, containerd })
+        Ok(Machine { identity, runtime, containerd, imported_images })
     }
 
     /// Stops and removes every sandbox (and so every container) in the runtime: for tests

@@ -34,7 +34,7 @@ use crate::probes::{ContainerProbes, EventSink, Prober, Target};
 use crate::resources;
 use crate::runtime::{
     labels, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus, Mount,
-    PodSandboxConfig, PodSandboxMetadata, PortMapping, Runtime, SandboxFilter, SandboxState,
+    PodSandboxConfig, PodSandboxMetadata, PortMapping, Runtime, RuntimeError, SandboxFilter, SandboxState,
 };
 use crate::sources::{self, Sources};
 use crate::volumes::{self, Prepared, VolumeHost};
@@ -860,11 +860,16 @@ impl PodWorker {
                 Ok(true)
             }
             Err(e) => {
-                let message = format!("Failed to pull image \"{image}\": {e}");
-                self.event(pod, container, true, "Pull", "Failed", message.clone());
+                // The kubelet shows the runtime's error as it came (`rpc error: code = …`).
+                let cause = match e {
+                    RuntimeError::ImagePull { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let message = format!("Failed to pull image \"{image}\": {cause}");
+                self.event(pod, container, true, "Pull", "Failed", message);
                 self.event(pod, container, true, "Pull", "Failed", "Error: ErrImagePull".into());
                 let slot = self.slot(init, index);
-                slot.waiting = Some(("ErrImagePull", e.to_string()));
+                slot.waiting = Some(("ErrImagePull", cause));
                 slot.pull_backoff.restarted(backoff, now);
                 slot.pull_failed_at = Some(now);
                 slot.retry_in = slot.pull_backoff.current();

@@ -12,9 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use skiff_agent::config::{self, NodeTemplate, Timing};
 use skiff_agent::dns::ClusterDns;
+use skiff_agent::imagegc::{self, CriImageFs, GcPolicy, ImageGc};
 use skiff_agent::ipam::Ipv4Cidr;
 use skiff_agent::machine::{self, Machine};
 use skiff_agent::network::{masquerade, nodeip, podcidr, routes};
+use skiff_agent::oci;
 use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::simulated::{Behaviour, SimulatedRuntime};
 use skiff_agent::runtime::Runtime;
@@ -96,6 +98,36 @@ pub struct AgentArgs {
     lease_renew_seconds: u64,
     #[command(flatten)]
     cluster: crate::dns::ClusterDnsArgs,
+    #[command(flatten)]
+    image_gc: ImageGcArgs,
+}
+
+/// The kubelet's image garbage collection flags (a real node on `skiff agent` and `skiff server`).
+#[derive(clap::Args, Clone)]
+pub struct ImageGcArgs {
+    /// Disk usage (percent of the image filesystem) at or above which unused images are
+    /// removed; 100 turns image garbage collection off.
+    #[arg(long, default_value_t = 85)]
+    image_gc_high_threshold: u8,
+    /// Disk usage (percent) that image garbage collection frees down to.
+    #[arg(long, default_value_t = 80)]
+    image_gc_low_threshold: u8,
+    /// Images are not removed until they have been on the node this long (Go duration).
+    #[arg(long, default_value = "2m", value_parser = imagegc::parse_go_duration)]
+    image_minimum_gc_age: Duration,
+}
+
+impl ImageGcArgs {
+    pub fn policy(&self) -> Result<GcPolicy> {
+        let policy = GcPolicy {
+            high_threshold_percent: self.image_gc_high_threshold,
+            low_threshold_percent: self.image_gc_low_threshold,
+            min_age: self.image_minimum_gc_age,
+            ..GcPolicy::default()
+        };
+        policy.validate().map_err(anyhow::Error::msg)?;
+        Ok(policy)
+    }
 }
 
 /// A real node on this machine: what `skiff agent` and `skiff server` need to start one.
@@ -118,6 +150,8 @@ pub struct RealNode {
     /// The nameserver ClusterFirst pods get.
     pub cluster_dns: std::net::IpAddr,
     pub cluster_domain: String,
+    /// When unused images are removed.
+    pub image_gc: GcPolicy,
 }
 
 /// A real node at work: its agent task and its runtime (stopped by [`RunningNode::shutdown`]).
@@ -186,7 +220,15 @@ pub async fn start_real_node(
     let server = server::start_for_node(&client, config, &machine.identity, runtime.clone())
         .await
         .with_context(|| format!("starting the node server on {listen}"))?;
-    let handle = NodeHandle::new(machine.identity.clone(), runtime).with_kubelet_port(server.addr.port());
+    let image_fs = Arc::new(CriImageFs { runtime: machine.runtime.clone() });
+    // The pause image and the air-gap images are kept: no registry may have them.
+    let mut image_gc = ImageGc::new(runtime.clone(), image_fs, node.image_gc.clone()).pinning(oci::PAUSE_IMAGE);
+    for image in &machine.imported_images {
+        image_gc = image_gc.pinning(image.clone());
+    }
+    let handle = NodeHandle::new(machine.identity.clone(), runtime)
+        .with_kubelet_port(server.addr.port())
+        .with_image_gc(image_gc);
     let volumes = VolumeHost { pods_dir: agent_dir.join("pods"), tmpfs: true };
     let routes = tokio::spawn(routes::run(client.clone(), name, Duration::from_secs(30)));
     let proxy = match node.kube_proxy {
@@ -278,6 +320,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             kube_proxy: !args.disable_kube_proxy,
             cluster_dns: args.cluster.cluster_dns,
             cluster_domain: args.cluster.cluster_domain.clone(),
+            image_gc: args.image_gc.policy()?,
         };
         let mut running = start_real_node(client, node, &[]).await?;
         let outcome = tokio::select! {

@@ -103,6 +103,8 @@ struct ServerArgs {
     kubelet_port: u16,
     #[command(flatten)]
     dns: dns::DnsArgs,
+    #[command(flatten)]
+    image_gc: agent::ImageGcArgs,
 }
 
 fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
@@ -164,6 +166,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             kube_proxy: !args.disable_kube_proxy,
             cluster_dns: args.dns.cluster.cluster_dns,
             cluster_domain: args.dns.cluster.cluster_domain.clone(),
+            image_gc: args.image_gc.policy()?,
         };
         let role = [("node-role.kubernetes.io/control-plane", "true")];
         Some(

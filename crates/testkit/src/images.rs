@@ -18,6 +18,12 @@ pub const APPLETS: &[&str] = &[
 /// An OCI image tarball called `name` (e.g. `skiff.local/busybox:1`) whose one layer is
 /// busybox-static with its applets; the default command is `sh`.
 pub fn busybox(name: &str) -> Result<Vec<u8>> {
+    busybox_variant(name, "")
+}
+
+/// [`busybox`] made distinct by `variant` (non-empty: a file /variant holding it and an
+/// env var SKIFF_VARIANT): another image ID, for tests that need several images.
+pub fn busybox_variant(name: &str, variant: &str) -> Result<Vec<u8>> {
     let binary = std::fs::read(BUSYBOX)
         .with_context(|| format!("reading {BUSYBOX}: install the Debian package busybox-static"))?;
     let mut entries = vec![
@@ -30,12 +36,13 @@ pub fn busybox(name: &str) -> Result<Vec<u8>> {
     entries.extend(
         APPLETS.iter().map(|applet| Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() }),
     );
+    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    if !variant.is_empty() {
+        entries.push(Entry::File { path: "variant".into(), mode: 0o644, contents: variant.as_bytes().to_vec() });
+        env.push(format!("SKIFF_VARIANT={variant}"));
+    }
     let layer = oci::layer(&entries)?;
-    let config = ImageConfig {
-        cmd: vec!["sh".into()],
-        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
-        ..ImageConfig::default()
-    };
+    let config = ImageConfig { cmd: vec!["sh".into()], env, ..ImageConfig::default() };
     Ok(oci::image_tarball(name, &[layer], &config)?)
 }
 

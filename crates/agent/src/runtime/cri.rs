@@ -73,6 +73,22 @@ impl CriRuntime {
         ImageServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
+    /// Where the runtime keeps image layers (CRI ImageFsInfo's first mountpoint, e.g.
+    /// containerd's overlayfs snapshotter directory): the filesystem image GC watches.
+    pub async fn image_fs_mountpoint(&self) -> Result<PathBuf> {
+        let reply = self
+            .images()
+            .image_fs_info(cri::ImageFsInfoRequest {})
+            .await
+            .map_err(|s| runtime_error(s, "image filesystem", ""))?
+            .into_inner();
+        reply
+            .image_filesystems
+            .into_iter()
+            .find_map(|fs| fs.fs_id.map(|id| PathBuf::from(id.mountpoint)).filter(|p| !p.as_os_str().is_empty()))
+            .ok_or_else(|| RuntimeError::Unavailable("the runtime reports no image filesystem".into()))
+    }
+
     /// Waits until the runtime answers Version, for up to `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<RuntimeVersion> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -99,6 +115,16 @@ pub fn runtime_error(status: tonic::Status, kind: &'static str, id: &str) -> Run
         }
         _ => RuntimeError::InvalidState(format!("{kind} {id}: {message}")),
     }
+}
+
+/// A gRPC error as Go's grpc-go prints it (`rpc error: code = Unknown desc = …`), which
+/// is how the kubelet shows the runtime's errors in pod status.
+pub fn grpc_error_text(status: &tonic::Status) -> String {
+    let code = match status.code() {
+        Code::Cancelled => "Canceled".to_string(),
+        other => format!("{other:?}"),
+    };
+    format!("rpc error: code = {code} desc = {}", status.message())
 }
 
 fn ignore_not_found(result: Result<()>) -> Result<()> {
@@ -318,15 +344,17 @@ pub fn from_cri_container_status(status: cri::ContainerStatus) -> ContainerStatu
 }
 
 fn from_cri_image(image: cri::Image) -> Image {
-    Image { id: image.id, repo_tags: image.repo_tags, size: image.size }
+    Image { id: image.id, repo_tags: image.repo_tags, size: image.size, pinned: image.pinned }
 }
 
+/// The credential as the kubelet sends it: without a server address. The agent has
+/// already matched it to the image; containerd 1.6 would parse a bare `host:port` address
+/// as a URL, fail, and pull anonymously.
 fn to_cri_auth(auth: &RegistryAuth) -> cri::AuthConfig {
     cri::AuthConfig {
         username: auth.username.clone(),
         password: auth.password.clone(),
         auth: auth.auth.clone(),
-        server_address: auth.server_address.clone(),
         ..Default::default()
     }
 }
@@ -519,7 +547,7 @@ impl Runtime for CriRuntime {
         request.set_timeout(Duration::from_secs(600));
         let reply = self.images().pull_image(request).await.map_err(|s| match s.code() {
             Code::Unavailable => RuntimeError::Unavailable(s.message().to_string()),
-            _ => RuntimeError::ImagePull { image: image.to_string(), message: s.message().to_string() },
+            _ => RuntimeError::ImagePull { image: image.to_string(), message: grpc_error_text(&s) },
         })?;
         Ok(reply.into_inner().image_ref)
     }
@@ -534,6 +562,13 @@ impl Runtime for CriRuntime {
         let request = cri::ListImagesRequest { filter: None };
         let reply = self.images().list_images(request).await.map_err(|s| runtime_error(s, "image", ""))?;
         Ok(reply.into_inner().images.into_iter().map(from_cri_image).collect())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let request = cri::RemoveImageRequest { image: Some(image_spec(image)) };
+        ignore_not_found(
+            self.images().remove_image(request).await.map(drop).map_err(|s| runtime_error(s, "image", image)),
+        )
     }
 }
 
@@ -738,6 +773,11 @@ mod tests {
             runtime_error(tonic::Status::internal("boom"), "sandbox", "s"),
             RuntimeError::InvalidState(_)
         ));
+        assert_eq!(
+            grpc_error_text(&tonic::Status::unknown("failed to pull")),
+            "rpc error: code = Unknown desc = failed to pull"
+        );
+        assert!(grpc_error_text(&tonic::Status::not_found("x")).starts_with("rpc error: code = NotFound desc"));
         assert!(socket_path("tcp://1.2.3.4:1").is_err());
         assert_eq!(socket_path("unix:///run/c.sock").unwrap(), PathBuf::from("/run/c.sock"));
     }

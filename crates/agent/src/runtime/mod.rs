@@ -272,6 +272,8 @@ pub struct RegistryAuth {
     pub username: String,
     pub password: String,
     pub auth: String,
+    /// The key of the dockerconfig entry it came from (normalized `host[:port][/path]`);
+    /// not sent to the runtime, as the kubelet does not send it.
     pub server_address: String,
 }
 
@@ -280,6 +282,8 @@ pub struct Image {
     pub id: String,
     pub repo_tags: Vec<String>,
     pub size: u64,
+    /// The runtime asks that it never be removed (CRI's `pinned`: the sandbox image).
+    pub pinned: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,6 +351,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<String>;
     async fn image_status(&self, image: &str) -> Result<Option<Image>>;
     async fn list_images(&self) -> Result<Vec<Image>>;
+    /// Removes an image (by ID or name) with all its tags. Idempotent.
+    async fn remove_image(&self, image: &str) -> Result<()>;
 }
 
 /// Whether `labels` contain every pair of `wanted`.

@@ -167,6 +167,8 @@ struct State {
     crashing: HashMap<String, i32>,
     /// Images that no registry has: pulls fail.
     missing_images: HashSet<String>,
+    /// Images pulled, which ListImages reports (any image not missing counts as present).
+    pulled: std::collections::BTreeSet<String>,
     /// What exec, attach and port-forward answer (see [`SimulatedRuntime::set_streaming_url`]).
     streaming_url: Option<String>,
 }
@@ -218,6 +220,7 @@ impl SimulatedRuntime {
                 containers: HashMap::new(),
                 crashing: HashMap::new(),
                 missing_images: HashSet::new(),
+                pulled: Default::default(),
                 streaming_url: None,
             }),
             behaviour,
@@ -615,11 +618,13 @@ impl Runtime for SimulatedRuntime {
     }
 
     async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<String> {
-        if self.lock().missing_images.contains(image) {
+        let mut state = self.lock();
+        if state.missing_images.contains(image) {
             let message =
                 format!("rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found");
             return Err(RuntimeError::ImagePull { image: image.to_string(), message });
         }
+        state.pulled.insert(image.to_string());
         Ok(image_ref(image))
     }
 
@@ -627,11 +632,19 @@ impl Runtime for SimulatedRuntime {
         if self.lock().missing_images.contains(image) {
             return Ok(None);
         }
-        Ok(Some(Image { id: image_ref(image), repo_tags: vec![image.to_string()], size: 0 }))
+        Ok(Some(Image { id: image_ref(image), repo_tags: vec![image.to_string()], size: 0, pinned: false }))
     }
 
     async fn list_images(&self) -> Result<Vec<Image>> {
-        Ok(Vec::new())
+        let state = self.lock();
+        let image =
+            |name: &String| Image { id: image_ref(name), repo_tags: vec![name.clone()], size: 0, pinned: false };
+        Ok(state.pulled.iter().map(image).collect())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        self.lock().pulled.retain(|name| name != image && image_ref(name) != image);
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use skiff_agent::backoff::BackoffPolicy;
 use skiff_agent::config::Timing;
+use skiff_agent::imagegc::ImageGc;
 use skiff_agent::machine::{self, Machine, Options};
 use skiff_agent::podworker::PodTiming;
 use skiff_agent::runtime::{labels, Runtime};
@@ -52,9 +53,13 @@ pub fn pod(name: &str, container: serde_json::Value, restart_policy: &str) -> Po
     .unwrap()
 }
 
-/// An agent for `machine` with short back-offs, its pods' volumes under `pods_dir`.
-pub fn agent(client: kube::Client, machine: &Machine, pods_dir: &std::path::Path) -> Agent {
-    let node = NodeHandle::new(machine.identity.clone(), machine.runtime.clone() as Arc<dyn Runtime>);
+/// An agent for `machine` with short back-offs, its pods' volumes under `pods_dir`, and
+/// `image_gc` if given.
+pub fn agent(client: kube::Client, machine: &Machine, pods_dir: &std::path::Path, image_gc: Option<ImageGc>) -> Agent {
+    let mut node = NodeHandle::new(machine.identity.clone(), machine.runtime.clone() as Arc<dyn Runtime>);
+    if let Some(gc) = image_gc {
+        node = node.with_image_gc(gc);
+    }
     let template = machine::template(std::path::Path::new("/"));
     let short = BackoffPolicy { initial: Duration::from_millis(500), max: Duration::from_secs(2) };
     let pod_timing = PodTiming {
@@ -97,9 +102,23 @@ impl RealNode {
 
     /// Runs an agent for this node (see [`agent`]) until aborted, or until [`RealNode::finish`].
     pub fn start_agent(&self, client: kube::Client) -> tokio::task::JoinHandle<skiff_agent::Result<()>> {
-        let running = tokio::spawn(agent(client, &self.machine, &self.dir.path().join("agent/pods")).run());
+        self.start_agent_with(client, None)
+    }
+
+    /// [`RealNode::start_agent`] with an image garbage collector.
+    pub fn start_agent_with(
+        &self,
+        client: kube::Client,
+        image_gc: Option<ImageGc>,
+    ) -> tokio::task::JoinHandle<skiff_agent::Result<()>> {
+        let running = tokio::spawn(agent(client, &self.machine, &self.dir.path().join("agent/pods"), image_gc).run());
         self.agents.lock().unwrap().push(running.abort_handle());
         running
+    }
+
+    /// DATA/agent of the node (containerd's files, its registry config directory).
+    pub fn agent_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("agent")
     }
 
     pub async fn client(&self) -> kube::Client {

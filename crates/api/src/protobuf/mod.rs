@@ -33,6 +33,9 @@ mod tests;
 
 use serde_json::Value;
 
+/// Go's duration syntax (`1h2m3.5s`), shared with flags that take Go durations.
+pub use time::parse_duration;
+
 /// The media type of Kubernetes protobuf bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 

@@ -106,7 +106,7 @@ fn decimal(value: u64, scale: u32) -> String {
 }
 
 /// Parses Go's duration syntax (`1h2m3.5s`, `-300ms`, `0`) into nanoseconds.
-pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
+pub fn parse_duration(text: &str) -> Result<i64, String> {
     let bad = || format!("invalid duration {text:?}");
     let (negative, mut rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
