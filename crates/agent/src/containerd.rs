@@ -478,9 +478,23 @@ mod tests {
         assert!(imported_names("").is_empty());
     }
 
-    /// A process standing in for a containerd: `sh` whose arguments name `config`.
-    fn stand_in(config: &Path) -> Child {
-        Command::new("sh").args(["-c", "sleep 600", "sh", "--config"]).arg(config).kill_on_drop(true).spawn().unwrap()
+    /// A process standing in for a containerd: `sh` whose arguments name `config`. The
+    /// loop keeps `sh` itself running (a lone `sleep 600` would be exec'd in its place,
+    /// dropping the arguments), and it ends on TERM within a second.
+    async fn stand_in(config: &Path) -> Child {
+        let script = "trap 'exit 0' TERM; while :; do sleep 1; done";
+        let child =
+            Command::new("sh").args(["-c", script, "sh", "--config"]).arg(config).kill_on_drop(true).spawn().unwrap();
+        // Until the shell has started, its command line is not yet the one given here.
+        let cmdline = format!("/proc/{}/cmdline", child.id().unwrap());
+        let named = config.as_os_str().as_encoded_bytes();
+        for _ in 0..100 {
+            if std::fs::read(&cmdline).unwrap_or_default().split(|b| *b == 0).any(|arg| arg == named) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child
     }
 
     #[tokio::test]
@@ -488,12 +502,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::under(dir.path());
         std::fs::create_dir_all(&layout.dir).unwrap();
-        let mut ours = stand_in(&layout.config());
+        let mut ours = stand_in(&layout.config()).await;
         write_pid(&layout, &ours);
         stop_leftover(&layout).await;
-        assert!(ours.try_wait().unwrap().is_some(), "the leftover runs on");
+        // Its command line is gone a moment before it can be reaped: wait, briefly.
+        let reaped = tokio::time::timeout(Duration::from_secs(5), ours.wait()).await;
+        assert!(reaped.is_ok(), "the leftover runs on");
 
-        let mut other = stand_in(&dir.path().join("elsewhere.toml"));
+        let mut other = stand_in(&dir.path().join("elsewhere.toml")).await;
         write_pid(&layout, &other);
         stop_leftover(&layout).await;
         assert!(other.try_wait().unwrap().is_none(), "a process with another config was stopped");
