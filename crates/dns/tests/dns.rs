@@ -51,9 +51,20 @@ impl RequestHandler for Upstream {
 }
 
 async fn start_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // A free UDP port whose TCP twin may be taken by another test: try a few.
+    let mut attempts = 0;
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, tcp, addr),
+            Err(error) if attempts < 20 => {
+                attempts += 1;
+                eprintln!("upstream port {addr} taken over TCP ({error}); another");
+            }
+            Err(error) => panic!("no port free over both UDP and TCP: {error}"),
+        }
+    };
     let mut server = ServerFuture::new(Upstream);
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5));
