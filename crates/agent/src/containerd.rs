@@ -180,11 +180,8 @@ async fn stop_leftover(layout: &Layout) {
     let Some(pid) = std::fs::read_to_string(layout.pid_file()).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
         return;
     };
-    let runs_our_config = |pid: i32| {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let config = layout.config();
-        cmdline.split(|b| *b == 0).any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == config)
-    };
+    let config = layout.config();
+    let runs_our_config = |pid: i32| runs_config(pid, &config);
     if pid <= 0 || !runs_our_config(pid) {
         return;
     }
@@ -198,6 +195,12 @@ async fn stop_leftover(layout: &Layout) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether process `pid` runs with `config` among its arguments (false once it is gone).
+fn runs_config(pid: i32, config: &Path) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline.split(|b| *b == 0).any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == config)
 }
 
 /// Records the PID of the running containerd for [`stop_leftover`].
@@ -486,10 +489,9 @@ mod tests {
         let child =
             Command::new("sh").args(["-c", script, "sh", "--config"]).arg(config).kill_on_drop(true).spawn().unwrap();
         // Until the shell has started, its command line is not yet the one given here.
-        let cmdline = format!("/proc/{}/cmdline", child.id().unwrap());
-        let named = config.as_os_str().as_encoded_bytes();
+        let pid = i32::try_from(child.id().unwrap()).unwrap();
         for _ in 0..100 {
-            if std::fs::read(&cmdline).unwrap_or_default().split(|b| *b == 0).any(|arg| arg == named) {
+            if runs_config(pid, config) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
