@@ -6,33 +6,35 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// The paths to keep, as a tree of keys (array elements are keyed by their index).
+/// The paths to keep, as a tree of keys (array elements are keyed by their index). Keys
+/// borrow the dotted paths given (kinds declare theirs as statics), so building one per
+/// stored object allocates no strings.
 #[derive(Debug, Default)]
-pub struct Paths {
-    children: Vec<(String, Paths)>,
+pub struct Paths<'a> {
+    children: Vec<(&'a str, Paths<'a>)>,
     /// Keep the whole value here.
     whole: bool,
 }
 
-impl Paths {
+impl<'a> Paths<'a> {
     /// Adds a dotted path, e.g. `status.podIPs.0.ip`; the value at its end is kept whole.
-    pub fn add(&mut self, dotted: &str) {
+    pub fn add(&mut self, dotted: &'a str) {
         let node = dotted.split('.').fold(self, |node, part| node.child(part));
         node.whole = true;
     }
 
-    fn child(&mut self, key: &str) -> &mut Paths {
-        match self.children.iter().position(|(k, _)| k == key) {
+    fn child(&mut self, key: &'a str) -> &mut Paths<'a> {
+        match self.children.iter().position(|(k, _)| *k == key) {
             Some(i) => &mut self.children[i].1,
             None => {
-                self.children.push((key.to_string(), Paths::default()));
+                self.children.push((key, Paths::default()));
                 &mut self.children.last_mut().expect("just pushed").1
             }
         }
     }
 
-    fn get(&self, key: &str) -> Option<&Paths> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, p)| p)
+    fn get(&self, key: &str) -> Option<&Paths<'a>> {
+        self.children.iter().find(|(k, _)| *k == key).map(|(_, p)| p)
     }
 
     /// `json` with only these paths (objects and arrays on the way keep their shape;
@@ -45,7 +47,7 @@ impl Paths {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for &Paths {
+impl<'de> DeserializeSeed<'de> for &Paths<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -57,7 +59,7 @@ impl<'de> DeserializeSeed<'de> for &Paths {
     }
 }
 
-impl<'de> Visitor<'de> for &Paths {
+impl<'de> Visitor<'de> for &Paths<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -141,7 +143,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn paths(list: &[&str]) -> Paths {
+    fn paths<'a>(list: &[&'a str]) -> Paths<'a> {
         let mut paths = Paths::default();
         for p in list {
             paths.add(p);
