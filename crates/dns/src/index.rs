@@ -82,19 +82,17 @@ pub fn service_entry(service: &Service) -> ServiceEntry {
         let ips = spec.cluster_ips.clone().filter(|ips| !ips.is_empty()).or(spec.cluster_ip.clone().map(|ip| vec![ip]));
         ServiceKind::ClusterIp(ips.unwrap_or_default().iter().filter_map(|ip| ip.parse().ok()).collect())
     };
-    let ports = spec
-        .ports
-        .iter()
-        .flatten()
-        .filter_map(|p| {
-            Some(PortEntry {
-                name: p.name.clone().unwrap_or_default(),
-                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
-                port: u16::try_from(p.port).ok()?,
-            })
-        })
-        .collect();
+    let ports = spec.ports.iter().flatten().filter_map(|p| port_entry(&p.name, &p.protocol, Some(p.port))).collect();
     ServiceEntry { kind, ports, publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false) }
+}
+
+/// A Service's or slice's port as SRV records name it (protocol lowercased, TCP if unset).
+fn port_entry(name: &Option<String>, protocol: &Option<String>, port: Option<i32>) -> Option<PortEntry> {
+    Some(PortEntry {
+        name: name.clone().unwrap_or_default(),
+        protocol: protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+        port: u16::try_from(port?).ok()?,
+    })
 }
 
 /// An EndpointSlice as DNS sees it; a nil ready condition counts as ready (as the API
@@ -111,18 +109,7 @@ pub fn slice_entry(slice: &EndpointSlice) -> SliceEntry {
                 .filter_map(move |a| Some(EndpointEntry { ip: a.parse().ok()?, hostname: hostname.clone(), ready }))
         })
         .collect();
-    let ports = slice
-        .ports
-        .iter()
-        .flatten()
-        .filter_map(|p| {
-            Some(PortEntry {
-                name: p.name.clone().unwrap_or_default(),
-                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
-                port: u16::try_from(p.port?).ok()?,
-            })
-        })
-        .collect();
+    let ports = slice.ports.iter().flatten().filter_map(|p| port_entry(&p.name, &p.protocol, p.port)).collect();
     SliceEntry { endpoints, ports }
 }
 
