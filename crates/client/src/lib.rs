@@ -2,12 +2,14 @@
 //! the API server — [`connect`] (a kube-rs client from a kubeconfig), [`leader`]
 //! (leader election through a Lease), [`events`] (recording events.k8s.io Events
 //! without holding up the caller), [`token`] (join tokens) and [`proxy`] (forwarding
-//! requests and upgraded streams: API server to agent, agent to runtime).
+//! requests and upgraded streams: API server to agent, agent to runtime) and [`synced`]
+//! (waiting for a cache's first list from many tasks).
 
 pub mod connect;
 pub mod events;
 pub mod leader;
 pub mod proxy;
+pub mod synced;
 pub mod token;
 
 pub use connect::{connect, connect_with_token};

@@ -34,6 +34,7 @@ use kube::ResourceExt;
 use skiff_api::selector::LabelSelector;
 use skiff_client::events::reference;
 use skiff_client::is_status;
+use skiff_client::synced::Synced;
 use tracing::debug;
 
 use crate::Context;
@@ -60,6 +61,7 @@ struct State {
     context: Arc<Context>,
     /// Every pod (the shared cache).
     pods: Store<Pod>,
+    pods_synced: Synced,
 }
 
 pub async fn run(context: Arc<Context>) {
@@ -68,7 +70,7 @@ pub async fn run(context: Arc<Context>) {
     // Any pod change may change a budget's numbers: budgets are few, and a burst of pod
     // events collapses into one reconcile of each.
     let pod_changes = pods.any_change();
-    let state = Arc::new(State { pods: pods.store(), context: context.clone() });
+    let state = Arc::new(State { pods: pods.store(), pods_synced: pods.synced(), context: context.clone() });
     Controller::new(Api::<PodDisruptionBudget>::all(client), watcher::Config::default())
         .reconcile_all_on(pod_changes)
         .run(reconcile, |_, error, _| retry(error), state)
@@ -86,7 +88,7 @@ fn retry(error: &Error) -> Action {
 }
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, state: Arc<State>) -> Result<Action, Error> {
-    if state.pods.wait_until_ready().await.is_err() {
+    if state.pods_synced.wait().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     match sync(&pdb, &state).await {

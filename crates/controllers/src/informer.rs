@@ -23,6 +23,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use skiff_client::synced::{MarkSynced, Synced};
 use tokio::task::AbortHandle;
 use tracing::debug;
 
@@ -66,6 +67,7 @@ impl<K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + S
 /// One kind's watch, cache and subscribers. Dropping it stops the watch.
 pub struct Informer<K: Kind> {
     store: Store<K>,
+    synced: Synced,
     fanout: Arc<Mutex<Fanout<K>>>,
     watch: AbortHandle,
 }
@@ -80,15 +82,27 @@ impl<K: Kind> Informer<K> {
     /// Starts following `api` (on the current tokio runtime).
     pub fn start(api: Api<K>) -> Self {
         let (store, writer) = reflector::store();
-        let fanout =
-            Arc::new(Mutex::new(Fanout { writer, store: store.clone(), subscribers: Vec::new(), synced: false }));
+        let (mark_synced, synced) = Synced::pending();
+        let fanout = Arc::new(Mutex::new(Fanout {
+            writer,
+            store: store.clone(),
+            subscribers: Vec::new(),
+            mark_synced,
+            synced: false,
+        }));
         let watch = tokio::spawn(follow(api, fanout.clone())).abort_handle();
-        Informer { store, fanout, watch }
+        Informer { store, synced, fanout, watch }
     }
 
-    /// The cache (ready once the first list is in).
+    /// The cache. Wait for its first list through [`Informer::synced`], never through
+    /// the store (see [`Synced`]).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// Whether the cache holds its first list.
+    pub fn synced(&self) -> Synced {
+        self.synced.clone()
     }
 
     /// Every change from now on; a subscriber that comes after the first list first gets
@@ -127,6 +141,7 @@ struct Fanout<K: Kind> {
     writer: reflector::store::Writer<K>,
     store: Store<K>,
     subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
+    mark_synced: MarkSynced,
     /// Whether the first list is in.
     synced: bool,
 }
@@ -177,6 +192,7 @@ impl<K: Kind> Fanout<K> {
                     self.send(Change::Deleted(gone));
                 }
                 self.synced = true;
+                self.mark_synced.mark();
                 self.send(Change::Synced);
             }
         }

@@ -35,6 +35,7 @@ use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 use serde_json::json;
 use skiff_client::events::{reference, Recorder};
+use skiff_client::synced::Synced;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -87,7 +88,8 @@ pub async fn run(context: Arc<Context>) {
             }
         }
     });
-    let mut monitor = Monitor::new(context.clone(), nodes.store(), leases);
+    let synced = [nodes.synced(), Synced::of(&leases)];
+    let mut monitor = Monitor::new(context.clone(), nodes.store(), leases, synced);
     tokio::join!(lease_changes, no_schedule, monitor.run());
 }
 
@@ -104,6 +106,8 @@ struct Monitor {
     events: Recorder,
     nodes: Store<Node>,
     leases: Store<Lease>,
+    /// The nodes' and the leases' first lists.
+    synced: [Synced; 2],
     health: HashMap<String, Health>,
     /// Nodes whose pods still have to be marked not ready (a failed attempt).
     retry_pods: HashSet<String>,
@@ -112,13 +116,14 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(context: Arc<Context>, nodes: Store<Node>, leases: Store<Lease>) -> Self {
+    fn new(context: Arc<Context>, nodes: Store<Node>, leases: Store<Lease>, synced: [Synced; 2]) -> Self {
         let events = context.events.reporting_as(REPORTING);
         Monitor {
             context,
             events,
             nodes,
             leases,
+            synced,
             health: HashMap::new(),
             retry_pods: HashSet::new(),
             all_disrupted: false,
@@ -126,8 +131,10 @@ impl Monitor {
     }
 
     async fn run(&mut self) {
-        if self.nodes.wait_until_ready().await.is_err() || self.leases.wait_until_ready().await.is_err() {
-            return;
+        for synced in &self.synced {
+            if synced.wait().await.is_err() {
+                return;
+            }
         }
         let mut tick = tokio::time::interval(self.context.timing.node_monitor_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -25,6 +25,7 @@ use kube::ResourceExt;
 use skiff_api::selector::LabelSelector;
 use skiff_client::events::{reference, Recorder};
 use skiff_client::is_status;
+use skiff_client::synced::Synced;
 use tracing::debug;
 
 use crate::expectations::Expectations;
@@ -49,6 +50,7 @@ pub enum Error {
 struct State {
     context: Arc<Context>,
     pods: Store<Pod>,
+    pods_synced: Synced,
     sets: Store<ReplicaSet>,
     /// Keyed by the ReplicaSet's uid, so a ReplicaSet recreated under the same name
     /// starts afresh.
@@ -63,6 +65,7 @@ pub async fn run(context: Arc<Context>) {
     let state = Arc::new(State {
         events: context.events.reporting_as(NAME),
         pods: pods.store(),
+        pods_synced: pods.synced(),
         context: context.clone(),
         sets: controller.store(),
         expectations: Expectations::default(),
@@ -144,7 +147,7 @@ fn selector_of(rs: &ReplicaSet) -> Option<LabelSelector> {
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Error> {
-    state.pods.wait_until_ready().await.map_err(|_| Error::CacheStopped)?;
+    state.pods_synced.wait().await.map_err(|_| Error::CacheStopped)?;
     let (Some(spec), Some(uid)) = (rs.spec.as_ref(), rs.uid()) else { return Ok(Action::await_change()) };
     // An invalid selector never passes validation; an empty one would select everything.
     let Some(selector) = selector_of(&rs).filter(|s| !s.is_empty()) else { return Ok(Action::await_change()) };

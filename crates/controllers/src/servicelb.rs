@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 use skiff_client::events::reference;
+use skiff_client::synced::Synced;
 use tracing::debug;
 
 use crate::Context;
@@ -26,13 +27,15 @@ pub const NAME: &str = "servicelb-controller";
 struct State {
     context: Arc<Context>,
     nodes: Store<Node>,
+    nodes_synced: Synced,
 }
 
 pub async fn run(context: Arc<Context>) {
     let client = context.client.clone();
     // Node addresses and readiness change every LoadBalancer's ingress; there are few.
     let node_changes = context.informers.nodes().any_change();
-    let state = Arc::new(State { nodes: context.informers.nodes().store(), context: context.clone() });
+    let nodes = context.informers.nodes();
+    let state = Arc::new(State { nodes: nodes.store(), nodes_synced: nodes.synced(), context: context.clone() });
     Controller::new(Api::<Service>::all(client), watcher::Config::default())
         .reconcile_all_on(node_changes)
         .run(reconcile, |_, error, _| retry(error), state)
@@ -77,7 +80,7 @@ fn current_ingress(service: &Service) -> Vec<String> {
 }
 
 async fn reconcile(service: Arc<Service>, state: Arc<State>) -> Result<Action, kube::Error> {
-    if state.nodes.wait_until_ready().await.is_err() {
+    if state.nodes_synced.wait().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let Some(spec) = &service.spec else { return Ok(Action::await_change()) };

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
+use skiff_client::synced::Synced;
 
 use crate::informer::Change;
 use crate::queue::WorkQueue;
@@ -65,13 +66,15 @@ pub async fn run_per_service<Sync, Fut>(
 pub struct Cache {
     services: Store<Service>,
     pods: Store<Pod>,
+    synced: [Synced; 2],
 }
 
 impl Cache {
     /// The caches, and the task that queues Services on their changes.
     pub fn start(context: &Context, queue: Arc<WorkQueue<ServiceKey>>) -> (Cache, impl Future<Output = ()>) {
         let (services, pods) = (context.informers.services(), context.informers.pods());
-        let cache = Cache { services: services.store(), pods: pods.store() };
+        let cache =
+            Cache { services: services.store(), pods: pods.store(), synced: [services.synced(), pods.synced()] };
         let follow_services = {
             let queue = queue.clone();
             services.touched().for_each(move |service| {
@@ -103,8 +106,9 @@ impl Cache {
 
     /// Waits until both caches have listed.
     pub async fn ready(&self) {
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.pods.wait_until_ready().await;
+        for synced in &self.synced {
+            let _ = synced.wait().await;
+        }
     }
 
     pub fn service(&self, (namespace, name): &ServiceKey) -> Option<Arc<Service>> {

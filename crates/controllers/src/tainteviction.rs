@@ -19,6 +19,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use skiff_client::events::{reference, Recorder};
 use skiff_client::is_status;
+use skiff_client::synced::Synced;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -51,6 +52,7 @@ struct Scheduled {
 
 pub async fn run(context: Arc<Context>) {
     let (nodes, pods) = (context.informers.nodes().store(), context.informers.pods().store());
+    let synced = [context.informers.nodes().synced(), context.informers.pods().synced()];
     let mut changes =
         std::pin::pin!(stream::select(context.informers.nodes().any_change(), context.informers.pods().any_change()));
     let events = context.events.reporting_as(NAME);
@@ -64,7 +66,7 @@ pub async fn run(context: Arc<Context>) {
         // Take whatever else is ready too, then look once.
         while let Some(Some(())) = changes.next().now_or_never() {}
         // Both caches must hold their initial lists.
-        if !is_ready(&nodes) || !is_ready(&pods) {
+        if !synced.iter().all(Synced::is_synced) {
             continue;
         }
         let due = plan(&nodes, &pods, &mut scheduled, &events, Instant::now());
@@ -74,14 +76,6 @@ pub async fn run(context: Arc<Context>) {
             }
         }
     }
-}
-
-/// Whether a cache holds its initial list, without waiting.
-fn is_ready<K: kube::Resource + Clone>(store: &Store<K>) -> bool
-where
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
 /// Updates the schedule from the nodes' taints and the pods on them; returns the pods to

@@ -82,7 +82,7 @@ impl LabelSelector {
         LabelSelector { requirements: Vec::new(), nothing: false }
     }
 
-    /// A selector of exactly these labels (a Service's or ReplicationController's selector).
+    /// A selector of exactly these labels (a Service's selector).
     pub fn from_map(labels: &Labels) -> Self {
         LabelSelector::everything().with_exact(labels.iter().map(|(k, v)| (k.clone(), v.clone())))
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
@@ -83,7 +83,7 @@ async fn follow<K, C, G, L>(
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(e) => {
-                warn!(error = %e, "scheduler watch failed; retrying");
+                warn!(kind = %K::kind(&Default::default()), error = %e, "scheduler watch failed; retrying");
                 continue;
             }
         };
@@ -165,7 +165,8 @@ fn uid_of<K: kube::Resource>(object: &K) -> String {
     object.meta().uid.clone().unwrap_or_default()
 }
 
-/// Services, ReplicaSets, StatefulSets and ReplicationControllers: what selects pods.
+/// Services, ReplicaSets and StatefulSets: what selects pods. (kube-scheduler also
+/// watches ReplicationControllers, which skiff does not serve.)
 pub async fn selectors(client: Client, tx: UnboundedSender<Input>) {
     let services = follow(
         Api::<Service>::all(client.clone()),
@@ -203,17 +204,5 @@ pub async fn selectors(client: Client, tx: UnboundedSender<Input>) {
         |ss| Input::SelectorGone(uid_of(ss)),
         |uids| Input::SelectorsListed(SelectorKind::StatefulSet, uids),
     );
-    let controllers = follow(
-        Api::<ReplicationController>::all(client),
-        watcher::Config::default(),
-        tx,
-        |rc| {
-            let labels = rc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
-            let selector = PodSelector::Controller(LabelSelector::from_map(&labels));
-            Input::Selector(uid_of(rc), SelectorKind::ReplicationController, selector)
-        },
-        |rc| Input::SelectorGone(uid_of(rc)),
-        |uids| Input::SelectorsListed(SelectorKind::ReplicationController, uids),
-    );
-    futures::join!(services, replica_sets, stateful_sets, controllers);
+    futures::join!(services, replica_sets, stateful_sets);
 }

@@ -65,6 +65,17 @@ pub fn tls_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqwes
     Ok(reqwest::Client::builder().use_preconfigured_tls(config).build()?)
 }
 
+/// With RUST_LOG set, the traces of everything in the test process go to the test's
+/// captured output, so a failing test shows what the server and its clients did.
+pub fn log_to_test_output() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Which store a test server runs on.
 pub enum Backend {
     Memory,
@@ -97,6 +108,7 @@ impl TestServer {
         store: Arc<dyn Store>,
         adjust: impl FnOnce(&mut Config),
     ) -> Result<Self> {
+        log_to_test_output();
         let mut config = Config::new(dir.path());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.node_ip = Some([127, 0, 0, 1].into());

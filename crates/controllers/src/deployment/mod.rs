@@ -33,6 +33,7 @@ use serde_json::json;
 use skiff_api::selector::LabelSelector;
 use skiff_client::events::Recorder;
 use skiff_client::is_status;
+use skiff_client::synced::Synced;
 use tracing::debug;
 
 use crate::ownership::{self, Claim};
@@ -53,6 +54,7 @@ pub enum Error {
 struct State {
     context: Arc<Context>,
     sets: Store<ReplicaSet>,
+    sets_synced: Synced,
     events: Recorder,
 }
 
@@ -61,7 +63,8 @@ pub async fn run(context: Arc<Context>) {
     let (sets, writer) = reflector::store();
     let controller = Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default());
     let deployments = controller.store();
-    let state = Arc::new(State { events: context.events.reporting_as(NAME), context, sets });
+    let sets_synced = Synced::of(&sets);
+    let state = Arc::new(State { events: context.events.reporting_as(NAME), context, sets, sets_synced });
     let set_events = watcher(Api::<ReplicaSet>::all(client), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -107,7 +110,7 @@ fn selector_of(d: &Deployment) -> Option<LabelSelector> {
 }
 
 async fn reconcile(d: Arc<Deployment>, state: Arc<State>) -> Result<Action, Error> {
-    state.sets.wait_until_ready().await.map_err(|_| Error::CacheStopped)?;
+    state.sets_synced.wait().await.map_err(|_| Error::CacheStopped)?;
     let Some(selector) = selector_of(&d).filter(|s| !s.is_empty()) else { return Ok(Action::await_change()) };
     let mut sync = Sync { state: &state, d: (*d).clone(), requeue: None };
     let sets = sync.claim_replica_sets(&selector).await?;

@@ -1,6 +1,6 @@
 //! PodTopologySpread's system defaults: a pod with no topologySpreadConstraints of its own
-//! is spread, softly, like the other pods of its Services and its controlling ReplicaSet,
-//! StatefulSet or ReplicationController — over zones (maxSkew 5) and nodes (maxSkew 3),
+//! is spread, softly, like the other pods of its Services and its controlling ReplicaSet
+//! or StatefulSet — over zones (maxSkew 5) and nodes (maxSkew 3),
 //! both ScheduleAnyway, as kube-scheduler's `defaultingType: System` does. The selector
 //! is kube-scheduler's DefaultSelector: the Services' selectors and the controller's,
 //! all required at once. A pod that no workload selects gets no default constraint.
@@ -15,7 +15,7 @@ use crate::selector::{LabelSelector, Labels};
 pub enum PodSelector {
     /// A Service's spec.selector (label equality).
     Service { namespace: String, labels: Labels },
-    /// A ReplicaSet's, StatefulSet's or ReplicationController's selector; pods name it in
+    /// A ReplicaSet's or StatefulSet's selector; pods name it in
     /// their controller ownerReference.
     Controller(LabelSelector),
 }
@@ -26,7 +26,6 @@ pub enum SelectorKind {
     Service,
     ReplicaSet,
     StatefulSet,
-    ReplicationController,
 }
 
 #[derive(Debug, Default)]
