@@ -39,6 +39,9 @@ pub struct ProxyArgs {
     /// Endpoint additions and removals measured (half each).
     #[arg(long, default_value_t = 40)]
     resize_rounds: usize,
+    /// Also write the full sync's nft script here, to time `nft -f` on it alone.
+    #[arg(long)]
+    dump_script: Option<std::path::PathBuf>,
 }
 
 /// A network namespace of the benchmark's own, deleted on drop.
@@ -109,6 +112,9 @@ pub async fn run(_env: &Env, args: &ProxyArgs) -> Result<Vec<Check>> {
         let script = transaction::full(&Ruleset::render(&Model::build(&services, &slices, &node), &options));
         compute.push(started.elapsed());
         script_bytes = script.len();
+        if let Some(path) = &args.dump_script {
+            std::fs::write(path, &script).with_context(|| format!("writing {}", path.display()))?;
+        }
     }
 
     eprintln!("proxy: {} single-endpoint changes", args.change_rounds);

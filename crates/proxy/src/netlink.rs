@@ -1,7 +1,8 @@
 //! Map and set element changes sent straight to the kernel over one long-lived nfnetlink
 //! socket: the fast path for partial syncs that change elements only (an endpoint added,
-//! removed or replaced in a Service without session affinity). The same socket deletes
-//! the conntrack entries of UDP endpoints that went away (see [`StaleFlow`]).
+//! removed or replaced in a Service without session affinity), and for the elements of a
+//! full sync, where nft would spend most of its time parsing them. The same socket
+//! deletes the conntrack entries of UDP endpoints that went away (see [`StaleFlow`]).
 //!
 //! Why not `nft`: every `nft` process lists the table's chains and sets before applying,
 //! and, when it closes its netlink socket after a commit that deleted anything, waits in
@@ -62,8 +63,10 @@ pub struct StaleFlow {
     pub endpoint: Ipv4Addr,
 }
 
-/// A batch larger than this goes through `nft` (the socket's default send buffer).
-const MAX_BATCH_BYTES: usize = 128 * 1024;
+/// The send buffer asked for: a full sync's elements (15,000 take ~0.8 MB) in one batch.
+const SEND_BUFFER_BYTES: usize = 16 << 20;
+/// Elements per message stay under this: an attribute's length is 16 bits.
+const MAX_ELEMENTS_BYTES: usize = 60 * 1024;
 /// How long to wait for the kernel's acknowledgements.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -241,34 +244,58 @@ fn message(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_i
     out.extend(body);
 }
 
-/// The batch for `changes` and how many acknowledgements it asks for; None if some
-/// change cannot be encoded. Consecutive changes of one verb and map share a message.
-pub fn encode_batch(changes: &[ElementChange], first_seq: u32) -> Option<(Vec<u8>, u32)> {
-    let mut out = Vec::new();
-    let mut seq = first_seq;
-    message(&mut out, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, &[]);
-    let mut acks = 0;
+/// The batch that empties the `flushed` maps, then makes `changes`, and how many
+/// acknowledgements it asks for; None if some change cannot be encoded. Consecutive
+/// changes of one verb and map share a message, as far as an attribute holds them.
+pub fn encode_batch(flushed: &[Map], changes: &[ElementChange], first_seq: u32) -> Option<(Vec<u8>, u32)> {
+    let mut batch = Batch { out: Vec::new(), seq: first_seq, acks: 0 };
+    message(&mut batch.out, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, first_seq, 0, NFNL_SUBSYS_NFTABLES, &[]);
+    for map in flushed {
+        // A DELSETELEM without elements deletes them all.
+        batch.elements(Verb::Delete, *map, None);
+    }
     for group in changes.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
         let (verb, map) = (group[0].0, group[0].1);
         let mut elements = Vec::new();
-        for (verb, map, key, value) in group {
-            elements.extend(encode_element(*verb, *map, key, value)?);
+        for (_, _, key, value) in group {
+            let element = encode_element(verb, map, key, value)?;
+            if elements.len() + element.len() > MAX_ELEMENTS_BYTES {
+                batch.elements(verb, map, Some(&elements));
+                elements.clear();
+            }
+            elements.extend(element);
         }
+        batch.elements(verb, map, Some(&elements));
+    }
+    let end = batch.seq.wrapping_add(1);
+    message(&mut batch.out, NFNL_MSG_BATCH_END, NLM_F_REQUEST, end, 0, NFNL_SUBSYS_NFTABLES, &[]);
+    Some((batch.out, batch.acks))
+}
+
+/// A batch being encoded: its bytes, the last sequence number used, the answers it asks for.
+struct Batch {
+    out: Vec<u8>,
+    seq: u32,
+    acks: u32,
+}
+
+impl Batch {
+    /// One message adding or deleting encoded `elements` of `map` (None: all of them).
+    fn elements(&mut self, verb: Verb, map: Map, elements: Option<&[u8]>) {
         let mut body = Vec::new();
         attr(&mut body, NFTA_SET_ELEM_LIST_TABLE, &c_string(TABLE));
         attr(&mut body, NFTA_SET_ELEM_LIST_SET, &c_string(map.name()));
-        attr(&mut body, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &elements);
+        if let Some(elements) = elements {
+            attr(&mut body, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, elements);
+        }
         let (kind, flags) = match verb {
             Verb::Add => (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
             Verb::Delete => (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK),
         };
-        seq = seq.wrapping_add(1);
-        message(&mut out, (NFNL_SUBSYS_NFTABLES << 8) | kind, flags, seq, NFPROTO_IPV4, 0, &body);
-        acks += 1;
+        self.seq = self.seq.wrapping_add(1);
+        message(&mut self.out, (NFNL_SUBSYS_NFTABLES << 8) | kind, flags, self.seq, NFPROTO_IPV4, 0, &body);
+        self.acks += 1;
     }
-    seq = seq.wrapping_add(1);
-    message(&mut out, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, &[]);
-    (out.len() <= MAX_BATCH_BYTES).then_some((out, acks))
 }
 
 /// The message that deletes the conntrack entries of `flow`.
@@ -308,6 +335,8 @@ pub struct NetfilterSocket {
 struct Inner {
     fd: OwnedFd,
     next_seq: u32,
+    /// The largest batch the socket sends at once.
+    max_batch: usize,
 }
 
 impl NetfilterSocket {
@@ -330,15 +359,24 @@ impl NetfilterSocket {
                 .map_err(|_| NetlinkError::Open("the namespace thread panicked".into()))??
             }
         };
-        Ok(NetfilterSocket { inner: Arc::new(Mutex::new(Inner { fd, next_seq: 1 })) })
+        // Root may pass the system's limit (as nft does); otherwise it caps the request.
+        if socket::setsockopt(&fd, sockopt::SndBufForce, &SEND_BUFFER_BYTES).is_err() {
+            let _ = socket::setsockopt(&fd, sockopt::SndBuf, &SEND_BUFFER_BYTES);
+        }
+        // The kernel reports twice what it grants (half is bookkeeping).
+        let max_batch = socket::getsockopt(&fd, sockopt::SndBuf)? / 2;
+        Ok(NetfilterSocket { inner: Arc::new(Mutex::new(Inner { fd, next_seq: 1, max_batch })) })
     }
 
-    /// Applies `changes` as one transaction. `Ok(false)`: they cannot be encoded (use nft).
-    pub async fn apply(&self, changes: &[ElementChange<'_>]) -> Result<bool, NetlinkError> {
+    /// Empties the `flushed` maps and applies `changes`, as one transaction. `Ok(false)`:
+    /// they cannot be encoded or do not fit one batch (use nft).
+    pub async fn apply(&self, flushed: &[Map], changes: &[ElementChange<'_>]) -> Result<bool, NetlinkError> {
         let (batch, first_seq, acks) = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let first_seq = inner.next_seq;
-            let Some((batch, acks)) = encode_batch(changes, first_seq) else {
+            let Some((batch, acks)) =
+                encode_batch(flushed, changes, first_seq).filter(|(b, _)| b.len() <= inner.max_batch)
+            else {
                 return Ok(false);
             };
             inner.next_seq = first_seq.wrapping_add(acks + 2);
@@ -446,11 +484,38 @@ mod tests {
             (Verb::Add, Map::Hairpin, "10.42.0.7 . 10.42.0.7", ""),
             (Verb::Add, Map::ServiceIps, "10.43.0.1 . tcp . 80", "goto spread-tcp-2"),
         ];
-        let (batch, acks) = encode_batch(&changes, 100).expect("encodable");
+        let (batch, acks) = encode_batch(&[], &changes, 100).expect("encodable");
         assert_eq!(acks, 3, "delete hairpin, add hairpin, add service-ips");
         assert_eq!(u32::from_ne_bytes(batch[8..12].try_into().expect("seq")), 100, "begin");
         assert!(batch.windows(b"spread-tcp-2\0".len()).any(|w| w == b"spread-tcp-2\0"));
         let unknown = [(Verb::Add, Map::ServiceIps, "10.43.0.1 . tcp . 80", "jump elsewhere")];
-        assert!(encode_batch(&unknown, 1).is_none());
+        assert!(encode_batch(&[], &unknown, 1).is_none());
+    }
+
+    #[test]
+    fn flushes_come_first_and_long_runs_of_elements_are_split_into_messages() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("10.42.{}.{} . 10.42.0.1", i / 256, i % 256)).collect();
+        let changes: Vec<ElementChange> = keys.iter().map(|k| (Verb::Add, Map::Hairpin, k.as_str(), "")).collect();
+        let (batch, acks) = encode_batch(&[Map::Hairpin, Map::ServiceIps], &changes, 1).expect("encodable");
+        // A hairpin element takes 20 bytes: 10,000 need four messages of at most 60 KiB.
+        assert_eq!(acks, 2 + 4);
+        let messages = messages(&batch);
+        assert_eq!(messages.len(), 2 + 4 + 2, "begin, two flushes, four additions, end");
+        let flush = &messages[1];
+        assert_eq!(u16::from_ne_bytes([flush[4], flush[5]]), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM);
+        assert!(flush.len() < 64, "a flush names the table and the map only");
+        assert!(messages.iter().all(|m| m.len() <= MAX_ELEMENTS_BYTES + 128));
+    }
+
+    /// The messages of a batch, split by their length fields.
+    fn messages(batch: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut rest = batch;
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes(rest[..4].try_into().expect("length")) as usize;
+            out.push(&rest[..len]);
+            rest = &rest[len..];
+        }
+        out
     }
 }

@@ -121,8 +121,7 @@ pub struct Syncer {
     options: RenderOptions,
     /// None when unknown: the next sync is full.
     programmed: Option<Programmed>,
-    /// For partial syncs that change elements only and for UDP conntrack cleanup; opened
-    /// at the first partial sync.
+    /// For map elements and UDP conntrack cleanup; opened at the first sync.
     netlink: NetlinkPath,
 }
 
@@ -150,10 +149,19 @@ impl Syncer {
         let (kind, bytes, programmed) = match self.programmed.take() {
             None => {
                 let ruleset = Ruleset::render(model, &self.options);
-                let script = transaction::full(&ruleset);
-                self.nft.apply(&script).await?;
+                let bytes = match self.full_with_netlink(&ruleset).await {
+                    Ok(Some(bytes)) => bytes,
+                    outcome => {
+                        if let Err(error) = outcome {
+                            warn!(%error, "full sync with netlink failed; recreating the table with nft");
+                        }
+                        let script = transaction::full(&ruleset);
+                        self.nft.apply(&script).await?;
+                        script.len()
+                    }
+                };
                 let users = SharedObjects::of(model, &ruleset);
-                (SyncKind::Full, script.len(), Programmed { model: model.clone(), users })
+                (SyncKind::Full, bytes, Programmed { model: model.clone(), users })
             }
             Some(Programmed { model: mut old, mut users }) => {
                 let (before, after) = self.partial_fragments(&old, model, &mut users);
@@ -221,7 +229,28 @@ impl Syncer {
         let Some(socket) = self.socket() else {
             return Ok(false);
         };
-        Ok(socket.apply(&transaction::element_changes(before, after)).await?)
+        Ok(socket.apply(&[], &transaction::element_changes(before, after)).await?)
+    }
+
+    /// A full sync in three transactions, each leaving a coherent table (see
+    /// [`transaction`]): the objects with nft, every map's elements replaced in one
+    /// netlink batch, then stale objects deleted. Returns the bytes sent to nft, or None
+    /// when netlink cannot carry the elements (the caller recreates the table with nft).
+    async fn full_with_netlink(&mut self, ruleset: &Ruleset) -> Result<Option<usize>, NftError> {
+        let Some(socket) = self.socket() else {
+            return Ok(None);
+        };
+        let script = transaction::refresh(ruleset);
+        self.nft.apply(&script).await?;
+        if !socket.apply(&Map::ALL, &transaction::all_elements(ruleset)).await? {
+            return Ok(None);
+        }
+        let listing = self.nft.run(&["-t", "-f", "-"], Some(transaction::LIST_OBJECTS)).await?;
+        let stale = transaction::remove_stale(&listing, ruleset);
+        if !stale.is_empty() {
+            self.nft.apply(&stale).await?;
+        }
+        Ok(Some(script.len() + stale.len()))
     }
 
     /// The objects that change from `old` to `new` — before and after — rendering only

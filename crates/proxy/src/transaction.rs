@@ -2,6 +2,12 @@
 //! transaction for `nft -f -`: a full script that recreates the table, and a partial one
 //! that rewrites only what changed since the ruleset last programmed.
 //!
+//! A full sync normally goes in three steps, each leaving a coherent table: [`refresh`]
+//! (nft) brings chains, rules, maps and sets to the ruleset and leaves elements alone;
+//! the elements are replaced over netlink in one batch ([`all_elements`]); then
+//! [`remove_stale`] deletes what no element points at any more. Parsing 15,000 elements
+//! took nft most of a full sync. The recreating script is the fallback.
+//!
 //! A partial script orders its commands so that nothing is deleted while still referenced:
 //! new sets and chains are created first; changed and removed chains are flushed (which
 //! drops their references); stale map elements are deleted; new rules and elements are
@@ -63,32 +69,98 @@ pub const BASE: &[&str] = &[
 
 /// A script that replaces whatever table exists with exactly `ruleset`.
 pub fn full(ruleset: &Ruleset) -> String {
-    let mut script = String::with_capacity(256 + ruleset.chains.len() * 256);
     // `add` first so that `delete` cannot fail on a missing table.
-    let _ = writeln!(script, "add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\nadd table {FAMILY} {TABLE}");
+    let mut script = format!("add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n");
+    script.push_str(&refresh(ruleset));
+    // Elements after the rules: a map's elements are checked once per rule that uses
+    // it when the rule comes later, while an element added later is checked only
+    // against the few rules using its map.
+    write_elements(&mut script, &all_elements(ruleset));
+    script
+}
+
+/// A script that brings the table's maps, sets, chains and rules to `ruleset` whatever
+/// the kernel holds (creating the table if need be) and leaves map elements as they are.
+/// Chains and sets the ruleset no longer has stay: old elements may still point at them.
+pub fn refresh(ruleset: &Ruleset) -> String {
+    let mut script = String::with_capacity(4096 + ruleset.chains.len() * 256);
+    let _ = writeln!(script, "add table {FAMILY} {TABLE}");
     for line in BASE {
         script.push_str(line);
         script.push('\n');
+        // Adding an existing chain keeps its rules: they are written again after.
+        if let Some(("chain", name)) = declared(line) {
+            let _ = writeln!(script, "flush chain {FAMILY} {TABLE} {name}");
+        }
     }
     for (name, definition) in &ruleset.sets {
         let _ = writeln!(script, "add set {FAMILY} {TABLE} {name} {definition}");
     }
     let chains = || ruleset.shared_chains.iter().chain(&ruleset.chains);
     for (name, _) in chains() {
-        let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}");
+        let _ = writeln!(script, "add chain {FAMILY} {TABLE} {name}\nflush chain {FAMILY} {TABLE} {name}");
     }
     for (name, rules) in chains() {
         add_rules(&mut script, name, rules);
     }
-    // Elements after the rules: a map's elements are checked once per rule that uses
-    // it when the rule comes later, while an element added later is checked only
-    // against the few rules using its map.
-    let everything: Vec<ElementChange> = ruleset
+    script
+}
+
+/// Every element of `ruleset`, as additions.
+pub fn all_elements(ruleset: &Ruleset) -> Vec<ElementChange<'_>> {
+    ruleset
         .elements
         .iter()
         .flat_map(|(map, elements)| elements.iter().map(|(k, v)| (Verb::Add, *map, k.as_str(), v.as_str())))
-        .collect();
-    write_elements(&mut script, &everything);
+        .collect()
+}
+
+/// The kind (`chain`, `map` or `set`) and name of the object a [`BASE`] line adds.
+fn declared(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("add ")?;
+    let (kind, rest) = rest.split_once(' ')?;
+    let name = rest.strip_prefix(&format!("{FAMILY} {TABLE} "))?.split(' ').next()?;
+    matches!(kind, "chain" | "map" | "set").then_some((kind, name))
+}
+
+/// The nft commands whose output [`remove_stale`] reads: the table's sets (maps are all
+/// in [`BASE`]) and the chains of its family, without elements.
+pub const LIST_OBJECTS: &str = "list sets table ip skiff-proxy\nlist chains ip\n";
+
+/// A script that deletes the chains and sets of the table, as `listing` (the output of
+/// `nft -t -f -` given [`LIST_OBJECTS`]) shows them, that neither [`BASE`] nor `ruleset`
+/// has; empty when there are none. Chains are flushed before any is deleted, since
+/// they may jump to each other, and sets go last, since only their rules use them.
+pub fn remove_stale(listing: &str, ruleset: &Ruleset) -> String {
+    let base: Vec<(&str, &str)> = BASE.iter().filter_map(|line| declared(line)).collect();
+    let known_chain = |name: &str| {
+        base.iter().any(|(kind, n)| *kind == "chain" && *n == name)
+            || ruleset.chains.contains_key(name)
+            || ruleset.shared_chains.contains_key(name)
+    };
+    let known_set =
+        |name: &str| base.iter().any(|(kind, n)| *kind != "chain" && *n == name) || ruleset.sets.contains_key(name);
+    let (mut chains, mut sets) = (Vec::new(), Vec::new());
+    let mut in_table = false;
+    for line in listing.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["table", family, name, "{"] => in_table = *family == FAMILY && *name == TABLE,
+            ["chain", name, "{"] if in_table && !known_chain(name) => chains.push(*name),
+            ["set" | "map", name, "{"] if in_table && !known_set(name) => sets.push(*name),
+            _ => {}
+        }
+    }
+    let mut script = String::new();
+    for name in &chains {
+        let _ = writeln!(script, "flush chain {FAMILY} {TABLE} {name}");
+    }
+    for name in &chains {
+        let _ = writeln!(script, "delete chain {FAMILY} {TABLE} {name}");
+    }
+    for name in &sets {
+        let _ = writeln!(script, "delete set {FAMILY} {TABLE} {name}");
+    }
     script
 }
 
@@ -207,6 +279,49 @@ mod tests {
         assert!(script.contains("add rule ip skiff-proxy svc-a meta l4proto tcp dnat ip to 10.42.0.5:80\n"));
         assert!(script.contains("add element ip skiff-proxy service-ips { 10.43.0.1 . tcp . 80 : goto svc-a }\n"));
         assert!(script.contains("add element ip skiff-proxy hairpin { 10.42.0.5 . 10.42.0.5 }\n"));
+    }
+
+    #[test]
+    fn refresh_rewrites_every_chain_and_leaves_elements_alone() {
+        let wanted =
+            ruleset(&[("svc-a", &["a1"])], &[(Map::ServiceIps, "10.43.0.1 . tcp . 80", "goto svc-a")], &["aff-x"]);
+        let script = refresh(&wanted);
+        assert!(script.starts_with("add table ip skiff-proxy\n"));
+        assert!(!script.contains("delete"), "nothing is deleted: old elements may point at it");
+        assert!(!script.contains("element"));
+        assert!(script.contains("add chain ip skiff-proxy svc-a\nflush chain ip skiff-proxy svc-a\n"));
+        assert!(script.contains("add chain ip skiff-proxy services\nflush chain ip skiff-proxy services\n"));
+        assert!(script.contains(
+            "add chain ip skiff-proxy filter-input { type filter hook input priority -110 ; }\nflush chain ip skiff-proxy filter-input\n"
+        ));
+        // Every chain exists before the first rule, which may jump to any of them.
+        let last_chain = script.rfind("add chain").expect("chains");
+        assert!(script.find("add rule ip skiff-proxy svc-a a1").expect("rule") > last_chain);
+        assert_eq!(all_elements(&wanted), [(Verb::Add, Map::ServiceIps, "10.43.0.1 . tcp . 80", "goto svc-a")]);
+    }
+
+    #[test]
+    fn remove_stale_deletes_only_what_neither_the_base_nor_the_ruleset_has() {
+        let wanted = ruleset(&[("svc-a", &["a1"])], &[], &["aff-a"]);
+        // As `nft -t -f -` prints LIST_OBJECTS, with another table of the family.
+        let listing = "table ip skiff-proxy {\n\tset hairpin {\n\t\ttype ipv4_addr . ipv4_addr\n\t}\n\tset aff-a {\n\t}\n\tset aff-old {\n\t}\n}\n\
+            table ip skiff-proxy {\n\tchain services {\n\t}\n\tchain filter-input {\n\t\ttype filter hook input priority -110; policy accept;\n\t}\n\
+            \tchain svc-a {\n\t}\n\tchain svc-old {\n\t}\n\tchain ep-old {\n\t}\n\tchain spread-tcp-4 {\n\t}\n}\n\
+            table ip filter {\n\tchain svc-elsewhere {\n\t}\n}\n";
+        assert_eq!(
+            remove_stale(listing, &wanted).lines().collect::<Vec<_>>(),
+            [
+                "flush chain ip skiff-proxy svc-old",
+                "flush chain ip skiff-proxy ep-old",
+                "flush chain ip skiff-proxy spread-tcp-4",
+                "delete chain ip skiff-proxy svc-old",
+                "delete chain ip skiff-proxy ep-old",
+                "delete chain ip skiff-proxy spread-tcp-4",
+                "delete set ip skiff-proxy aff-old",
+            ]
+        );
+        let current = "table ip skiff-proxy {\n\tset aff-a {\n\t}\n\tchain svc-a {\n\t}\n}\n";
+        assert_eq!(remove_stale(current, &wanted), "");
     }
 
     #[test]

@@ -273,3 +273,40 @@ async fn a_failed_sync_is_followed_by_a_full_one() {
     assert_eq!(syncer.sync(&model(&services, &changed)).await.expect("full"), SyncKind::Full);
     assert_eq!(lab.spread(&lab.node, "10.43.0.20:80", 5).expect("web").keys().collect::<Vec<_>>(), ["a"]);
 }
+
+/// The table as `nft list table` prints it, as a sorted list of words, so that two tables
+/// holding the same objects and elements in another order compare equal.
+fn table_words(lab: &Lab) -> Vec<String> {
+    let listing =
+        lab::run(&["ip", "netns", "exec", &lab.node, "nft", "list", "table", "ip", "skiff-proxy"]).expect("list");
+    let mut words: Vec<String> =
+        listing.split([',', '\n']).map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
+    words.sort();
+    words
+}
+
+#[tokio::test]
+async fn a_full_sync_over_an_old_table_leaves_what_recreating_it_would() {
+    let lab = lab_with_endpoints();
+    let affinity = json!({"sessionAffinity": "ClientIP"});
+    let old = [service("web", "10.43.0.20", affinity), service("other", "10.43.0.23", json!({}))];
+    let mut syncer = syncer(&lab);
+    syncer.sync(&model(&old, &[slice("web", ENDPOINTS), slice("other", &ENDPOINTS[..1])])).await.expect("first");
+    assert!(lab.list_chain("svc-default/web/tcp/p80").is_ok(), "affinity has chains of its own");
+
+    // web is gone and other has two endpoints: a full sync over the old table.
+    let services = [service("other", "10.43.0.23", json!({}))];
+    let slices = [slice("other", &ENDPOINTS[..2])];
+    syncer.invalidate();
+    assert_eq!(syncer.sync(&model(&services, &slices)).await.expect("full"), SyncKind::Full);
+    assert!(lab.list_chain("svc-default/web/tcp/p80").is_err(), "stale chains are deleted");
+    assert_eq!(lab.spread(&lab.node, "10.43.0.23:80", 30).expect("other").len(), 2);
+    assert!(lab.get(&lab.node, "10.43.0.20:80").is_err(), "web is not served any more");
+    let synced = table_words(&lab);
+
+    // The same model through the recreating script: the same table.
+    let options = RenderOptions { cluster_cidr: Some("10.42.0.0/16".parse().expect("cidr")) };
+    let script = skiff_proxy::transaction::full(&skiff_proxy::Ruleset::render(&model(&services, &slices), &options));
+    lab.nft().apply(&script).await.expect("recreate");
+    assert_eq!(synced, table_words(&lab));
+}
