@@ -21,6 +21,9 @@ fi
 # Reuse builds between runs: a fixed target directory outside the checkout.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
 export CARGO_TERM_COLOR=never
+# Incremental state is kept per checkout path: every fresh CI clone would add gigabytes of
+# it to the shared target directory, and a full disk fails the build.
+export CARGO_INCREMENTAL=0
 
 cargo build --workspace --all-targets --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -10,6 +10,7 @@ mod kubectl;
 mod list;
 mod load;
 mod machine;
+mod pod_network;
 mod pod_startup;
 mod process;
 mod proto;
@@ -71,6 +72,8 @@ enum Command {
     PodStartup(pod_startup::PodStartupArgs),
     /// The cluster DNS: A queries/s over UDP against 1,000 Services, p50/p99 latency.
     Dns(dns::DnsArgs),
+    /// TCP throughput (iperf3) across two real nodes: pod to pod and pod to Service against host to host (needs root and iperf3).
+    PodNetwork(pod_network::PodNetworkArgs),
     /// All of the above, then the targets table.
     All {
         #[command(flatten)]
@@ -127,6 +130,7 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
         Command::Proxy(args) => proxy::run(env, args).await?,
         Command::PodStartup(args) => pod_startup::run(env, args).await?,
         Command::Dns(args) => dns::run(env, args).await?,
+        Command::PodNetwork(args) => pod_network::run(env, args).await?,
         Command::All { creates, startup, list, kubectl } => {
             let mut checks = creates::run(env, creates).await?;
             checks.extend(startup::run(env, startup).await?);

@@ -1,15 +1,13 @@
 //! The pod network across nodes, on a real server and two real agents, each agent in its
-//! own network namespace with its own containerd ([`netharness`]): nodes get pod CIDRs
+//! own network namespace with its own containerd (`skiff_testkit::netlab`): nodes get pod CIDRs
 //! from the server and InternalIPs from their default route; a pod reaches a pod on the
 //! other node by IP and is seen with its own address; traffic leaving the cluster CIDR is
 //! masqueraded; a deleted node's route goes away.
 
-mod netharness;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use netharness::{serial, Cluster, CLUSTER_CIDR};
+use skiff_testkit::netlab::{serial, Cluster, CLUSTER_CIDR};
 
 /// busybox httpd on :8080 with a CGI script answering the client's address as it sees it.
 const REMOTE_ADDR_SERVER: &str = "mkdir -p /www/cgi-bin && \

@@ -1,18 +1,16 @@
 //! Services across nodes, on a real server and two real agents in their own network
-//! namespaces ([`netharness`]): each agent's service proxy programs its namespace's
+//! namespaces (`skiff_testkit::netlab`): each agent's service proxy programs its namespace's
 //! nftables, so a client pod on node A reaches a Deployment's replicas on both nodes
 //! through the ClusterIP and by DNS name, the NodePort answers on both node IPs from outside, the
 //! `kubernetes` Service reaches the API server, and a Service scaled to zero refuses
 //! connections at once instead of letting them time out.
-
-mod netharness;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use netharness::{serial, Cluster, IMAGE};
+use skiff_testkit::netlab::{serial, Cluster, IMAGE};
 
 /// Two replicas, one per node (required anti-affinity), each answering its own name.
 fn web(image: &str) -> String {

@@ -3,6 +3,7 @@
 //! and a way to run the real kubectl against it; [`images`] builds OCI test images.
 
 pub mod images;
+pub mod netlab;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -13,12 +13,12 @@
 //! socket), the agents, the server, the namespaces, the bridge. Tests using a cluster hold
 //! [`serial`] so that two clusters (four containerds) do not share the 2-core machine.
 //!
+//! Used by the network tests and by `skiff-bench pod-network`.
+//!
 //! Use: `let cluster = Cluster::start(2);` then `cluster.run_pod("web", 1, script)`,
 //! `cluster.exec(pod, &[...])`, `cluster.kubectl_ok(&[...])`, `cluster.nodes[i]`
 //! (name, netns, ip), `cluster.in_netns(i, &[...])`, `cluster.stop_agent(i)` /
 //! `cluster.start_agent(i)`.
-
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::{images, kubectl, ok};
 use skiff_agent::runtime::cri::CriRuntime;
 use skiff_agent::runtime::Runtime;
-use skiff_testkit::{images, kubectl, ok};
 
 /// The busybox image every node has imported.
 pub const IMAGE: &str = "skiff.local/busybox:1";
@@ -129,6 +129,7 @@ pub struct Cluster {
     /// Kept first so that they drop first: pods, agents, server, then the network.
     pub nodes: Vec<Node>,
     server: Option<Process>,
+    #[expect(dead_code, reason = "held for its Drop, which removes the namespaces and the bridge")]
     network: Network,
     pub kubeconfig: PathBuf,
     pub token: String,
@@ -136,6 +137,8 @@ pub struct Cluster {
     pub server_ip: Ipv4Addr,
     pub bridge: String,
     pub dir: tempfile::TempDir,
+    /// The skiff binary the server and agents run.
+    binary: PathBuf,
 }
 
 /// A 10.213.N.0/24 no route in the root namespace uses yet.
@@ -147,9 +150,14 @@ fn free_subnet(seed: u32) -> u8 {
 }
 
 impl Cluster {
-    /// A server and `count` nodes (node-a, node-b, …), all Ready.
+    /// A server and `count` nodes (node-a, node-b, …), all Ready, running the debug build.
     pub fn start(count: usize) -> Cluster {
-        let binary = skiff_testkit::skiff_binary().unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_skiff")));
+        Cluster::start_with(&crate::skiff_binary().expect("the skiff binary"), count)
+    }
+
+    /// A server and `count` nodes running `binary`.
+    pub fn start_with(binary: &Path, count: usize) -> Cluster {
+        let binary = binary.to_path_buf();
         let id = format!("{}{}", std::process::id() % 10000, CLUSTERS.fetch_add(1, Ordering::SeqCst));
         let subnet = free_subnet(std::process::id() + id.len() as u32 * 7);
         let server_ip = Ipv4Addr::new(10, 213, subnet, 1);
@@ -200,7 +208,8 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         let token = std::fs::read_to_string(server_dir.join("token")).unwrap().trim().to_string();
-        let mut cluster = Cluster { nodes, server: Some(server), network, kubeconfig, token, server_ip, bridge, dir };
+        let mut cluster =
+            Cluster { nodes, server: Some(server), network, kubeconfig, token, server_ip, bridge, dir, binary };
         for i in 0..count {
             cluster.start_agent(i);
         }
@@ -217,14 +226,13 @@ impl Cluster {
 
     /// Starts node `i`'s agent in its namespace (again, after [`Cluster::stop_agent`]).
     pub fn start_agent(&mut self, i: usize) {
-        let binary = skiff_testkit::skiff_binary().unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_skiff")));
         let url = format!("https://{}:{API_PORT}", self.server_ip);
         let node = &mut self.nodes[i];
         let log = File::options().create(true).append(true).open(self.dir.path().join(format!("{}.log", node.name)));
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg("--")
-            .arg(binary)
+            .arg(&self.binary)
             .args(["agent", "--server", &url, "--token", &self.token, "--node-name", &node.name])
             .args(["--cluster-cidr", CLUSTER_CIDR])
             .arg("--data-dir")
