@@ -2,12 +2,14 @@
 //! own network namespace with its own containerd (`skiff_testkit::netlab`): nodes get pod CIDRs
 //! from the server and InternalIPs from their default route; a pod reaches a pod on the
 //! other node by IP and is seen with its own address; traffic leaving the cluster CIDR is
-//! masqueraded; a deleted node's route goes away.
+//! masqueraded; a pod's hostPort answers on its node's address; a deleted node's route
+//! goes away.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
-use skiff_testkit::netlab::{serial, Cluster, CLUSTER_CIDR};
+use skiff_testkit::netlab::{serial, Cluster, CLUSTER_CIDR, IMAGE};
 
 /// busybox httpd on :8080 with a CGI script answering the client's address as it sees it.
 const REMOTE_ADDR_SERVER: &str = "mkdir -p /www/cgi-bin && \
@@ -81,6 +83,48 @@ fn traffic_leaving_the_cluster_cidr_is_masqueraded() {
 
     let table = cluster.in_netns(0, &["nft", "list", "table", "ip", "skiff-nat"]);
     assert!(table.contains("masquerade"), "{table}");
+}
+
+#[test]
+fn a_host_port_answers_on_the_address_of_its_node() {
+    let _serial = serial();
+    let cluster = Cluster::start(2);
+    let node_b = &cluster.nodes[1];
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "published"},
+        "spec": {"nodeName": node_b.name, "containers": [{
+            "name": "web", "image": IMAGE,
+            "command": ["sh", "-c", "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 8080 -h /www"],
+            "ports": [{"containerPort": 8080, "hostPort": 18080}],
+        }]},
+    });
+    skiff_testkit::ok(&skiff_testkit::kubectl(&cluster.kubeconfig, &["apply", "-f", "-"], Some(&pod.to_string())));
+    cluster.kubectl_until(
+        &["get", "pod", "published", "-o", "jsonpath={.status.phase}"],
+        Duration::from_secs(120),
+        |p| p == "Running",
+    );
+    // From the host, outside the cluster: node B's address, the host port.
+    let address = (node_b.ip, 18080).into();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let attempt = TcpStream::connect_timeout(&address, Duration::from_secs(3)).and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        });
+        match attempt {
+            Ok(answer) if answer.ends_with("published\n") => break answer,
+            other => assert!(Instant::now() < deadline, "{address}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "{answer}");
+    // Node A's address does not publish it.
+    let elsewhere = (cluster.nodes[0].ip, 18080).into();
+    assert!(TcpStream::connect_timeout(&elsewhere, Duration::from_secs(3)).is_err());
 }
 
 #[test]
