@@ -26,6 +26,8 @@ use skiff_agent::{Agent, NodeHandle};
 use skiff_proxy::ProxyConfig;
 use tokio::task::JoinHandle;
 
+use crate::clusterconfig;
+
 #[derive(Parser)]
 pub struct AgentArgs {
     /// The API server's URL (default: the one in the kubeconfig; required with --token).
@@ -75,9 +77,10 @@ pub struct AgentArgs {
     capacity: Option<String>,
     /// The cluster's pod range: a real node masquerades pod traffic leaving it, and its
     /// service proxy masquerades traffic to Service IPs from outside it; simulated node i
-    /// takes its i-th subnet.
-    #[arg(long, default_value = "10.42.0.0/16")]
-    cluster_cidr: String,
+    /// takes its i-th subnet. Default: what the server publishes (kube-system/skiff-cluster),
+    /// else 10.42.0.0/16.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
     /// Do not run the service proxy (nftables rules for Services) on the real node.
     #[arg(long)]
     disable_kube_proxy: bool,
@@ -283,7 +286,8 @@ fn simulated_nodes(args: &AgentArgs, count: usize) -> Result<(NodeTemplate, Vec<
     }
     template.labels.extend(config::parse_labels(&args.node_labels).map_err(anyhow::Error::msg)?);
     template.taints = config::parse_taints(&args.register_with_taints).map_err(anyhow::Error::msg)?;
-    let cidr = args.cluster_cidr.parse().map_err(anyhow::Error::msg)?;
+    let cidr = args.cluster_cidr.as_deref().unwrap_or(clusterconfig::DEFAULT_CLUSTER_CIDR);
+    let cidr = cidr.parse().map_err(anyhow::Error::msg)?;
     let prefix = args.node_name.as_deref().unwrap_or("sim");
     let ids =
         config::simulated_identities(prefix, count, cidr, args.node_cidr_mask_size).map_err(anyhow::Error::msg)?;
@@ -311,7 +315,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             name: args.node_name.clone(),
             address: args.node_ip,
             pod_cidr: args.pod_cidr.clone(),
-            cluster_cidr: args.cluster_cidr.clone(),
+            cluster_cidr: clusterconfig::cluster_cidr(&client, args.cluster_cidr.as_deref()).await?,
             runtime_endpoint: args.container_runtime_endpoint.clone(),
             labels: args.node_labels.clone(),
             taints: args.register_with_taints.clone(),

@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary.
 
 mod agent;
+mod clusterconfig;
 mod controllers;
 mod dns;
 mod scheduler;
@@ -64,8 +65,9 @@ struct ServerArgs {
     /// with no default route, of the lowest-index interface that is up).
     #[arg(long)]
     node_ip: Option<IpAddr>,
-    /// The range nodes' pod CIDRs are allocated from.
-    #[arg(long, default_value = "10.42.0.0/16")]
+    /// The range nodes' pod CIDRs are allocated from (published to agents in
+    /// kube-system/skiff-cluster).
+    #[arg(long, default_value = clusterconfig::DEFAULT_CLUSTER_CIDR)]
     cluster_cidr: String,
     /// The prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
@@ -140,6 +142,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.node_ip = node_ip;
     let cluster_cidr = skiff_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask_size)?;
     let server = skiff_apiserver::start(config, store).await?;
+    clusterconfig::publish(skiff_client::connect(&server.kubeconfig, None).await?, &args.cluster_cidr).await?;
     // Before anything else can ask for Services: kube-dns keeps its address.
     let _dns = dns::start_in_server(&server.kubeconfig, &args.dns, args.node_ip).await?;
     if !args.disable_scheduler {

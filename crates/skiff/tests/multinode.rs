@@ -1,9 +1,9 @@
 //! The pod network across nodes, on a real server and two real agents, each agent in its
-//! own network namespace with its own containerd (`skiff_testkit::netlab`): nodes get pod CIDRs
-//! from the server and InternalIPs from their default route; a pod reaches a pod on the
-//! other node by IP and is seen with its own address; traffic leaving the cluster CIDR is
-//! masqueraded; a pod's hostPort answers on its node's address; a deleted node's route
-//! goes away.
+//! own network namespace with its own containerd (`skiff_testkit::netlab`): nodes get pod
+//! CIDRs from the server and InternalIPs from their default route, and agents read the
+//! cluster CIDR from the server untold; a pod reaches a pod on the other node by IP and is
+//! seen with its own address; traffic leaving the cluster CIDR is masqueraded; a pod's
+//! hostPort answers on its node's address; a deleted node's route goes away.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -81,8 +81,10 @@ fn traffic_leaving_the_cluster_cidr_is_masqueraded() {
     let peer = accepted.join().unwrap();
     assert_eq!(peer.to_string(), cluster.nodes[0].ip.to_string(), "the pod's traffic leaves with node A's address");
 
+    // The agent was not told the cluster CIDR: it read the server's.
     let table = cluster.in_netns(0, &["nft", "list", "table", "ip", "skiff-nat"]);
-    assert!(table.contains("masquerade"), "{table}");
+    assert!(table.contains("masquerade") && table.contains(CLUSTER_CIDR), "{table}");
+    assert!(cluster.log("node-a").contains("cluster CIDR from the server"));
 }
 
 #[test]

@@ -233,8 +233,8 @@ impl Cluster {
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg("--")
             .arg(&self.binary)
+            // No --cluster-cidr: the agent reads the server's (kube-system/skiff-cluster).
             .args(["agent", "--server", &url, "--token", &self.token, "--node-name", &node.name])
-            .args(["--cluster-cidr", CLUSTER_CIDR])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .env_remove("KUBECONFIG")
