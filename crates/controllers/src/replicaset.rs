@@ -164,10 +164,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
     let now = Timestamp::now();
     let status = calculate_status(&rs, &owned, failure.as_ref(), now);
     if rs.status.as_ref() != Some(&status) {
-        let mut updated = (*rs).clone();
-        updated.status = Some(status.clone());
         let api = Api::<ReplicaSet>::namespaced(state.context.client.clone(), &namespace);
-        api.replace_status(&rs.name_any(), &PostParams::default(), &updated).await?;
+        write_status(&api, &rs, &status).await?;
     }
     if let Some((_, message)) = failure {
         debug!(replicaset = %rs.name_any(), %message, "syncing replicas failed");
@@ -187,6 +185,28 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
         }
     }
     Ok(Action::await_change())
+}
+
+/// Writes `status` onto the cached ReplicaSet, and once more onto a fresh read when the
+/// cache was behind (a conflict), as kube-controller-manager's updateReplicaSetStatus
+/// does: a cache lagging our own last write costs a GET, not a requeue. The status
+/// stands on what this sync saw; its observedGeneration says which spec that was.
+async fn write_status(api: &Api<ReplicaSet>, rs: &ReplicaSet, status: &ReplicaSetStatus) -> Result<(), Error> {
+    let name = rs.name_any();
+    let mut updated = rs.clone();
+    updated.status = Some(status.clone());
+    match api.replace_status(&name, &PostParams::default(), &updated).await {
+        Err(e) if is_status(&e, &[409]) => {
+            let Some(mut fresh) = api.get_opt(&name).await? else { return Ok(()) };
+            if fresh.uid() != rs.uid() {
+                return Ok(());
+            }
+            fresh.status = Some(status.clone());
+            api.replace_status(&name, &PostParams::default(), &fresh).await?;
+            Ok(())
+        }
+        result => result.map(drop).map_err(Error::from),
+    }
 }
 
 /// The active pods this ReplicaSet controls after adopting and releasing.
