@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary.
 
 mod agent;
+mod allocator;
 mod clusterconfig;
 mod controllers;
 mod dns;
@@ -197,6 +198,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Server(_) | Command::ControllerManager(_)) {
+        allocator::tune();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
