@@ -89,12 +89,6 @@ fn pod(name: &str, node: &str, command: Vec<String>) -> Value {
     })
 }
 
-fn apply(cluster: &Cluster, object: &Value) -> Result<()> {
-    let output = skiff_testkit::kubectl(&cluster.kubeconfig, &["apply", "-f", "-"], Some(&object.to_string()));
-    ensure!(output.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&output.stderr));
-    Ok(())
-}
-
 /// Received bits per second from iperf3's JSON report.
 fn bits_per_second(report: &[u8]) -> Result<f64> {
     let report: Value = serde_json::from_slice(report).context("iperf3's JSON report")?;
@@ -144,25 +138,19 @@ fn measure(skiff: &Path, args: &PodNetworkArgs) -> Result<[Vec<f64>; 3]> {
     eprintln!("pod-network: starting a server and two agents in network namespaces…");
     let cluster = Cluster::start_with(skiff, 2);
     let (a, b) = (cluster.nodes[0].name.clone(), cluster.nodes[1].name.clone());
-    apply(&cluster, &pod("server", &b, iperf.command(&["-s", "-p", &POD_PORT.to_string()])))?;
-    apply(&cluster, &pod("client", &a, vec!["sleep".into(), "3600".into()]))?;
-    apply(
-        &cluster,
-        &json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "iperf"},
-            "spec": {"selector": {"app": "server"}, "ports": [{"port": POD_PORT, "protocol": "TCP"}]},
-        }),
-    )?;
-    let running = |s: &str| s.starts_with("Running ") && s.len() > "Running ".len();
-    let wait = Duration::from_secs(120);
-    let phase_ip = ["-o", "jsonpath={.status.phase} {.status.podIP}"];
-    let server = cluster.kubectl_until(&[&["get", "pod", "server"][..], &phase_ip].concat(), wait, running);
-    cluster.kubectl_until(&[&["get", "pod", "client"][..], &phase_ip].concat(), wait, running);
-    let server_ip = server.split_whitespace().nth(1).unwrap_or_default().to_string();
+    cluster.apply(&pod("server", &b, iperf.command(&["-s", "-p", &POD_PORT.to_string()])).to_string());
+    cluster.apply(&pod("client", &a, vec!["sleep".into(), "3600".into()]).to_string());
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "iperf"},
+        "spec": {"selector": {"app": "server"}, "ports": [{"port": POD_PORT, "protocol": "TCP"}]},
+    });
+    cluster.apply(&service.to_string());
+    let server_ip = cluster.wait_running("server");
+    cluster.wait_running("client");
     let cluster_ip = cluster.kubectl_ok(&["get", "service", "iperf", "-o", "jsonpath={.spec.clusterIP}"]);
     cluster.kubectl_until(
         &["get", "endpointslices", "-l", "kubernetes.io/service-name=iperf", "-o", "jsonpath={..addresses}"],
-        wait,
+        Duration::from_secs(120),
         |s| s.contains(&server_ip),
     );
     let seconds = args.seconds.to_string();

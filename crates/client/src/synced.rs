@@ -27,6 +27,10 @@ impl MarkSynced {
     pub fn mark(&self) {
         self.0.send_replace(true);
     }
+
+    pub fn is_marked(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 impl Synced {

@@ -83,13 +83,8 @@ impl<K: Kind> Informer<K> {
     pub fn start(api: Api<K>) -> Self {
         let (store, writer) = reflector::store();
         let (mark_synced, synced) = Synced::pending();
-        let fanout = Arc::new(Mutex::new(Fanout {
-            writer,
-            store: store.clone(),
-            subscribers: Vec::new(),
-            mark_synced,
-            synced: false,
-        }));
+        let fanout =
+            Arc::new(Mutex::new(Fanout { writer, store: store.clone(), subscribers: Vec::new(), synced: mark_synced }));
         let watch = tokio::spawn(follow(api, fanout.clone())).abort_handle();
         Informer { store, synced, fanout, watch }
     }
@@ -110,7 +105,7 @@ impl<K: Kind> Informer<K> {
     pub fn subscribe(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
         let (sender, receiver) = mpsc::unbounded();
         let mut fanout = lock(&self.fanout);
-        if fanout.synced {
+        if fanout.synced.is_marked() {
             for object in fanout.store.state() {
                 let _ = sender.unbounded_send(Change::Applied { old: None, new: object });
             }
@@ -141,9 +136,8 @@ struct Fanout<K: Kind> {
     writer: reflector::store::Writer<K>,
     store: Store<K>,
     subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
-    mark_synced: MarkSynced,
-    /// Whether the first list is in.
-    synced: bool,
+    /// Whether the first list is in; tells the informer's waiters.
+    synced: MarkSynced,
 }
 
 impl<K: Kind> Fanout<K> {
@@ -191,8 +185,7 @@ impl<K: Kind> Fanout<K> {
                 for (_, gone) in before {
                     self.send(Change::Deleted(gone));
                 }
-                self.synced = true;
-                self.mark_synced.mark();
+                self.synced.mark();
                 self.send(Change::Synced);
             }
         }

@@ -245,7 +245,7 @@ impl Syncer {
         if !socket.apply(&Map::ALL, &transaction::all_elements(ruleset)).await? {
             return Ok(None);
         }
-        let listing = self.nft.run(&["-t", "-f", "-"], Some(transaction::LIST_OBJECTS)).await?;
+        let listing = self.nft.run(&["-t", "-f", "-"], Some(&transaction::list_objects())).await?;
         let stale = transaction::remove_stale(&listing, ruleset);
         if !stale.is_empty() {
             self.nft.apply(&stale).await?;

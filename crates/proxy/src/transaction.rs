@@ -125,10 +125,12 @@ fn declared(line: &str) -> Option<(&str, &str)> {
 
 /// The nft commands whose output [`remove_stale`] reads: the table's sets (maps are all
 /// in [`BASE`]) and the chains of its family, without elements.
-pub const LIST_OBJECTS: &str = "list sets table ip skiff-proxy\nlist chains ip\n";
+pub fn list_objects() -> String {
+    format!("list sets table {FAMILY} {TABLE}\nlist chains {FAMILY}\n")
+}
 
 /// A script that deletes the chains and sets of the table, as `listing` (the output of
-/// `nft -t -f -` given [`LIST_OBJECTS`]) shows them, that neither [`BASE`] nor `ruleset`
+/// `nft -t -f -` given [`list_objects`]) shows them, that neither [`BASE`] nor `ruleset`
 /// has; empty when there are none. Chains are flushed before any is deleted, since
 /// they may jump to each other, and sets go last, since only their rules use them.
 pub fn remove_stale(listing: &str, ruleset: &Ruleset) -> String {
@@ -303,7 +305,7 @@ mod tests {
     #[test]
     fn remove_stale_deletes_only_what_neither_the_base_nor_the_ruleset_has() {
         let wanted = ruleset(&[("svc-a", &["a1"])], &[], &["aff-a"]);
-        // As `nft -t -f -` prints LIST_OBJECTS, with another table of the family.
+        // As `nft -t -f -` prints list_objects(), with another table of the family.
         let listing = "table ip skiff-proxy {\n\tset hairpin {\n\t\ttype ipv4_addr . ipv4_addr\n\t}\n\tset aff-a {\n\t}\n\tset aff-old {\n\t}\n}\n\
             table ip skiff-proxy {\n\tchain services {\n\t}\n\tchain filter-input {\n\t\ttype filter hook input priority -110; policy accept;\n\t}\n\
             \tchain svc-a {\n\t}\n\tchain svc-old {\n\t}\n\tchain ep-old {\n\t}\n\tchain spread-tcp-4 {\n\t}\n}\n\

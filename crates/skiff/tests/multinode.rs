@@ -100,12 +100,8 @@ fn a_host_port_answers_on_the_address_of_its_node() {
             "ports": [{"containerPort": 8080, "hostPort": 18080}],
         }]},
     });
-    skiff_testkit::ok(&skiff_testkit::kubectl(&cluster.kubeconfig, &["apply", "-f", "-"], Some(&pod.to_string())));
-    cluster.kubectl_until(
-        &["get", "pod", "published", "-o", "jsonpath={.status.phase}"],
-        Duration::from_secs(120),
-        |p| p == "Running",
-    );
+    cluster.apply(&pod.to_string());
+    cluster.wait_running("published");
     // From the host, outside the cluster: node B's address, the host port.
     let address = (node_b.ip, 18080).into();
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -73,8 +73,7 @@ fn body_from_host(address: &str, port: u16) -> Option<String> {
 fn services_reach_pods_on_every_node_and_refuse_at_once_without_endpoints() {
     let _serial = serial();
     let cluster = Cluster::start(2);
-    let applied = skiff_testkit::kubectl(&cluster.kubeconfig, &["apply", "-f", "-"], Some(&web(IMAGE)));
-    skiff_testkit::ok(&applied);
+    cluster.apply(&web(IMAGE));
     cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     let placement = cluster.kubectl_ok(&[
         "get",

@@ -301,6 +301,16 @@ impl Cluster {
             "-c",
             script,
         ]);
+        self.wait_running(name)
+    }
+
+    /// `kubectl apply -f -` of `manifest` (YAML or JSON), failing the test when it fails.
+    pub fn apply(&self, manifest: &str) -> String {
+        ok(&kubectl(&self.kubeconfig, &["apply", "-f", "-"], Some(manifest)))
+    }
+
+    /// Waits up to two minutes for pod `name` to run with an IP; returns the IP.
+    pub fn wait_running(&self, name: &str) -> String {
         let running = |s: &str| s.starts_with("Running ") && s.len() > "Running ".len();
         let out = self.kubectl_until(
             &["get", "pod", name, "-o", "jsonpath={.status.phase} {.status.podIP}"],
