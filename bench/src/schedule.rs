@@ -109,8 +109,9 @@ impl Server {
         let mut command = Command::new(&env.skiff);
         command.arg("server").arg("--data-dir").arg(&data_dir);
         command.args(["--https-listen-port", &port.to_string(), "--bind-address", "127.0.0.1"]);
-        // The API server alone (with the flags given): no containerd node.
-        command.args(["--store", store, "--disable-agent"]).args(disable);
+        // The API server alone (with the flags given): no containerd node, and no cluster
+        // DNS, which nothing here resolves and whose port 53 another cluster may hold.
+        command.args(["--store", store, "--disable-agent", "--disable-dns"]).args(disable);
         let mut child = Child::spawn("skiff server", command, &env.scratch.log("skiff-server"))?;
         wait_for_port(&mut child, port).await?;
         let http = client::skiff(&data_dir.join("tls"), Http::H2)?;

@@ -93,14 +93,13 @@ pub trait Strategy: Send + Sync + 'static {
     /// Sets defaults. Runs on every create and update, after decoding.
     fn default(&self, object: &mut Value);
 
-    /// Changes a new object before it is first stored (for example, resets status).
-    fn prepare_create(&self, object: &mut Value);
+    /// Changes a new object before it is first stored (for example, resets status) and
+    /// validates the result (metadata excepted: the server validates that), in one pass
+    /// through the typed form.
+    fn prepare_create(&self, object: &mut Value) -> Vec<FieldError>;
 
     /// Changes an updated object before it is stored, knowing the stored one.
     fn prepare_update(&self, new: &mut Value, old: &Value);
-
-    /// Validation of a new object (metadata excepted: the server validates that).
-    fn validate_create(&self, object: &Value) -> Vec<FieldError>;
 
     /// Validation of an update (immutable fields and the rules of create).
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError>;
@@ -213,18 +212,19 @@ impl<T: KindRules + schemars::JsonSchema> Strategy for TypedStrategy<T> {
         edit::<T>(object, T::default);
     }
 
-    fn prepare_create(&self, object: &mut Value) {
-        edit::<T>(object, T::prepare_create);
+    fn prepare_create(&self, object: &mut Value) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        edit::<T>(object, |typed| {
+            typed.prepare_create();
+            errors = typed.validate();
+        });
+        errors
     }
 
     fn prepare_update(&self, new: &mut Value, old: &Value) {
         if let Some(old) = from_value::<T>(old) {
             edit::<T>(new, |new| new.prepare_update(&old));
         }
-    }
-
-    fn validate_create(&self, object: &Value) -> Vec<FieldError> {
-        from_value::<T>(object).map(|t| t.validate()).unwrap_or_default()
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {

@@ -62,32 +62,55 @@ pub fn generate_name(prefix: &str) -> String {
     format!("{}{suffix}", &prefix[..keep])
 }
 
-/// The object with fields that are not the user's to compare (resourceVersion,
-/// managedFields) removed: two objects equal under this are a no-op update.
-pub fn comparable(object: &Value) -> Value {
-    let mut copy = object.clone();
-    let meta = meta_mut(&mut copy);
-    meta.remove("resourceVersion");
-    meta.remove("managedFields");
-    copy
+/// Whether two versions of an object differ in nothing but resourceVersion and
+/// managedFields (a write that would change nothing else is skipped).
+pub fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, |key| key == "metadata")
+        && equal_except(&a["metadata"], &b["metadata"], |key| matches!(key, "resourceVersion" | "managedFields"))
 }
 
-/// The object minus metadata and status: what decides a generation bump.
-pub fn spec_of(object: &Value) -> Value {
-    match object {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        other => other.clone(),
+/// Whether two versions of an object have the same spec: everything but metadata,
+/// status and type, what decides a generation bump.
+pub fn same_spec(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, |key| matches!(key, "metadata" | "status" | "apiVersion" | "kind"))
+}
+
+/// Object equality ignoring the keys `skip` names, without copying either side; a
+/// missing object counts as an empty one.
+fn equal_except(a: &Value, b: &Value, skip: impl Fn(&str) -> bool) -> bool {
+    fn as_map<'v>(value: &'v Value, empty: &'v Map<String, Value>) -> Option<&'v Map<String, Value>> {
+        match value {
+            Value::Object(map) => Some(map),
+            Value::Null => Some(empty),
+            _ => None,
+        }
     }
+    let empty = Map::new();
+    let (Some(a_map), Some(b_map)) = (as_map(a, &empty), as_map(b, &empty)) else { return a == b };
+    let kept = |map: &Map<String, Value>| map.iter().filter(|(key, _)| !skip(key)).count();
+    kept(a_map) == kept(b_map) && a_map.iter().filter(|(key, _)| !skip(key)).all(|(key, v)| b_map.get(key) == Some(v))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn bookkeeping_and_spec_comparisons_skip_only_their_keys() {
+        let a = json!({"metadata": {"name": "p", "resourceVersion": "1", "managedFields": []}, "spec": {"x": 1}, "status": {"y": 1}});
+        let b = json!({"metadata": {"name": "p", "resourceVersion": "2"}, "spec": {"x": 1}, "status": {"y": 1}});
+        assert!(same_but_bookkeeping(&a, &b));
+        let labelled = json!({"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"x": 1}, "status": {"y": 1}});
+        assert!(!same_but_bookkeeping(&a, &labelled));
+        let status = json!({"metadata": {"name": "p"}, "spec": {"x": 1}, "status": {"y": 2}});
+        assert!(!same_but_bookkeeping(&b, &status));
+        assert!(same_spec(&labelled, &status));
+        assert!(!same_spec(&a, &json!({"metadata": {}, "spec": {"x": 2}})));
+        assert!(!same_spec(&a, &json!({"spec": {"x": 1}, "extra": true})));
+        assert!(same_but_bookkeeping(&json!({"spec": 1}), &json!({"spec": 1, "metadata": {"resourceVersion": "3"}})));
+    }
 
     #[test]
     fn generated_names_keep_prefix_and_length() {

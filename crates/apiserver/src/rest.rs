@@ -423,13 +423,13 @@ impl Api {
             meta::meta_mut(&mut object).insert("name".into(), json!(meta::generate_name(&prefix)));
         }
         let name = meta::name(&object).unwrap_or_default().to_string();
-        def.strategy.prepare_create(&mut object);
+        // Mutating admission comes before the kind's create rules, as in Kubernetes.
         if is_core_pod(def) {
             crate::admission::priority::admit_pod_create(self, &mut object).await?;
         }
-
+        let kind_errors = def.strategy.prepare_create(&mut object);
         let mut errors = self.validate_meta(def, &object);
-        errors.extend(def.strategy.validate_create(&object));
+        errors.extend(kind_errors);
         if !errors.is_empty() {
             return Err(ApiError::Invalid(Target::new(def.group, def.kind, &name), errors));
         }
@@ -538,7 +538,7 @@ impl Api {
                     field_schema(addr.def),
                 );
             }
-            if meta::comparable(&new) == meta::comparable(&old) {
+            if meta::same_but_bookkeeping(&new, &old) {
                 return Ok(Reply::ok(old));
             }
             let (taken, freed) = if is_core_service(addr.def) && kind == WriteKind::Main {
@@ -678,14 +678,18 @@ impl Api {
                 ));
             }
         }
-        def.strategy.default(&mut new);
+        // A binding sets nodeName and a condition on a pod defaulted when it was created
+        // (Kubernetes' binding writes the stored pod as it is, too).
+        if kind != WriteKind::Binding {
+            def.strategy.default(&mut new);
+        }
         // The kind's update rules are the main resource's (subresources change only
         // their own part, which those rules would undo, e.g. a namespace's finalizers).
         if kind == WriteKind::Main {
             def.strategy.prepare_update(&mut new, old);
         }
         let spec_write = kind == WriteKind::Main || kind.is_internal();
-        if def.tracks_generation && spec_write && meta::spec_of(&new) != meta::spec_of(old) {
+        if def.tracks_generation && spec_write && !meta::same_spec(&new, old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             meta::meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
@@ -751,7 +755,7 @@ impl Api {
                     Err(other) => return Err(store_error(other)),
                 }
             };
-            if meta::comparable(&pending) == meta::comparable(&old) || options.dry_run {
+            if meta::same_but_bookkeeping(&pending, &old) || options.dry_run {
                 return Ok(Reply::ok(pending));
             }
             match self.store.update(&addr.key(), encode_stored(addr.def, &pending)?, kv.mod_revision).await {

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The paths to keep, as a tree of keys (array elements are keyed by their index). Keys
@@ -44,6 +45,58 @@ impl<'a> Paths<'a> {
         let value = self.deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok(value)
+    }
+}
+
+/// An object read by [`Paths::read_split`]: the kept paths, and one member left as the
+/// raw JSON text it has in the document.
+pub struct Split<'j> {
+    pub kept: Value,
+    pub raw: Option<&'j RawValue>,
+}
+
+impl Paths<'_> {
+    /// Like [`Paths::read`] on an object, but the member `raw_key` is not parsed: it comes
+    /// back as its text in `json` (whose position there is known), in the same single pass.
+    pub fn read_split<'j>(&self, json: &'j [u8], raw_key: &str) -> serde_json::Result<Split<'j>> {
+        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        let split = deserializer.deserialize_map(SplitVisitor { paths: self, raw_key })?;
+        deserializer.end()?;
+        Ok(split)
+    }
+}
+
+struct SplitVisitor<'p, 'a, 'k> {
+    paths: &'p Paths<'a>,
+    raw_key: &'k str,
+}
+
+impl<'de> Visitor<'de> for SplitVisitor<'_, '_, '_> {
+    type Value = Split<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Split<'de>, A::Error> {
+        let mut kept = Map::new();
+        let mut raw = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.raw_key {
+                raw = Some(map.next_value::<&'de RawValue>()?);
+                continue;
+            }
+            match self.paths.get(&key) {
+                Some(paths) => {
+                    let value = map.next_value_seed(paths)?;
+                    kept.insert(key, value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Split { kept: Value::Object(kept), raw })
     }
 }
 
@@ -169,6 +222,19 @@ mod tests {
                 "status": {"podIPs": [{"ip": "10.0.0.1"}]},
             })
         );
+    }
+
+    #[test]
+    fn a_split_read_leaves_one_member_as_its_text() {
+        let json = br#"{"kind":"Pod","metadata":{"name":"a","labels":{"x":"1"}},"spec":{"nodeName":"n1","x":[1]}}"#;
+        let split = paths(&["spec.nodeName", "kind"]).read_split(json, "metadata").unwrap();
+        assert_eq!(split.kept, json!({"kind": "Pod", "spec": {"nodeName": "n1"}}));
+        let raw = split.raw.unwrap().get();
+        assert_eq!(raw, r#"{"name":"a","labels":{"x":"1"}}"#);
+        let start = raw.as_ptr() as usize - json.as_ptr() as usize;
+        assert_eq!(&json[start..start + raw.len()], raw.as_bytes(), "the text is a slice of the document");
+        assert!(paths(&[]).read_split(br#"{"spec":{}}"#, "metadata").unwrap().raw.is_none());
+        assert!(paths(&[]).read_split(br#"[1]"#, "metadata").is_err());
     }
 
     #[test]

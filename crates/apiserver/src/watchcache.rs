@@ -99,19 +99,39 @@ pub struct WatchCache {
     capacity: usize,
 }
 
-/// Sets metadata.resourceVersion in stored JSON and decodes what selectors need. Only
-/// metadata and the selectable fields are parsed; the rest of the JSON is copied as is.
+/// Sets metadata.resourceVersion in stored JSON and decodes what selectors need, in one
+/// pass: only the selectable fields and metadata's name, namespace and labels are parsed;
+/// the rest of the JSON (managedFields included) is copied as it is.
 pub fn decode(registry: &Registry, kv: &KeyValue) -> Option<CachedObject> {
     let def = resource_for_key(registry, &kv.key);
     let mut wanted = sparse::Paths::default();
-    wanted.add("metadata");
-    for field in def.iter().flat_map(|def| def.strategy.selectable()) {
-        field.paths().iter().for_each(|path| wanted.add(path));
+    let mut wanted_meta = sparse::Paths::default();
+    for path in ["name", "namespace", "labels", "resourceVersion"] {
+        wanted_meta.add(path);
     }
-    let mut value = wanted.read(&kv.value).ok()?;
+    for field in def.iter().flat_map(|def| def.strategy.selectable()) {
+        for path in field.paths() {
+            match path.strip_prefix("metadata.") {
+                Some(in_meta) => wanted_meta.add(in_meta),
+                None => wanted.add(path),
+            }
+        }
+    }
+    let split = wanted.read_split(&kv.value, "metadata").ok()?;
+    let raw_meta = split.raw?;
+    let mut value = split.kept;
+    let meta = wanted_meta.read(raw_meta.get().as_bytes()).ok()?;
+    let json = if meta.get("resourceVersion").is_some() {
+        // Stored objects carry none; one that does has it replaced the slow way.
+        let mut full: Value = serde_json::from_str(raw_meta.get()).ok()?;
+        full.as_object_mut()?.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        splice(&kv.value, raw_meta, &serde_json::to_vec(&full).ok()?)?
+    } else {
+        splice(&kv.value, raw_meta, &with_resource_version(raw_meta.get(), kv.mod_revision)?)?
+    };
+    value.as_object_mut()?.insert("metadata".into(), meta);
     crate::meta::set_resource_version(&mut value, kv.mod_revision);
     let meta = &value["metadata"];
-    let json = with_metadata(&kv.value, meta)?;
     let labels = meta["labels"]
         .as_object()
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
@@ -122,21 +142,21 @@ pub fn decode(registry: &Registry, kv: &KeyValue) -> Option<CachedObject> {
     Some(CachedObject { key: kv.key.clone(), revision: kv.mod_revision, json, labels, fields, name, namespace })
 }
 
-/// `json` (an object with metadata) with its metadata replaced by `meta`.
-fn with_metadata(json: &[u8], meta: &Value) -> Option<Bytes> {
-    #[derive(serde::Deserialize)]
-    struct Top<'a> {
-        #[serde(borrow)]
-        metadata: &'a serde_json::value::RawValue,
-    }
-    let top: Top = serde_json::from_slice(json).ok()?;
-    let old = top.metadata.get().as_bytes();
-    // The raw value borrows from `json`: its offset there is where metadata starts.
+/// A metadata object's text with `"resourceVersion":"N"` added as its last member.
+fn with_resource_version(meta: &str, revision: Revision) -> Option<Vec<u8>> {
+    let body = meta.trim_end().strip_suffix('}')?.trim_end();
+    let separator = if body.ends_with('{') { "" } else { "," };
+    Some(format!("{body}{separator}\"resourceVersion\":\"{revision}\"}}").into_bytes())
+}
+
+/// `json` with the text of `part` (a slice of it) replaced by `replacement`.
+fn splice(json: &[u8], part: &serde_json::value::RawValue, replacement: &[u8]) -> Option<Bytes> {
+    let old = part.get().as_bytes();
     let start = (old.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
     let end = start.checked_add(old.len()).filter(|end| *end <= json.len())?;
-    let mut out = Vec::with_capacity(json.len() + 32);
+    let mut out = Vec::with_capacity(json.len() - old.len() + replacement.len());
     out.extend_from_slice(&json[..start]);
-    serde_json::to_writer(&mut out, meta).ok()?;
+    out.extend_from_slice(replacement);
     out.extend_from_slice(&json[end..]);
     Some(Bytes::from(out))
 }
@@ -324,5 +344,54 @@ impl WatchCache {
             .map(|(_, o)| o.clone())
             .collect();
         (items, state.revision, live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn stored(key: &str, object: &Value, revision: Revision) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Bytes::from(serde_json::to_vec(object).unwrap()),
+            create_revision: revision,
+            mod_revision: revision,
+        }
+    }
+
+    #[test]
+    fn decoding_sets_the_resource_version_and_keeps_the_rest_as_stored() {
+        let registry = skiff_api::builtins::builtin_registry();
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "ns", "labels": {"app": "web"}, "managedFields": [{"manager": "m"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"},
+        });
+        let object = decode(&registry, &stored("/registry/core/pods/ns/web", &pod, 42)).unwrap();
+        let mut expected = pod.clone();
+        expected["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(serde_json::from_slice::<Value>(&object.json).unwrap(), expected);
+        assert_eq!((object.name.as_str(), object.namespace.as_str(), object.revision), ("web", "ns", 42));
+        assert_eq!(object.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(object.field("spec.nodeName").as_deref(), Some("n1"));
+        assert_eq!(object.field("status.phase").as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn an_empty_or_versioned_metadata_gets_exactly_one_resource_version() {
+        let registry = skiff_api::builtins::builtin_registry();
+        let empty = json!({"kind": "ConfigMap", "metadata": {}, "data": {"a": "b"}});
+        let object = decode(&registry, &stored("/registry/core/configmaps/ns/x", &empty, 7)).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&object.json).unwrap()["metadata"], json!({"resourceVersion": "7"}));
+        let versioned = json!({"metadata": {"name": "x", "resourceVersion": "3"}});
+        let object = decode(&registry, &stored("/registry/core/configmaps/ns/x", &versioned, 8)).unwrap();
+        let text = String::from_utf8(object.json.to_vec()).unwrap();
+        assert_eq!(text.matches("resourceVersion").count(), 1, "{text}");
+        assert!(text.contains(r#""resourceVersion":"8""#), "{text}");
+        assert!(decode(&registry, &stored("/registry/core/configmaps/ns/x", &json!({"data": {}}), 9)).is_none());
     }
 }

@@ -272,7 +272,11 @@ impl Set {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            // Looked up before cloning: most inserts land under an existing child.
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                Some(child) => child.insert(rest),
+                None => self.children.entry(first.clone()).or_default().insert(rest),
+            },
         }
     }
 
@@ -293,6 +297,23 @@ impl Set {
         let mut out = self.clone();
         out.union_in(other);
         out
+    }
+
+    /// Adds every path of `other`, taking it apart instead of cloning it.
+    pub fn union_with(&mut self, other: Set) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.members.extend(other.members);
+        for (pe, child) in other.children {
+            match self.children.get_mut(&pe) {
+                Some(mine) => mine.union_with(child),
+                None => {
+                    self.children.insert(pe, child);
+                }
+            }
+        }
     }
 
     fn union_in(&mut self, other: &Set) {
@@ -331,6 +352,34 @@ impl Set {
             }
         }
         Set { members, children }
+    }
+
+    /// [`Set::recursive_difference`] in place.
+    pub fn remove_recursive(&mut self, other: &Set) {
+        self.remove(other, true);
+    }
+
+    /// [`Set::difference`] in place.
+    pub fn remove_all(&mut self, other: &Set) {
+        self.remove(other, false);
+    }
+
+    /// Removes `other`'s paths; `below_members` also removes what lies under its members.
+    fn remove(&mut self, other: &Set, below_members: bool) {
+        for pe in &other.members {
+            self.members.remove(pe);
+            if below_members {
+                self.children.remove(pe);
+            }
+        }
+        for (pe, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(pe) {
+                mine.remove(theirs, below_members);
+                if mine.is_empty() {
+                    self.children.remove(pe);
+                }
+            }
+        }
     }
 
     /// Paths of `self` that neither are in `other` nor lie below a member of `other`.

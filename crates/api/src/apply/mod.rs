@@ -287,7 +287,7 @@ impl ApplyRequest<'_> {
             .map_err(|conflicts| ApplyError::Conflicts(Conflicts::new(conflicts)))?;
         let changed = !fieldpath::values_equal(self.live, &merged);
         if let Some(entry) = managers.get_mut(&key) {
-            entry.set = entry.set.difference(&strip_set());
+            entry.set.remove_all(strip_set());
             if changed {
                 entry.time = Some(self.now.to_string());
             }
@@ -357,6 +357,10 @@ fn update_in_place(
 ) -> Result<typed::Comparison, Vec<(ManagerKey, Set)>> {
     let mut comparison = typed::compare(ty, old, new);
     comparison.exclude(reset);
+    if managers.is_empty() {
+        // Nobody else owns anything (a create): no conflicts, nothing to take away.
+        return Ok(comparison);
+    }
     let changed = comparison.modified.union(&comparison.added);
     let conflicts: Vec<(ManagerKey, Set)> = managers
         .iter()
@@ -397,14 +401,16 @@ fn record_update(
 ) -> Managers {
     // Forced: an update takes what it changes, it never conflicts.
     let Ok(comparison) = update_in_place(ty, old, new, &mut managers, None, true, reset) else { return managers };
-    let gained = comparison.modified.union(&comparison.added).difference(&strip_set());
+    let mut gained = comparison.added;
+    gained.union_with(comparison.modified);
+    gained.remove_all(strip_set());
     if !gained.is_empty() {
         let entry = managers.entry(key).or_insert_with(|| Entry {
             set: Set::new(),
             api_version: version.to_string(),
             time: None,
         });
-        entry.set = gained.union(&entry.set);
+        entry.set.union_with(gained);
         entry.api_version = version.to_string();
         entry.time = Some(now.to_string());
     }
@@ -460,7 +466,12 @@ fn cap_update_managers(managers: &mut Managers) {
 }
 
 /// Fields no manager owns: type and object identity, and server-set metadata.
-fn strip_set() -> Set {
+fn strip_set() -> &'static Set {
+    static STRIP: std::sync::LazyLock<Set> = std::sync::LazyLock::new(build_strip_set);
+    &STRIP
+}
+
+fn build_strip_set() -> Set {
     let mut set = Set::new();
     let field = |name: &str| PathElement::Field(name.to_string());
     set.insert(&[field("apiVersion")]);

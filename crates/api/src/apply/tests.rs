@@ -202,6 +202,27 @@ fn status_update_through_subresource_gets_its_own_entry() {
 }
 
 #[test]
+fn in_place_set_operations_match_the_copying_ones() {
+    let set = |v: Value| Set::from_fields_v1(&v).unwrap();
+    let a = set(json!({"f:a": {".": {}, "f:x": {}, "f:y": {"f:z": {}}}, "f:b": {}, "f:c": {"f:d": {}}}));
+    let b = set(json!({"f:a": {"f:y": {}}, "f:b": {}, "f:c": {".": {}}, "f:e": {}}));
+    for (left, right) in [(&a, &b), (&b, &a), (&a, &a)] {
+        let mut removed = left.clone();
+        removed.remove_all(right);
+        assert_eq!(removed, left.difference(right));
+        let mut removed = left.clone();
+        removed.remove_recursive(right);
+        assert_eq!(removed, left.recursive_difference(right));
+        let mut joined = left.clone();
+        joined.union_with(right.clone());
+        assert_eq!(joined, left.union(right));
+    }
+    let mut empty = Set::new();
+    empty.union_with(a.clone());
+    assert_eq!(empty, a);
+}
+
+#[test]
 fn fields_v1_round_trips_and_orders_keys() {
     let text = r#"{"f:b":{},"f:a":{".":{},"f:x":{}},"k:{\"port\":80,\"protocol\":\"TCP\"}":{},"k:{\"port\":443,\"protocol\":\"TCP\"}":{},"v:\"y\"":{},"v:3":{},"i:1":{}}"#;
     let set = Set::from_fields_v1(&serde_json::from_str(text).unwrap()).unwrap();

@@ -234,9 +234,9 @@ impl Comparison {
         if reset.is_empty() {
             return;
         }
-        self.removed = self.removed.recursive_difference(reset);
-        self.modified = self.modified.recursive_difference(reset);
-        self.added = self.added.recursive_difference(reset);
+        self.removed.remove_recursive(reset);
+        self.modified.remove_recursive(reset);
+        self.added.remove_recursive(reset);
     }
 }
 

@@ -318,8 +318,7 @@ mod tests {
         let registry = builtin_registry();
         let strategy = &registry.get(group, "v1", plural).unwrap().strategy;
         let mut object = strategy.decode(object).unwrap().object;
-        strategy.prepare_create(&mut object);
-        let errors = strategy.validate_create(&object);
+        let errors = strategy.prepare_create(&mut object);
         (object, errors)
     }
 

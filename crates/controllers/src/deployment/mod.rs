@@ -82,8 +82,13 @@ pub async fn run(context: Arc<Context>) {
 
 fn error_policy(_: Arc<Deployment>, error: &Error, _: Arc<State>) -> Action {
     debug!(%error, "retrying deployment");
-    // Conflicts (a cache behind our own writes) clear as soon as the watch catches up.
-    Action::requeue(Duration::from_millis(200))
+    match error {
+        // A conflict is a cache a write or two behind (ours, mostly): it catches up in
+        // milliseconds, and the rollout waits on this retry (kube-controller-manager's
+        // queue retries first after 5 ms).
+        Error::Api(e) if is_status(e, &[409]) => Action::requeue(Duration::from_millis(10)),
+        _ => Action::requeue(Duration::from_millis(200)),
+    }
 }
 
 /// The Deployments a ReplicaSet event concerns: its controller, or for an orphan every
