@@ -83,6 +83,16 @@ impl SelectableField {
     }
 }
 
+/// Which of a kind's update rules a write goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpdateRules {
+    /// The main resource's changes (a subresource changes only its own part, which
+    /// they would undo).
+    pub prepare: bool,
+    /// Validation (the server's own internal writes skip it).
+    pub validate: bool,
+}
+
 /// What a resource does on each write, on JSON values.
 pub trait Strategy: Send + Sync + 'static {
     /// Decodes a request body into the kind's schema and sets its defaults, in one pass
@@ -90,19 +100,15 @@ pub trait Strategy: Send + Sync + 'static {
     /// warnings) and wrongly typed fields are an error (a 400 to the client).
     fn decode(&self, object: Value) -> Result<Decoded, String>;
 
-    /// Sets defaults. Runs on every create and update, after decoding.
-    fn default(&self, object: &mut Value);
-
     /// Changes a new object before it is first stored (for example, resets status) and
     /// validates the result (metadata excepted: the server validates that), in one pass
     /// through the typed form.
     fn prepare_create(&self, object: &mut Value) -> Vec<FieldError>;
 
-    /// Changes an updated object before it is stored, knowing the stored one.
-    fn prepare_update(&self, new: &mut Value, old: &Value);
-
-    /// Validation of an update (immutable fields and the rules of create).
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError>;
+    /// An update of the stored `old` to `new` (both defaulted already), in one pass
+    /// through the typed forms: with `rules`, the kind's update rules change `new` and
+    /// its validation (immutable fields and the rules of create) is returned.
+    fn prepare_update(&self, new: &mut Value, old: &Value, rules: UpdateRules) -> Vec<FieldError>;
 
     /// The kind-specific fields a field selector may name.
     fn selectable(&self) -> &'static [SelectableField];
@@ -208,10 +214,6 @@ impl<T: KindRules + schemars::JsonSchema> Strategy for TypedStrategy<T> {
         Ok(Decoded { object, unknown })
     }
 
-    fn default(&self, object: &mut Value) {
-        edit::<T>(object, T::default);
-    }
-
     fn prepare_create(&self, object: &mut Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         edit::<T>(object, |typed| {
@@ -221,21 +223,28 @@ impl<T: KindRules + schemars::JsonSchema> Strategy for TypedStrategy<T> {
         errors
     }
 
-    fn prepare_update(&self, new: &mut Value, old: &Value) {
-        if let Some(old) = from_value::<T>(old) {
-            edit::<T>(new, |new| new.prepare_update(&old));
+    fn prepare_update(&self, new: &mut Value, old: &Value, rules: UpdateRules) -> Vec<FieldError> {
+        if !rules.prepare && !rules.validate {
+            return Vec::new();
         }
-    }
-
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        match (from_value::<T>(new), from_value::<T>(old)) {
-            (Some(new), Some(old)) => {
-                let mut errors = new.validate();
-                errors.extend(new.validate_update(&old));
-                errors
-            }
-            _ => Vec::new(),
+        let Some(old) = from_value::<T>(old) else { return Vec::new() };
+        let validate = |new: &T| {
+            let mut errors = new.validate();
+            errors.extend(new.validate_update(&old));
+            errors
+        };
+        let mut errors = Vec::new();
+        if rules.prepare {
+            edit::<T>(new, |new| {
+                new.prepare_update(&old);
+                if rules.validate {
+                    errors = validate(new);
+                }
+            });
+        } else if let Some(new) = from_value::<T>(new) {
+            errors = validate(&new);
         }
+        errors
     }
 
     fn selectable(&self) -> &'static [SelectableField] {

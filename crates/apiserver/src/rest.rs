@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use skiff_api::apply::{self, Operation};
+use skiff_api::strategy::UpdateRules;
 use skiff_api::{validation, ApiError, FieldError, ResourceDef, Target};
 use skiff_store::{KeyValue, Store};
 
@@ -678,24 +679,19 @@ impl Api {
                 ));
             }
         }
-        // A binding sets nodeName and a condition on a pod defaulted when it was created
-        // (Kubernetes' binding writes the stored pod as it is, too).
-        if kind != WriteKind::Binding {
-            def.strategy.default(&mut new);
-        }
-        // The kind's update rules are the main resource's (subresources change only
-        // their own part, which those rules would undo, e.g. a namespace's finalizers).
-        if kind == WriteKind::Main {
-            def.strategy.prepare_update(&mut new, old);
-        }
+        // No defaulting here: `new` is defaulted already, decoded from the request
+        // (decode_as) or made from the stored object by a subresource (a binding, a
+        // status condition, a scale), as Kubernetes' subresource writes are.
+        let rules = UpdateRules { prepare: kind == WriteKind::Main, validate: !kind.is_internal() };
+        let kind_errors = def.strategy.prepare_update(&mut new, old, rules);
         let spec_write = kind == WriteKind::Main || kind.is_internal();
         if def.tracks_generation && spec_write && !meta::same_spec(&new, old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             meta::meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
-        if !kind.is_internal() {
+        if rules.validate {
             let mut errors = self.validate_meta(def, &new);
-            errors.extend(def.strategy.validate_update(&new, old));
+            errors.extend(kind_errors);
             if !errors.is_empty() {
                 return Err(ApiError::Invalid(addr.invalid_target(), errors));
             }
