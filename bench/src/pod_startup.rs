@@ -5,23 +5,28 @@
 //!
 //! `--pods` pods bound to the node are created through the API at once; each is timed
 //! from its create to Running as a watch sees it (p50, p99, pods/s). In the same run,
-//! containerd's own cost for the same work is measured straight over CRI (sandbox, create,
-//! start, all at once, with the agent's CRI client): the floor any agent stands on. The
-//! target is a p99 at most 1.5× that floor's p99, and at most 20 MB idle.
+//! containerd's own cost for the same work is measured straight over CRI (the agent's pod
+//! worker without the API, the pods arriving as their creates did): the floor any agent
+//! stands on. The target is a p99 at most 1.5× that floor's p99, and at most 20 MB idle.
 
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
+use skiff_agent::dns::ClusterDns;
+use skiff_agent::podworker::{remove_logs, remove_sandbox_logs, NodeServices, PodWorker, POD_LOG_ROOT};
 use skiff_agent::runtime::cri::CriRuntime;
-use skiff_agent::runtime::{ContainerConfig, ContainerMetadata, PodSandboxConfig, PodSandboxMetadata, Runtime};
+use skiff_agent::runtime::{ContainerState, Runtime};
+use skiff_agent::volumes::VolumeHost;
 
 use crate::load::{ms, Summary};
-use crate::process::{free_port, poll, Child, Memory};
+use crate::process::{cpu_time_of, free_port, poll, Child, Memory};
 use crate::report::{emit, megabytes, number, Check, Table};
 use crate::schedule::{create, fan_out, Server, Watch, NAMESPACE};
 use crate::Env;
@@ -103,12 +108,16 @@ async fn measure(
     let idle = agent.memory()?;
 
     eprintln!("pod-startup: {} pods through the API…", args.pods);
-    let (api, busy) = through_the_api(env, server, args.pods, agent).await?;
-    delete_all(server, agent).await?;
-
-    eprintln!("pod-startup: the same {} pods straight over CRI…", args.pods);
+    let (api, arrivals, busy) = through_the_api(env, server, args.pods, agent).await?;
     let socket = agent_data.join("agent/containerd/containerd.sock");
-    let cri = straight_over_cri(&socket, args.pods).await?;
+    let runtime: Arc<dyn Runtime> = Arc::new(CriRuntime::new(&socket.to_string_lossy())?);
+    delete_all(server, agent, runtime.as_ref()).await?;
+    // The rest of the teardown (shims exiting, containerd's garbage collection) would
+    // otherwise slow the baseline down.
+    wait_containerd_idle(agent).await?;
+
+    eprintln!("pod-startup: the same {} pods straight over CRI, arriving as they did…", args.pods);
+    let cri = straight_over_cri(runtime, agent_data.join("raw-pods"), &arrivals).await?;
     Ok((api, cri, idle, busy))
 }
 
@@ -146,8 +155,14 @@ fn pod(name: &str) -> Value {
 }
 
 /// Creates the pods at once, each timed from its create to Running seen by a watch;
-/// returns the figures and the agent's memory with them all running.
-async fn through_the_api(env: &Env, server: &Server, pods: usize, agent: &mut Child) -> Result<(Figures, Memory)> {
+/// returns the figures, when each create was sent (from the first), and the agent's
+/// memory with them all running.
+async fn through_the_api(
+    env: &Env,
+    server: &Server,
+    pods: usize,
+    agent: &mut Child,
+) -> Result<(Figures, Vec<Duration>, Memory)> {
     let watch = Watch::open(server, "startup-", pods, true).await?;
     let sent = Arc::new(Mutex::new(Vec::with_capacity(pods)));
     let record = sent.clone();
@@ -173,11 +188,13 @@ async fn through_the_api(env: &Env, server: &Server, pods: usize, agent: &mut Ch
         latencies.push(running.saturating_duration_since(*at));
     }
     let last = seen.running_at.values().max().copied().unwrap_or(started);
-    Ok((Figures::of(latencies, last.duration_since(started)), busy))
+    let arrivals = sent.iter().map(|(_, at)| at.duration_since(started)).collect();
+    Ok((Figures::of(latencies, last.duration_since(started)), arrivals, busy))
 }
 
-/// Deletes the benchmark's pods and waits until the agent has removed them.
-async fn delete_all(server: &Server, agent: &mut Child) -> Result<()> {
+/// Deletes the benchmark's pods and waits until the agent has removed them from the API
+/// and their sandboxes from the runtime (a pod deleted at once leaves the API first).
+async fn delete_all(server: &Server, agent: &mut Child, runtime: &dyn Runtime) -> Result<()> {
     let url = format!("{}/api/v1/namespaces/{NAMESPACE}/pods", server.url);
     let http = server.client()?;
     let response = http.delete(&url).send().await?;
@@ -191,69 +208,116 @@ async fn delete_all(server: &Server, agent: &mut Child) -> Result<()> {
         // A slow answer on a loaded machine is asked again, on a new connection.
         let list: Result<Value> = async { Ok(server.client()?.get(&url).send().await?.json().await?) }.await;
         let left = list.as_ref().ok().and_then(|l| l["items"].as_array().map(Vec::len));
-        if left == Some(0) {
+        let sandboxes = runtime.list_pod_sandbox(&Default::default()).await.map(|s| s.len()).ok();
+        if left == Some(0) && sandboxes == Some(0) {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the pods were not deleted within {PHASE_TIMEOUT:?} (left: {left:?}, last list: {:?})", list.err());
+            bail!(
+                "the pods were not removed within {PHASE_TIMEOUT:?} (left: {left:?}, sandboxes: {sandboxes:?}, \
+                 last list: {:?})",
+                list.err()
+            );
         }
         if reported.elapsed() > Duration::from_secs(10) {
-            eprintln!("  … {left:?} pods left {:?}", list.as_ref().err());
+            eprintln!("  … {left:?} pods, {sandboxes:?} sandboxes left {:?}", list.as_ref().err());
             reported = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// Sandbox, create and start of `pods` pods straight over CRI, all at once, timed each;
-/// then everything removed again.
-async fn straight_over_cri(socket: &Path, pods: usize) -> Result<Figures> {
-    let runtime = Arc::new(CriRuntime::new(&socket.to_string_lossy())?);
+/// The same pods started straight over CRI by the agent's own pod worker, without the
+/// API server, the watch or status writes: the same containerd work per pod as skiff
+/// (ListPodSandbox to adopt, RunPodSandbox with the pod's labels, cluster DNS and log
+/// directory, PodSandboxStatus, ImageStatus, CreateContainer with the termination-log
+/// mount and cgroup settings, StartContainer, ContainerStatus). Concurrency as the
+/// agent's: a worker per pod as soon as the pod arrives, and no bound on runtime calls
+/// (only its API writes are bounded). The pods arrive as their creates were sent through
+/// the API (`arrivals`, from the first): all at once in one burst would time containerd
+/// under a load skiff never gives it, every pod queued behind the whole hundred. Each is
+/// timed from its arrival to its container running; then everything is removed as the
+/// agent removes a deleted pod.
+async fn straight_over_cri(runtime: Arc<dyn Runtime>, pods_dir: PathBuf, arrivals: &[Duration]) -> Result<Figures> {
+    let mut node = NodeServices::detached(NODE, IpAddr::from([127, 0, 0, 1]))?;
+    node.volumes = Some(VolumeHost { pods_dir, tmpfs: true });
+    node.dns = Some(Arc::new(ClusterDns {
+        servers: vec![skiff_dns::kubedns::DEFAULT_CLUSTER_DNS.parse()?],
+        domain: skiff_dns::DEFAULT_CLUSTER_DOMAIN.into(),
+        host: skiff_dns::resolvconf::ResolvConf::host(),
+    }));
+    let node = Arc::new(node);
     let started = Instant::now();
-    let results: Vec<Result<Duration>> = futures::stream::iter(0..pods)
-        .map(|i| {
-            let runtime = runtime.clone();
+    let results: Vec<Result<(Duration, PodWorker, Pod)>> = futures::stream::iter(arrivals.iter().enumerate())
+        .map(|(i, arrival)| {
+            let mut worker = PodWorker::new(runtime.clone(), node.clone());
             async move {
-                let at = Instant::now();
-                let uid = format!("raw-{i}");
-                let sandbox = PodSandboxConfig {
-                    metadata: PodSandboxMetadata {
-                        name: uid.clone(),
-                        uid: uid.clone(),
-                        namespace: NAMESPACE.into(),
-                        attempt: 0,
-                    },
-                    hostname: uid.clone(),
-                    log_directory: format!("/var/log/pods/{NAMESPACE}_{uid}_{uid}"),
-                    // No pod labels: the agent must not take these for pods of its own.
-                    ..Default::default()
-                };
-                let id = runtime.run_pod_sandbox(&sandbox).await?;
-                let container = ContainerConfig {
-                    metadata: ContainerMetadata { name: "sleep".into(), attempt: 0 },
-                    image: IMAGE.into(),
-                    command: vec!["sleep".into(), "3600".into()],
-                    log_path: "sleep/0.log".into(),
-                    ..Default::default()
-                };
-                let container = runtime.create_container(&id, &container, &sandbox).await?;
-                runtime.start_container(&container).await?;
-                Ok(at.elapsed())
+                // Names and uids of no API pod: the agent removes such sandboxes only when it
+                // lists its pods again (at start, or after losing its watch).
+                let name = format!("raw-{i}");
+                let mut pod: Pod = serde_json::from_value(pod(&name))?;
+                pod.metadata.namespace = Some(NAMESPACE.into());
+                pod.metadata.uid = Some(name.clone());
+                let at = started + *arrival;
+                tokio::time::sleep_until(at.into()).await;
+                let observed = worker.sync(&pod).await?.observed;
+                let running = observed
+                    .containers
+                    .iter()
+                    .all(|c| c.current.as_ref().is_some_and(|s| s.state == ContainerState::Running));
+                if !running {
+                    bail!("{name}: not running after one sync: {observed:?}");
+                }
+                Ok((at.elapsed(), worker, pod))
             }
         })
-        .buffer_unordered(pods)
+        .buffer_unordered(arrivals.len())
         .collect()
         .await;
     let wall = started.elapsed();
-    // Clean up whatever was made, also after a failure.
-    let sandboxes = runtime.list_pod_sandbox(&Default::default()).await?;
-    for sandbox in sandboxes.iter().filter(|s| s.metadata.name.starts_with("raw-")) {
+    let mut latencies = Vec::with_capacity(arrivals.len());
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok((latency, mut worker, pod)) => {
+                latencies.push(latency);
+                worker.terminate(Some(&pod), Duration::ZERO).await?;
+                remove_logs(Path::new(POD_LOG_ROOT), &pod).await;
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    // What a failed sync left behind (its worker is gone with it).
+    for sandbox in
+        runtime.list_pod_sandbox(&Default::default()).await?.iter().filter(|s| s.metadata.name.starts_with("raw-"))
+    {
         runtime.stop_pod_sandbox(&sandbox.id).await?;
         runtime.remove_pod_sandbox(&sandbox.id).await?;
-        let _ = std::fs::remove_dir_all(format!("/var/log/pods/{NAMESPACE}_{0}_{0}", sandbox.metadata.uid));
+        remove_sandbox_logs(Path::new(POD_LOG_ROOT), &sandbox.metadata).await;
     }
-    let latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok(Figures::of(latencies, wall))
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Figures::of(latencies, wall)),
+    }
+}
+
+/// Waits until the agent's containerd uses at most a tenth of a core over a second (for
+/// a minute at most).
+async fn wait_containerd_idle(agent: &Child) -> Result<()> {
+    let pids = agent.children_named("containerd")?;
+    let busy = || pids.iter().map(|&pid| cpu_time_of(pid)).sum::<Result<Duration>>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut before = busy()?;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = busy()?;
+        if now - before <= Duration::from_millis(100) {
+            return Ok(());
+        }
+        before = now;
+    }
+    eprintln!("pod-startup: containerd still busy after a minute; going on");
+    Ok(())
 }
 
 fn print(pods: usize, api: &Figures, cri: &Figures, ratio: f64, idle: Memory, busy: Memory) {

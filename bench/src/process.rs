@@ -62,6 +62,23 @@ impl Child {
         cpu_time(&format!("/proc/{}/stat", self.process.id()))
     }
 
+    /// The process IDs of its children named `comm` (as /proc/PID/comm has it).
+    pub fn children_named(&self, comm: &str) -> Result<Vec<u32>> {
+        let parent = self.process.id().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let name = entry?.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // "PID (COMM) STATE PPID …"; COMM may hold spaces and parentheses.
+            let (Some((head, tail)), Some(open)) = (stat.rsplit_once(')'), stat.find('(')) else { continue };
+            if &head[open + 1..] == comm && tail.split_whitespace().nth(1) == Some(parent.as_str()) {
+                found.push(pid);
+            }
+        }
+        Ok(found)
+    }
+
     /// Stops the process as Ctrl-C would (SIGINT), waits for it to exit, and returns its log.
     pub async fn stop(mut self) -> Result<String> {
         let pid = self.process.id().to_string();
@@ -96,6 +113,11 @@ pub struct Memory {
 /// CPU time (user + system, all threads) this program has used so far.
 pub fn own_cpu_time() -> Result<Duration> {
     cpu_time("/proc/self/stat")
+}
+
+/// CPU time (user + system, all threads) process `pid` has used so far.
+pub fn cpu_time_of(pid: u32) -> Result<Duration> {
+    cpu_time(&format!("/proc/{pid}/stat"))
 }
 
 /// utime + stime of a /proc/PID/stat file.

@@ -105,6 +105,13 @@ pub struct AgentArgs {
     image_gc: ImageGcArgs,
 }
 
+impl AgentArgs {
+    /// Whether this agent runs simulated nodes rather than this machine.
+    pub fn simulates(&self) -> bool {
+        self.simulate.is_some()
+    }
+}
+
 /// The kubelet's image garbage collection flags (a real node on `skiff agent` and `skiff server`).
 #[derive(clap::Args, Clone)]
 pub struct ImageGcArgs {

@@ -201,7 +201,14 @@ fn main() -> Result<()> {
     if matches!(cli.command, Command::Server(_) | Command::ControllerManager(_)) {
         allocator::tune();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // A real node's agent mostly waits on containerd and the API: one worker thread (its
+    // stack and malloc arena) is enough. Simulated nodes and the control plane take one
+    // per core.
+    if matches!(&cli.command, Command::Agent(args) if !args.simulates()) {
+        runtime.worker_threads(1);
+    }
+    let runtime = runtime.enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
