@@ -59,7 +59,7 @@ impl Child {
 
     /// CPU time (user + system, all threads) the process has used so far.
     pub fn cpu_time(&self) -> Result<Duration> {
-        cpu_time(&format!("/proc/{}/stat", self.process.id()))
+        cpu_time_of(self.process.id())
     }
 
     /// The process IDs of its children named `comm` (as /proc/PID/comm has it).
