@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use skiff_api::selector::{FieldSelector, LabelSelector};
 use skiff_api::{ApiError, ResourceDef};
 use skiff_store::{RangeRequest, Revision};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::request::Query;
 use crate::rest::{parse_rv, Api};
@@ -87,6 +87,9 @@ fn expired_as(error: ApiError, message: &str) -> ApiError {
 type Convert = Option<fn(Value) -> Value>;
 
 /// An object's JSON as the requesting resource serves it.
+/// A burst of queued watch events is sent as one chunk of at most about this size.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 fn served_json(convert: Convert, object: &CachedObject) -> Bytes {
     match convert {
         None => object.json.clone(),
@@ -301,10 +304,14 @@ impl Api {
                 first.extend(render(event, &filter, convert));
             }
         }
-        let state = WatchState { live, through, prefix, filter, kind, bookmarks, last_sent: through, convert };
+        let state =
+            WatchState { live, through, prefix, filter, kind, bookmarks, last_sent: through, convert, ended: false };
         let deadline = tokio::time::Instant::now() + timeout;
         let stream = futures::stream::iter(first).chain(futures::stream::unfold(state, move |mut state| async move {
             loop {
+                if state.ended {
+                    return None;
+                }
                 let tick = tokio::time::sleep(Duration::from_secs(30));
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => return None,
@@ -317,16 +324,25 @@ impl Api {
                     }
                     received = state.live.recv() => match received {
                         Ok(event) => {
-                            if event.revision <= state.through {
-                                continue;
+                            let mut lines = BytesMut::new();
+                            state.take(&event, &mut lines);
+                            // Events already queued go out in the same chunk: one write and
+                            // one TLS record for a burst instead of one per event.
+                            while lines.len() < COALESCE_BYTES {
+                                match state.live.try_recv() {
+                                    Ok(event) => state.take(&event, &mut lines),
+                                    Err(TryRecvError::Empty) => break,
+                                    Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => {
+                                        state.ended = true;
+                                        break;
+                                    }
+                                }
                             }
-                            state.through = event.revision;
-                            if !event.object.key.starts_with(&state.prefix) {
-                                continue;
+                            if !lines.is_empty() {
+                                return Some((lines.freeze(), state));
                             }
-                            if let Some(line) = render(&event, &state.filter, state.convert) {
-                                state.last_sent = event.revision;
-                                return Some((line, state));
+                            if state.ended {
+                                return None;
                             }
                         }
                         // A watcher too slow to keep up is closed; the client resumes from
@@ -351,6 +367,21 @@ struct WatchState {
     bookmarks: bool,
     last_sent: Revision,
     convert: Convert,
+    /// The live channel lagged or closed after events already taken; they go out first.
+    ended: bool,
+}
+
+impl WatchState {
+    /// Appends the line `event` means to this watcher, if any, to `out`.
+    fn take(&mut self, event: &CacheEvent, out: &mut BytesMut) {
+        if event.revision <= self.through {
+            return;
+        }
+        self.through = event.revision;
+        if event.object.key.starts_with(&self.prefix) && render_into(out, event, &self.filter, self.convert) {
+            self.last_sent = event.revision;
+        }
+    }
 }
 
 struct WatchKind {
@@ -376,12 +407,17 @@ impl WatchKind {
 
 fn event_line(kind: &str, object: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(object.len() + 32);
+    put_event_line(&mut out, kind, object);
+    out.freeze()
+}
+
+fn put_event_line(out: &mut BytesMut, kind: &str, object: &[u8]) {
+    out.reserve(object.len() + 32);
     out.put_slice(b"{\"type\":\"");
     out.put_slice(kind.as_bytes());
     out.put_slice(b"\",\"object\":");
     out.put_slice(object);
     out.put_slice(b"}\n");
-    out.freeze()
 }
 
 fn error_line(status: &Value) -> Bytes {
@@ -390,18 +426,28 @@ fn error_line(status: &Value) -> Bytes {
 
 /// The watch event a change means to a filtered watcher: an object entering the
 /// selection is ADDED, one leaving it is DELETED.
-fn render(event: &CacheEvent, filter: &Filter, convert: Convert) -> Option<Bytes> {
+fn event_kind(event: &CacheEvent, filter: &Filter) -> Option<&'static str> {
     let now = filter.matches(&event.object);
     let before = event.prev.as_ref().is_some_and(|p| filter.matches(p));
-    let kind = match event.kind {
-        CacheEventKind::Added if now => "ADDED",
-        CacheEventKind::Modified if now && before => "MODIFIED",
-        CacheEventKind::Modified if now => "ADDED",
-        CacheEventKind::Modified if before => "DELETED",
-        CacheEventKind::Deleted if now || before => "DELETED",
-        _ => return None,
-    };
-    Some(event_line(kind, &served_json(convert, &event.object)))
+    match event.kind {
+        CacheEventKind::Added if now => Some("ADDED"),
+        CacheEventKind::Modified if now && before => Some("MODIFIED"),
+        CacheEventKind::Modified if now => Some("ADDED"),
+        CacheEventKind::Modified if before => Some("DELETED"),
+        CacheEventKind::Deleted if now || before => Some("DELETED"),
+        _ => None,
+    }
+}
+
+fn render(event: &CacheEvent, filter: &Filter, convert: Convert) -> Option<Bytes> {
+    event_kind(event, filter).map(|kind| event_line(kind, &served_json(convert, &event.object)))
+}
+
+/// Appends the event's line to `out`; false when the watcher does not see the event.
+fn render_into(out: &mut BytesMut, event: &CacheEvent, filter: &Filter, convert: Convert) -> bool {
+    let Some(kind) = event_kind(event, filter) else { return false };
+    put_event_line(out, kind, &served_json(convert, &event.object));
+    true
 }
 
 fn store_error_to_api(error: skiff_store::Error) -> ApiError {

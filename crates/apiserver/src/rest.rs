@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 use skiff_api::apply::{self, Operation};
 use skiff_api::strategy::UpdateRules;
@@ -131,6 +133,25 @@ impl Addr<'_> {
     fn invalid_target(&self) -> Target {
         Target::new(self.def.group, self.def.kind, self.name)
     }
+}
+
+/// What a write makes of the stored object.
+type Change<'a> = dyn Fn(&Value) -> Result<Value, ApiError> + Sync + 'a;
+
+/// A read-modify-write of one object.
+#[derive(Clone, Copy)]
+enum Mutation<'a> {
+    Write { precondition: Option<i64>, options: &'a WriteOptions, change: &'a Change<'a>, kind: WriteKind },
+    Delete(&'a DeleteOptions),
+}
+
+/// How one attempt of a read-modify-write ended.
+enum Attempt {
+    Written(Reply),
+    /// Nothing to store (a no-op or a dry run); the reply is what the object is or would be.
+    Unchanged(Reply),
+    /// Another write came first and the caller gave no precondition: try again.
+    LostRace,
 }
 
 /// What part of an object a write may change.
@@ -272,9 +293,42 @@ fn decode_stored(def: &ResourceDef, kv: &KeyValue) -> Result<Value, ApiError> {
 /// The stored bytes of an object: everything but resourceVersion (the store's revision
 /// is the source of truth for it).
 fn encode_stored(def: &ResourceDef, object: &Value) -> Result<Bytes, ApiError> {
-    let mut copy = def.to_storage(object.clone());
-    meta::meta_mut(&mut copy).remove("resourceVersion");
-    serde_json::to_vec(&copy).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+    let bytes = if def.stored_as.is_some() {
+        let mut copy = def.to_storage(object.clone());
+        meta::meta_mut(&mut copy).remove("resourceVersion");
+        serde_json::to_vec(&copy)
+    } else {
+        serde_json::to_vec(&WithoutResourceVersion(object))
+    };
+    bytes.map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Serialises an object as it is but for metadata.resourceVersion, so that storing an
+/// object needs no copy of it.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(top) = self.0 else { return self.0.serialize(serializer) };
+        let mut out = serializer.serialize_map(Some(top.len()))?;
+        for (key, value) in top {
+            match value {
+                Value::Object(metadata) if key == "metadata" => {
+                    out.serialize_entry(key, &MetadataWithoutResourceVersion(metadata))?
+                }
+                _ => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
+    }
+}
+
+struct MetadataWithoutResourceVersion<'a>(&'a serde_json::Map<String, Value>);
+
+impl Serialize for MetadataWithoutResourceVersion<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(key, _)| *key != "resourceVersion"))
+    }
 }
 
 /// Parses a resourceVersion given by a client.
@@ -514,65 +568,107 @@ impl Api {
         addr: &Addr<'_>,
         precondition: Option<i64>,
         options: &WriteOptions,
-        change: impl Fn(&Value) -> Result<Value, ApiError>,
+        change: impl Fn(&Value) -> Result<Value, ApiError> + Sync,
         kind: WriteKind,
     ) -> Result<Reply, ApiError> {
-        let dry_run = options.dry_run;
+        let change: &Change<'_> = &change;
+        self.read_modify_write(addr, Mutation::Write { precondition, options, change, kind }).await
+    }
+
+    /// Runs `attempt` on the stored object until it writes or fails for good: a lost race
+    /// is tried again from a fresh read (at most 16 times).
+    ///
+    /// The first attempt starts from the watch cache's copy, which saves a store read. Only
+    /// a write the store accepts proves that copy was current; any other outcome of that
+    /// attempt (a lost race, an error, a no-op, a dry run) is redone from the store.
+    async fn read_modify_write(&self, addr: &Addr<'_>, mutation: Mutation<'_>) -> Result<Reply, ApiError> {
+        let mut from_cache = true;
         for _ in 0..16 {
-            let (old, kv) = self.read(addr).await?;
-            if precondition.is_some_and(|rv| rv != kv.mod_revision) {
-                return Err(addr.conflict());
-            }
-            let new = change(&old)?;
-            let mut new = self.prepare_update(addr, kind, new, &old)?;
-            // Binding is the scheduler's; Kubernetes records no field manager for it.
-            if options.track_fields && kind != WriteKind::Binding {
-                let now = meta::now_rfc3339();
-                let (manager, sub) = (&options.manager, kind.subresource());
-                apply::track_update(
-                    Some(&old),
-                    &mut new,
-                    manager,
-                    Operation::Update,
-                    sub,
-                    &now,
-                    field_schema(addr.def),
-                );
-            }
-            if meta::same_but_bookkeeping(&new, &old) {
-                return Ok(Reply::ok(old));
-            }
-            let (taken, freed) = if is_core_service(addr.def) && kind == WriteKind::Main {
-                let (taken, freed) = self.services.allocate(&mut new, Some(&old))?;
-                (Some(taken), Some(freed))
-            } else {
-                (None, None)
+            let cached = if from_cache { self.cached_for_write(addr) } else { None };
+            from_cache = cached.is_some();
+            let (old, revision) = match cached {
+                Some(found) => found,
+                None => self.read(addr).await.map(|(old, kv)| (old, kv.mod_revision))?,
             };
-            if dry_run {
-                if let Some(a) = taken {
-                    self.services.release(a);
+            let outcome = match mutation {
+                Mutation::Write { precondition, options, change, kind } => {
+                    self.try_write(addr, &old, revision, precondition, options, change, kind).await
                 }
-                return Ok(Reply::ok(new));
-            }
-            match self.commit_update(addr, new, kv.mod_revision).await {
-                Ok(reply) => {
-                    if let Some(a) = freed {
-                        self.services.release(a);
-                    }
-                    return Ok(reply);
-                }
-                Err(error) => {
-                    if let Some(a) = taken {
-                        self.services.release(a);
-                    }
-                    match error {
-                        ApiError::Conflict(..) if precondition.is_none() => continue,
-                        other => return Err(other),
-                    }
-                }
+                Mutation::Delete(options) => self.try_delete(addr, &old, revision, options).await,
+            };
+            match (outcome, from_cache) {
+                (Ok(Attempt::Written(reply)), _) => return Ok(reply),
+                (_, true) => from_cache = false,
+                (Ok(Attempt::Unchanged(reply)), false) => return Ok(reply),
+                (Ok(Attempt::LostRace), false) => {}
+                (Err(error), false) => return Err(error),
             }
         }
         Err(addr.conflict())
+    }
+
+    /// The watch cache's copy of an object and its revision.
+    fn cached_for_write(&self, addr: &Addr<'_>) -> Option<(Value, i64)> {
+        let cached = self.cache.get(&addr.key())?;
+        let value = serde_json::from_slice(&cached.json).ok()?;
+        Some((addr.def.from_storage(value), cached.revision))
+    }
+
+    /// One attempt of [`Api::write_with_retry`] from `old` at `revision`.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_write(
+        &self,
+        addr: &Addr<'_>,
+        old: &Value,
+        revision: i64,
+        precondition: Option<i64>,
+        options: &WriteOptions,
+        change: &Change<'_>,
+        kind: WriteKind,
+    ) -> Result<Attempt, ApiError> {
+        if precondition.is_some_and(|rv| rv != revision) {
+            return Err(addr.conflict());
+        }
+        let new = change(old)?;
+        let mut new = self.prepare_update(addr, kind, new, old)?;
+        // Binding is the scheduler's; Kubernetes records no field manager for it.
+        if options.track_fields && kind != WriteKind::Binding {
+            let now = meta::now_rfc3339();
+            let (manager, sub) = (&options.manager, kind.subresource());
+            apply::track_update(Some(old), &mut new, manager, Operation::Update, sub, &now, field_schema(addr.def));
+        }
+        if meta::same_but_bookkeeping(&new, old) {
+            return Ok(Attempt::Unchanged(Reply::ok(old.clone())));
+        }
+        let (taken, freed) = if is_core_service(addr.def) && kind == WriteKind::Main {
+            let (taken, freed) = self.services.allocate(&mut new, Some(old))?;
+            (Some(taken), Some(freed))
+        } else {
+            (None, None)
+        };
+        if options.dry_run {
+            if let Some(a) = taken {
+                self.services.release(a);
+            }
+            return Ok(Attempt::Unchanged(Reply::ok(new)));
+        }
+        match self.commit_update(addr, new, revision).await {
+            Ok(reply) => {
+                if let Some(a) = freed {
+                    self.services.release(a);
+                }
+                Ok(Attempt::Written(reply))
+            }
+            Err(error) => {
+                if let Some(a) = taken {
+                    self.services.release(a);
+                }
+                match error {
+                    ApiError::Conflict(..) if precondition.is_none() => Ok(Attempt::LostRace),
+                    other => Err(other),
+                }
+            }
+        }
     }
 
     /// Stores an updated object; an object being deleted whose last finalizer is gone is
@@ -713,59 +809,66 @@ impl Api {
     }
 
     pub async fn delete(&self, addr: &Addr<'_>, options: &DeleteOptions) -> Result<Reply, ApiError> {
-        for _ in 0..16 {
-            let (old, kv) = self.read(addr).await?;
-            if let Some(uid) = &options.uid {
-                let actual = meta::meta_str(&old, "uid").unwrap_or_default();
-                if uid != actual {
-                    return Err(ApiError::Conflict(
-                        Target::new(addr.def.group, addr.def.plural, addr.name),
-                        format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
-                    ));
-                }
-            }
-            if let Some(rv) = &options.resource_version {
-                if parse_rv(rv)? != kv.mod_revision {
-                    return Err(ApiError::Conflict(
-                        Target::new(addr.def.group, addr.def.plural, addr.name),
-                        format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            kv.mod_revision
-                        ),
-                    ));
-                }
-            }
-            let Some(pending) = self.deletion_in_progress(addr.def, &old, options) else {
-                if options.dry_run {
-                    return Ok(self.deleted_reply(addr, old));
-                }
-                match self.store.delete(&addr.key(), Some(kv.mod_revision)).await {
-                    Ok(kv) => {
-                        self.after_delete(addr.def, &old);
-                        let mut gone = old;
-                        meta::set_resource_version(&mut gone, kv.mod_revision);
-                        return Ok(self.deleted_reply(addr, gone));
-                    }
-                    Err(skiff_store::Error::Conflict { .. }) => continue,
-                    Err(skiff_store::Error::NotFound(_)) => return Err(addr.not_found()),
-                    Err(other) => return Err(store_error(other)),
-                }
-            };
-            if meta::same_but_bookkeeping(&pending, &old) || options.dry_run {
-                return Ok(Reply::ok(pending));
-            }
-            match self.store.update(&addr.key(), encode_stored(addr.def, &pending)?, kv.mod_revision).await {
-                Ok(kv) => {
-                    let mut pending = pending;
-                    meta::set_resource_version(&mut pending, kv.mod_revision);
-                    return Ok(Reply::ok(pending));
-                }
-                Err(skiff_store::Error::Conflict { .. }) => continue,
-                Err(skiff_store::Error::NotFound(_)) => return Err(addr.not_found()),
-                Err(other) => return Err(store_error(other)),
+        self.read_modify_write(addr, Mutation::Delete(options)).await
+    }
+
+    /// One attempt of [`Api::delete`] from `old` at `revision`.
+    async fn try_delete(
+        &self,
+        addr: &Addr<'_>,
+        old: &Value,
+        revision: i64,
+        options: &DeleteOptions,
+    ) -> Result<Attempt, ApiError> {
+        if let Some(uid) = &options.uid {
+            let actual = meta::meta_str(old, "uid").unwrap_or_default();
+            if uid != actual {
+                return Err(ApiError::Conflict(
+                    Target::new(addr.def.group, addr.def.plural, addr.name),
+                    format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                ));
             }
         }
-        Err(addr.conflict())
+        if let Some(rv) = &options.resource_version {
+            if parse_rv(rv)? != revision {
+                return Err(ApiError::Conflict(
+                    Target::new(addr.def.group, addr.def.plural, addr.name),
+                    format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        revision
+                    ),
+                ));
+            }
+        }
+        let Some(pending) = self.deletion_in_progress(addr.def, old, options) else {
+            if options.dry_run {
+                return Ok(Attempt::Unchanged(self.deleted_reply(addr, old.clone())));
+            }
+            return match self.store.delete(&addr.key(), Some(revision)).await {
+                Ok(kv) => {
+                    self.after_delete(addr.def, old);
+                    let mut gone = old.clone();
+                    meta::set_resource_version(&mut gone, kv.mod_revision);
+                    Ok(Attempt::Written(self.deleted_reply(addr, gone)))
+                }
+                Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::LostRace),
+                Err(skiff_store::Error::NotFound(_)) => Err(addr.not_found()),
+                Err(other) => Err(store_error(other)),
+            };
+        };
+        if meta::same_but_bookkeeping(&pending, old) || options.dry_run {
+            return Ok(Attempt::Unchanged(Reply::ok(pending)));
+        }
+        match self.store.update(&addr.key(), encode_stored(addr.def, &pending)?, revision).await {
+            Ok(kv) => {
+                let mut pending = pending;
+                meta::set_resource_version(&mut pending, kv.mod_revision);
+                Ok(Attempt::Written(Reply::ok(pending)))
+            }
+            Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::LostRace),
+            Err(skiff_store::Error::NotFound(_)) => Err(addr.not_found()),
+            Err(other) => Err(store_error(other)),
+        }
     }
 
     /// When the object cannot go at once (finalizers, graceful pod termination, foreground
@@ -864,5 +967,25 @@ impl Api {
             return Err(ApiError::Timeout("the watch cache did not catch up with the store in time".into()));
         }
         Ok(current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_bytes_are_the_object_without_its_resource_version() {
+        let registry = skiff_api::builtins::builtin_registry();
+        let def = registry.get("", "v1", "configmaps").unwrap();
+        let object = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "resourceVersion": "7", "labels": {"a": "b"}},
+            "data": {"k": "v"},
+        });
+        let stored: Value = serde_json::from_slice(&encode_stored(&def, &object).unwrap()).unwrap();
+        let mut expected = object.clone();
+        meta::meta_mut(&mut expected).remove("resourceVersion");
+        assert_eq!(stored, expected);
     }
 }
