@@ -8,7 +8,7 @@
 //! first, with the same rustc, target and flags; if that fails, the binary is linked in
 //! the default order, with a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const ORDER_FILE: &str = "agent-order.txt";
@@ -35,7 +35,8 @@ fn main() {
 
 /// Links an empty program with `flags`, as rustc would link the binary.
 fn linker_takes(flags: &[String]) -> Result<(), String> {
-    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?);
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?).join("link-probe");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let source = out_dir.join("probe.rs");
     std::fs::write(&source, "fn main() {}\n").map_err(|e| e.to_string())?;
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -52,7 +53,7 @@ fn linker_takes(flags: &[String]) -> Result<(), String> {
         command.arg(format!("-Clink-arg={flag}"));
     }
     let output = command.current_dir(&out_dir).output().map_err(|e| e.to_string())?;
-    remove_probe(&out_dir);
+    let _ = std::fs::remove_dir_all(&out_dir);
     if output.status.success() {
         Ok(())
     } else {
@@ -65,10 +66,4 @@ fn rustflags() -> Vec<String> {
     std::env::var("CARGO_ENCODED_RUSTFLAGS")
         .map(|flags| flags.split('\x1f').filter(|f| !f.is_empty()).map(String::from).collect())
         .unwrap_or_default()
-}
-
-fn remove_probe(out_dir: &Path) {
-    for name in ["probe", "probe.rs"] {
-        let _ = std::fs::remove_file(out_dir.join(name));
-    }
 }
