@@ -43,15 +43,28 @@ def ptrace(request, pid, addr=0, data=0):
     return result
 
 
+def text_section(binary):
+    """(address, size) of the executable's .text."""
+    out = subprocess.run(["readelf", "-SW", binary], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        fields = line.replace("[ ", "[").split()
+        if len(fields) > 5 and fields[1] == ".text":
+            return int(fields[3], 16), int(fields[5], 16)
+    raise RuntimeError(f"no .text in {binary}")
+
+
 def functions(binary):
-    """{address: [names]} of the executable's defined functions, from its symbol table."""
+    """{address: [names]} of the executable's defined functions in .text, from its symbol table."""
+    start, size = text_section(binary)
     out = subprocess.run(["nm", "-S", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
     by_address = {}
     for line in out.splitlines():
         fields = line.split()
-        if len(fields) != 4 or fields[2] not in "tTwW" or int(fields[1], 16) == 0:
+        if len(fields) != 4 or fields[2] not in ("t", "T", "w", "W") or int(fields[1], 16) == 0:
             continue
-        by_address.setdefault(int(fields[0], 16), []).append(fields[3])
+        address = int(fields[0], 16)
+        if start <= address < start + size:
+            by_address.setdefault(address, []).append(fields[3])
     return by_address
 
 
