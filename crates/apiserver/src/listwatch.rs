@@ -86,10 +86,10 @@ fn expired_as(error: ApiError, message: &str) -> ApiError {
 /// Converts stored JSON to a served form (for resources that share another's storage).
 type Convert = Option<fn(Value) -> Value>;
 
-/// An object's JSON as the requesting resource serves it.
 /// A burst of queued watch events is sent as one chunk of at most about this size.
 const COALESCE_BYTES: usize = 64 * 1024;
 
+/// An object's JSON as the requesting resource serves it.
 fn served_json(convert: Convert, object: &CachedObject) -> Bytes {
     match convert {
         None => object.json.clone(),
@@ -440,7 +440,8 @@ fn event_kind(event: &CacheEvent, filter: &Filter) -> Option<&'static str> {
 }
 
 fn render(event: &CacheEvent, filter: &Filter, convert: Convert) -> Option<Bytes> {
-    event_kind(event, filter).map(|kind| event_line(kind, &served_json(convert, &event.object)))
+    let mut out = BytesMut::new();
+    render_into(&mut out, event, filter, convert).then(|| out.freeze())
 }
 
 /// Appends the event's line to `out`; false when the watcher does not see the event.

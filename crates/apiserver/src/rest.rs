@@ -145,6 +145,15 @@ enum Mutation<'a> {
     Delete(&'a DeleteOptions),
 }
 
+impl Mutation<'_> {
+    fn dry_run(&self) -> bool {
+        match self {
+            Mutation::Write { options, .. } => options.dry_run,
+            Mutation::Delete(options) => options.dry_run,
+        }
+    }
+}
+
 /// How one attempt of a read-modify-write ended.
 enum Attempt {
     Written(Reply),
@@ -288,6 +297,21 @@ fn decode_stored(def: &ResourceDef, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut value = def.from_storage(value);
     meta::set_resource_version(&mut value, kv.mod_revision);
     Ok(value)
+}
+
+/// How a compare-and-swap write of the store ended, as an attempt of a read-modify-write;
+/// `written` makes the reply from what was stored.
+fn stored_attempt(
+    addr: &Addr<'_>,
+    result: Result<KeyValue, skiff_store::Error>,
+    written: impl FnOnce(KeyValue) -> Reply,
+) -> Result<Attempt, ApiError> {
+    match result {
+        Ok(kv) => Ok(Attempt::Written(written(kv))),
+        Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::LostRace),
+        Err(skiff_store::Error::NotFound(_)) => Err(addr.not_found()),
+        Err(other) => Err(store_error(other)),
+    }
 }
 
 /// The stored bytes of an object: everything but resourceVersion (the store's revision
@@ -575,14 +599,15 @@ impl Api {
         self.read_modify_write(addr, Mutation::Write { precondition, options, change, kind }).await
     }
 
-    /// Runs `attempt` on the stored object until it writes or fails for good: a lost race
-    /// is tried again from a fresh read (at most 16 times).
+    /// Applies `mutation` to the stored object until it writes or fails for good: a lost
+    /// race is tried again from a fresh read (at most 16 times).
     ///
     /// The first attempt starts from the watch cache's copy, which saves a store read. Only
     /// a write the store accepts proves that copy was current; any other outcome of that
-    /// attempt (a lost race, an error, a no-op, a dry run) is redone from the store.
+    /// attempt (a lost race, an error, a no-op) is redone from the store. A dry run never
+    /// writes, so it reads the store at once.
     async fn read_modify_write(&self, addr: &Addr<'_>, mutation: Mutation<'_>) -> Result<Reply, ApiError> {
-        let mut from_cache = true;
+        let mut from_cache = !mutation.dry_run();
         for _ in 0..16 {
             let cached = if from_cache { self.cached_for_write(addr) } else { None };
             from_cache = cached.is_some();
@@ -844,31 +869,23 @@ impl Api {
             if options.dry_run {
                 return Ok(Attempt::Unchanged(self.deleted_reply(addr, old.clone())));
             }
-            return match self.store.delete(&addr.key(), Some(revision)).await {
-                Ok(kv) => {
-                    self.after_delete(addr.def, old);
-                    let mut gone = old.clone();
-                    meta::set_resource_version(&mut gone, kv.mod_revision);
-                    Ok(Attempt::Written(self.deleted_reply(addr, gone)))
-                }
-                Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::LostRace),
-                Err(skiff_store::Error::NotFound(_)) => Err(addr.not_found()),
-                Err(other) => Err(store_error(other)),
-            };
+            let result = self.store.delete(&addr.key(), Some(revision)).await;
+            return stored_attempt(addr, result, |kv| {
+                self.after_delete(addr.def, old);
+                let mut gone = old.clone();
+                meta::set_resource_version(&mut gone, kv.mod_revision);
+                self.deleted_reply(addr, gone)
+            });
         };
         if meta::same_but_bookkeeping(&pending, old) || options.dry_run {
             return Ok(Attempt::Unchanged(Reply::ok(pending)));
         }
-        match self.store.update(&addr.key(), encode_stored(addr.def, &pending)?, revision).await {
-            Ok(kv) => {
-                let mut pending = pending;
-                meta::set_resource_version(&mut pending, kv.mod_revision);
-                Ok(Attempt::Written(Reply::ok(pending)))
-            }
-            Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::LostRace),
-            Err(skiff_store::Error::NotFound(_)) => Err(addr.not_found()),
-            Err(other) => Err(store_error(other)),
-        }
+        let result = self.store.update(&addr.key(), encode_stored(addr.def, &pending)?, revision).await;
+        stored_attempt(addr, result, |kv| {
+            let mut pending = pending;
+            meta::set_resource_version(&mut pending, kv.mod_revision);
+            Reply::ok(pending)
+        })
     }
 
     /// When the object cannot go at once (finalizers, graceful pod termination, foreground

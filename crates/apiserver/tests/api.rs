@@ -755,7 +755,10 @@ async fn writes_through_a_lagging_watch_cache_neither_conflict_nor_lose_changes(
     assert_eq!(redo.body["data"]["k"], "v9");
     assert_eq!(s.get(&path).await.body["data"]["k"], "v9");
     // A delete right after a write, with the write's resourceVersion as precondition.
-    let written = s.put(&path, &s.get(&path).await.body).await.body;
+    let mut changed = s.get(&path).await.body;
+    changed["data"]["k"] = json!("last");
+    let written = s.put(&path, &changed).await.body;
+    assert!(rv(&written) > rv(&changed), "the last update was a write: {written}");
     let precondition = json!({"preconditions": {"resourceVersion": written["metadata"]["resourceVersion"]}});
     let gone = s.delete_with(&path, &precondition).await;
     assert_eq!(gone.code(), 200, "{}", gone.body);
