@@ -431,14 +431,17 @@ impl Api {
             .get("", "v1", "namespaces")
             .ok_or_else(|| ApiError::Internal("no namespaces resource".into()))?;
         let key = ns_def.key(None, namespace);
-        let ns = match self.cache.get(&key) {
-            Some(cached) => Some(cached.value()),
+        let not_found = || ApiError::NotFound(Target::new("", "namespaces", namespace));
+        // Every create asks: the cache's copy answers from what it decoded already.
+        let terminating = match self.cache.get(&key) {
+            Some(cached) => cached.deleting || cached.field("status.phase").as_deref() == Some("Terminating"),
             None => {
-                self.store.get(&key).await.map_err(store_error)?.map(|kv| decode_stored(&ns_def, &kv)).transpose()?
+                let kv = self.store.get(&key).await.map_err(store_error)?.ok_or_else(not_found)?;
+                let ns = decode_stored(&ns_def, &kv)?;
+                meta::is_deleting(&ns) || ns["status"]["phase"] == "Terminating"
             }
         };
-        let ns = ns.ok_or_else(|| ApiError::NotFound(Target::new("", "namespaces", namespace)))?;
-        if meta::is_deleting(&ns) || ns["status"]["phase"] == "Terminating" {
+        if terminating {
             let qualified =
                 if def.group.is_empty() { def.plural.to_string() } else { format!("{}.{}", def.plural, def.group) };
             return Err(ApiError::Forbidden(format!(

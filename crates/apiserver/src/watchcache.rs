@@ -33,6 +33,8 @@ pub struct CachedObject {
     pub fields: Fields,
     pub name: String,
     pub namespace: String,
+    /// metadata.deletionTimestamp is set.
+    pub deleting: bool,
 }
 
 impl CachedObject {
@@ -106,7 +108,7 @@ pub fn decode(registry: &Registry, kv: &KeyValue) -> Option<CachedObject> {
     let def = resource_for_key(registry, &kv.key);
     let mut wanted = sparse::Paths::default();
     let mut wanted_meta = sparse::Paths::default();
-    for path in ["name", "namespace", "labels", "resourceVersion"] {
+    for path in ["name", "namespace", "labels", "resourceVersion", "deletionTimestamp"] {
         wanted_meta.add(path);
     }
     for field in def.iter().flat_map(|def| def.strategy.selectable()) {
@@ -138,8 +140,18 @@ pub fn decode(registry: &Registry, kv: &KeyValue) -> Option<CachedObject> {
         .unwrap_or_default();
     let name = meta["name"].as_str().unwrap_or_default().to_string();
     let namespace = meta["namespace"].as_str().unwrap_or_default().to_string();
+    let deleting = crate::meta::is_deleting(&value);
     let fields = def.map(|def| def.strategy.fields(&value)).unwrap_or_default();
-    Some(CachedObject { key: kv.key.clone(), revision: kv.mod_revision, json, labels, fields, name, namespace })
+    Some(CachedObject {
+        key: kv.key.clone(),
+        revision: kv.mod_revision,
+        json,
+        labels,
+        fields,
+        name,
+        namespace,
+        deleting,
+    })
 }
 
 /// A metadata object's text with `"resourceVersion":"N"` added as its last member.
@@ -379,6 +391,19 @@ mod tests {
         assert_eq!(object.labels.get("app").map(String::as_str), Some("web"));
         assert_eq!(object.field("spec.nodeName").as_deref(), Some("n1"));
         assert_eq!(object.field("status.phase").as_deref(), Some("Running"));
+        assert!(!object.deleting);
+    }
+
+    #[test]
+    fn decoding_marks_objects_being_deleted() {
+        let registry = skiff_api::builtins::builtin_registry();
+        let ns = json!({"metadata": {"name": "team", "deletionTimestamp": "2026-11-22T20:00:00Z"}});
+        let object = decode(&registry, &stored("/registry/core/namespaces/team", &ns, 5)).unwrap();
+        assert!(object.deleting);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&object.json).unwrap()["metadata"]["deletionTimestamp"],
+            ns["metadata"]["deletionTimestamp"]
+        );
     }
 
     #[test]
