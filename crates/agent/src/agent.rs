@@ -17,6 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, reflector};
@@ -383,10 +384,14 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
                 let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| by_name.get(n));
                 let Some(node) = node else { continue };
                 let pod = Arc::new(pod);
-                if let Some(sender) = workers.get(&uid) {
-                    if sender.send(pod.clone()).is_ok() {
-                        continue;
-                    }
+                if let Some(sender) = workers.get(&uid).filter(|s| !s.is_closed()) {
+                    // The worker always reads the newest copy, but is woken only by what it acts on.
+                    sender.send_if_modified(|current| {
+                        let wake = needs_sync(current, &pod);
+                        *current = pod;
+                        wake
+                    });
+                    continue;
                 }
                 let (sender, receiver) = watch::channel(pod);
                 workers.insert(uid, sender);
@@ -408,6 +413,28 @@ async fn follow_pods(shared: Arc<Shared>, nodes: Arc<Vec<Arc<NodeHandle>>>) -> R
         }
         while tasks.try_join_next().is_some() {}
     }
+}
+
+/// Whether an update of a pod asks its worker to sync now. Status changes mostly do not:
+/// they are the echo of the worker's own writes, and syncing on each would replace a
+/// status (ErrImagePull) before anyone saw it. The exceptions are a phase written by
+/// someone else and the conditions that readiness gates wait for.
+fn needs_sync(old: &Pod, new: &Pod) -> bool {
+    let ignoring_version = |meta: &ObjectMeta| ObjectMeta { resource_version: None, ..meta.clone() };
+    if old.spec != new.spec || ignoring_version(&old.metadata) != ignoring_version(&new.metadata) {
+        return true;
+    }
+    let phase = |pod: &Pod| pod.status.as_ref().and_then(|s| s.phase.clone());
+    let gates = new.spec.as_ref().and_then(|s| s.readiness_gates.as_deref()).unwrap_or_default();
+    let gate_conditions = |pod: &Pod| {
+        let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+        conditions
+            .iter()
+            .filter(|c| gates.iter().any(|g| g.condition_type == c.type_))
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect::<Vec<_>>()
+    };
+    phase(old) != phase(new) || (!gates.is_empty() && gate_conditions(old) != gate_conditions(new))
 }
 
 /// Removes the sandboxes (and so the containers) of pods that are no longer in the API:
@@ -585,4 +612,37 @@ async fn handle(
         }
     }
     Ok(Next::Wait(result.requeue))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn only_updates_the_worker_acts_on_wake_it() {
+        let base = json!({
+            "metadata": {"name": "p", "resourceVersion": "1", "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "a", "image": "i"}], "readinessGates": [{"conditionType": "example.com/lb"}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+        });
+        let old = pod(base.clone());
+        let with = |pointer: &str, value: serde_json::Value| {
+            let mut changed = base.clone();
+            *changed.pointer_mut(pointer).unwrap() = value;
+            pod(changed)
+        };
+        // The echo of the worker's own status write.
+        let echo = with("/status/conditions/0/status", json!("True"));
+        let echo = Pod { metadata: ObjectMeta { resource_version: Some("2".into()), ..echo.metadata }, ..echo };
+        assert!(!needs_sync(&old, &echo));
+        assert!(needs_sync(&old, &with("/spec/containers/0/image", json!("j"))));
+        assert!(needs_sync(&old, &with("/metadata/labels/app", json!("b"))), "the downward API shows labels");
+        assert!(needs_sync(&old, &with("/status/phase", json!("Failed"))));
+        let gate = with("/status/conditions", json!([{"type": "example.com/lb", "status": "True"}]));
+        assert!(needs_sync(&old, &gate));
+    }
 }

@@ -642,11 +642,16 @@ impl PodWorker {
             }
         }
         let observed = self.observe().await?;
-        // Something may still exit (and be restarted): look again.
-        let all_done = observed
-            .containers
-            .iter()
-            .all(|c| c.current.as_ref().is_some_and(|s| s.state == ContainerState::Exited) && c.waiting.is_none());
+        // Something may still exit, or has exited and is to be restarted: look again.
+        let restarts = |exit_code: i32| match spec.restart_policy.as_deref() {
+            Some("Never") => false,
+            Some("OnFailure") => exit_code != 0,
+            _ => true,
+        };
+        let all_done = observed.containers.iter().all(|c| {
+            c.waiting.is_none()
+                && c.current.as_ref().is_some_and(|s| s.state == ContainerState::Exited && !restarts(s.exit_code))
+        });
         if !all_done {
             sooner(&mut requeue, self.node.timing.relist);
         }
@@ -1179,6 +1184,26 @@ mod tests {
         assert_eq!(sandbox_config(&named, 0, &services).0.hostname, "db-0");
         let long = pod(json!({"hostname": format!("{}-{}", "a".repeat(62), "b"), "containers": []}));
         assert_eq!(sandbox_config(&long, 0, &services).0.hostname, "a".repeat(62), "cut to 63 without the dash");
+    }
+
+    #[tokio::test]
+    async fn exited_containers_are_relisted_while_they_are_to_restart() {
+        let cases = [
+            ("Always", 1, true),
+            ("Always", 0, true),
+            ("OnFailure", 1, true),
+            ("OnFailure", 0, false),
+            ("Never", 1, false),
+        ];
+        for (policy, exit_code, relisted) in cases {
+            let runtime = sim(Duration::ZERO);
+            runtime.crash_on_start("app", Some(exit_code));
+            let pod = pod(json!({"restartPolicy": policy, "containers": [{"name": "app", "image": "i"}]}));
+            let result = worker(&runtime).sync(&pod).await.unwrap();
+            let state = result.observed.containers[0].current.as_ref().map(|c| c.state);
+            assert_eq!(state, Some(ContainerState::Exited), "{policy}");
+            assert_eq!(result.requeue.is_some(), relisted, "{policy}, exit {exit_code}: {:?}", result.requeue);
+        }
     }
 
     #[tokio::test]

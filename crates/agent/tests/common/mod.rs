@@ -89,6 +89,7 @@ impl RealNode {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
+        skiff_testkit::hostnet::remove_leaked_pod_networks();
         let server = TestServer::start().await;
         let dir = tempfile::tempdir().unwrap();
         let agent_dir = dir.path().join("agent");
