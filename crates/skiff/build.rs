@@ -17,12 +17,16 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let order = manifest_dir.join(ORDER_FILE);
-    let flags = [format!("-Wl,--symbol-ordering-file={}", order.display()), "-Wl,--no-warn-symbol-ordering".into()];
-    if !order.is_file() {
-        println!("cargo:warning={} is missing: linking in the default order", order.display());
+    let source = manifest_dir.join(ORDER_FILE);
+    // The linker reads a copy in OUT_DIR: a path into the checkout would outlive it when
+    // another checkout shares the target directory (cargo does not rerun this script
+    // for a move), and the link would then fail on a missing file.
+    let order = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join(ORDER_FILE);
+    if let Err(e) = std::fs::copy(&source, &order) {
+        println!("cargo:warning={}: {e}: linking in the default order", source.display());
         return;
     }
+    let flags = [format!("-Wl,--symbol-ordering-file={}", order.display()), "-Wl,--no-warn-symbol-ordering".into()];
     match linker_takes(&flags) {
         Ok(()) => {
             for flag in &flags {

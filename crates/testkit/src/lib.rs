@@ -2,6 +2,7 @@
 //! HTTPS clients that authenticate as the admin (client certificate) or anonymously,
 //! and a way to run the real kubectl against it; [`images`] builds OCI test images.
 
+pub mod hostnet;
 pub mod images;
 pub mod netlab;
 

@@ -98,9 +98,8 @@ impl Drop for Network {
     fn drop(&mut self) {
         for ns in &self.namespaces {
             // Whatever still runs in the namespace was started by this cluster.
-            let pids = Command::new("ip").args(["netns", "pids", ns]).output();
-            for pid in pids.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
-                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            for pid in crate::hostnet::pids_in(ns).unwrap_or_default() {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
             let _ = Command::new("ip").args(["netns", "delete", ns]).status();
         }

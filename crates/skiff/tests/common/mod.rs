@@ -1,6 +1,7 @@
 //! What the tests of the real `skiff server` with its in-process agent on containerd
-//! share: the server process on a temp data directory (stopped as Ctrl-C stops it, after
-//! its pods are removed), killed and started again on the same ports, and kubectl polling.
+//! share: the server process on a temp data directory (its pods and containerd removed
+//! when it stops, also when a test fails), killed and started again on the same ports, and
+//! kubectl polling.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -25,14 +26,23 @@ pub struct Server {
     data: PathBuf,
     port: u16,
     kubelet_port: u16,
+    /// Whether [`Server::stop`] has removed its pods and containerd.
+    stopped: bool,
 }
 
 impl Server {
     /// Starts the server on `data` with the test image to import, and waits for its node
     /// to be Ready.
     pub fn start(data: &Path) -> Server {
+        skiff_testkit::hostnet::remove_leaked_pod_networks();
         skiff_testkit::images::write_busybox(&data.join("agent/images"), IMAGE).unwrap();
-        let mut server = Server { child: None, data: data.to_path_buf(), port: free_port(), kubelet_port: free_port() };
+        let mut server = Server {
+            child: None,
+            data: data.to_path_buf(),
+            port: free_port(),
+            kubelet_port: free_port(),
+            stopped: false,
+        };
         server.spawn();
         server.wait_ready();
         server
@@ -98,27 +108,15 @@ impl Server {
         self.wait_ready();
     }
 
-    /// Stops the server as Ctrl-C does (it stops its containerd); SIGKILL after 30 s.
-    pub fn interrupt(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        if let Ok(None) = child.try_wait() {
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
     /// Kills the server first (no agent may start containers again meanwhile), removes every
     /// pod sandbox through its containerd, which outlives it, then stops that containerd.
     pub async fn stop(mut self) {
         self.kill9();
+        self.remove_pods_and_containerd().await;
+        self.stopped = true;
+    }
+
+    async fn remove_pods_and_containerd(&self) {
         if let Ok(runtime) = self.runtime() {
             for _ in 0..3 {
                 for sandbox in runtime.list_pod_sandbox(&Default::default()).await.unwrap_or_default() {
@@ -137,16 +135,28 @@ impl Server {
         }
     }
 
-    /// [`Server::stop`] for tests without an async runtime.
+    /// [`Server::stop`] for tests without an async runtime: dropping the server does it.
     pub fn stop_blocking(self) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(self.stop());
+        drop(self);
     }
 }
 
 impl Drop for Server {
+    /// A test that ended without [`Server::stop`] (most often by failing) must not leave
+    /// its pods running either: their network namespaces would keep their addresses on
+    /// the host's bridge, where the next test's pods get the same ones.
     fn drop(&mut self) {
-        self.interrupt();
+        if self.stopped {
+            return;
+        }
+        self.kill9();
+        // Its own thread and runtime: drop may run inside the test's runtime.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(self.remove_pods_and_containerd());
+            });
+        });
     }
 }
 
