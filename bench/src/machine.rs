@@ -44,6 +44,38 @@ pub fn describe(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// The machine's CPU time counters (/proc/stat, in ticks), to tell how much of a run the
+/// hypervisor took away: on a shared VM, steal is what makes one run slower than the next.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTimes {
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    /// Now; zero where /proc/stat cannot be read.
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .map(|l| l.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect())
+            .unwrap_or_default();
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        let total = ticks.iter().take(8).sum();
+        CpuTimes { steal: ticks.get(7).copied().unwrap_or(0), total }
+    }
+
+    /// Percent of the machine's CPU time stolen between `earlier` and `self`.
+    pub fn steal_percent_since(&self, earlier: CpuTimes) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        100.0 * self.steal.saturating_sub(earlier.steal) as f64 / total as f64
+    }
+}
+
 /// Latency of making a 4 KiB append durable in `dir`.
 fn fsync_latency(dir: &Path) -> Result<Summary> {
     let path = dir.join("fsync-probe");
@@ -91,5 +123,19 @@ fn first_line(command: &mut Command) -> String {
     match command.output() {
         Ok(output) => String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").to_string(),
         Err(error) => format!("not runnable: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_the_stolen_share_of_the_ticks_between_two_readings() {
+        let before = CpuTimes { steal: 100, total: 1_000 };
+        assert_eq!(CpuTimes { steal: 150, total: 1_200 }.steal_percent_since(before), 25.0);
+        assert_eq!(before.steal_percent_since(before), 0.0, "no ticks between: nothing stolen");
+        let now = CpuTimes::now();
+        assert!(now.total > 0 && now.steal <= now.total, "{now:?}");
     }
 }
