@@ -5,10 +5,11 @@ mod support;
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::ResourceExt;
 use skiff_controllers::Timing;
 use support::{eventually, json, Cluster, PATIENCE};
@@ -269,8 +270,23 @@ async fn a_finished_job_is_deleted_after_its_ttl() {
     let cluster = Cluster::start(1).await;
     let jobs: Api<Job> = cluster.api("default");
     let spec = json!({"ttlSecondsAfterFinished": 1, "command": ["true"]});
-    jobs.create(&PostParams::default(), &job("brief", spec)).await.unwrap();
-    wait_for_condition(&jobs, "brief", "Complete").await;
-    eventually("the job deleted", PATIENCE, || async { jobs.get_opt("brief").await.ok()?.is_none().then_some(()) })
-        .await;
+    let created = jobs.create(&PostParams::default(), &job("brief", spec)).await.unwrap();
+    // Watched, not polled: completionTime has whole seconds, so the job may be deleted
+    // well under a second after it completes, between two polls on a loaded machine.
+    let params = WatchParams::default().fields("metadata.name=brief");
+    let mut events = jobs.watch(&params, &created.resource_version().unwrap()).await.unwrap().boxed();
+    let mut completed = false;
+    let deleted = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            match event {
+                WatchEvent::Modified(job) => completed |= condition(&job, "Complete").is_some(),
+                WatchEvent::Deleted(_) => return true,
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert!(completed, "the job was not seen Complete before it was deleted");
+    assert_eq!(deleted, Ok(true), "the job was not deleted after its TTL");
 }
