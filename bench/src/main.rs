@@ -24,7 +24,7 @@ mod target;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand};
 
 use crate::process::Scratch;
@@ -145,10 +145,18 @@ async fn run(env: &Env, command: &Command) -> Result<Vec<Check>> {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     // Outlives `run`, whose servers (killed when dropped) use it.
-    let env = Env::new(&cli)?;
+    let mut env = Env::new(&cli)?;
     let checks = tokio::select! {
-        checks = run(&env, &cli.command) => checks?,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        checks = run(&env, &cli.command) => checks,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let checks = match checks {
+        Ok(checks) => checks,
+        Err(error) => {
+            // The servers' logs tell why a run failed.
+            eprintln!("kept the scratch directory with the logs: {}", env.scratch.keep().display());
+            return Err(error);
+        }
     };
     report::print_checks(&checks);
     Ok(())

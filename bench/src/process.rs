@@ -195,6 +195,12 @@ impl Scratch {
         self.root.path()
     }
 
+    /// Leaves the directory behind when this is dropped, and returns its path.
+    pub fn keep(&mut self) -> &Path {
+        self.root.disable_cleanup(true);
+        self.root.path()
+    }
+
     /// A new, empty directory `NAME-N`.
     pub fn dir(&self, name: &str) -> Result<PathBuf> {
         let dir = self.unique(name);

@@ -30,6 +30,8 @@ use crate::Env;
 /// No workload may take longer than this, from the first create to the last pod bound.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const NAMESPACE: &str = "bench";
+/// How often a pod watch may be resumed before the run counts as failed.
+const MAX_WATCH_RESUMES: usize = 100;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -510,43 +512,58 @@ impl Watch {
     pub async fn open(server: &Server, prefix: &'static str, pods: usize, running: bool) -> Result<Self> {
         let http = server.client()?;
         // Only bound pods match: a pod's first event is its binding.
-        let url =
-            format!("{}/api/v1/namespaces/{NAMESPACE}/pods?watch=true&fieldSelector=spec.nodeName%21%3D", server.url);
+        let pods_url = format!("{}/api/v1/namespaces/{NAMESPACE}/pods", server.url);
+        let list: Value = http.get(format!("{pods_url}?limit=1")).send().await?.error_for_status()?.json().await?;
+        let mut from =
+            list["metadata"]["resourceVersion"].as_str().context("a list without resourceVersion")?.to_string();
+        let watch_url = format!("{pods_url}?watch=true&fieldSelector=spec.nodeName%21%3D&resourceVersion=");
         // A watch lasts the whole run, beyond the client's per-request timeout.
-        let response = http.get(&url).timeout(RUN_TIMEOUT).send().await?.error_for_status()?;
+        let open = move |from: String| http.get(format!("{watch_url}{from}")).timeout(RUN_TIMEOUT).send();
+        let mut response = open(from.clone()).await?.error_for_status()?;
         let progress = Arc::new(AtomicUsize::new(0));
         let counter = progress.clone();
         let expected = if running { 2 * pods } else { pods };
         let task = tokio::spawn(async move {
             let mut seen = Seen { bound: HashMap::with_capacity(pods), running, running_at: HashMap::new() };
-            let mut buffer = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let now = Instant::now();
-                buffer.extend_from_slice(&chunk?);
-                let mut parsed = 0;
-                while let Some(length) = buffer[parsed..].iter().position(|b| *b == b'\n') {
-                    let event: PodEvent = serde_json::from_slice(&buffer[parsed..=parsed + length])?;
-                    parsed += length + 1;
-                    ensure!(event.kind != "ERROR", "the watch failed (an ERROR event)");
-                    let name = event.object.metadata.name;
-                    if name.starts_with(prefix) {
-                        if event.kind != "DELETED" && !seen.bound.contains_key(&name) {
-                            seen.bound.insert(name.clone(), now);
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if running && event.object.status.phase == "Running" && !seen.running_at.contains_key(&name) {
-                            seen.running_at.insert(name, now);
-                            counter.fetch_add(1, Ordering::Relaxed);
+            for _ in 0..MAX_WATCH_RESUMES {
+                let mut buffer = Vec::new();
+                let mut stream = response.bytes_stream();
+                while let Some(chunk) = stream.next().await {
+                    let now = Instant::now();
+                    buffer.extend_from_slice(&chunk?);
+                    let mut parsed = 0;
+                    while let Some(length) = buffer[parsed..].iter().position(|b| *b == b'\n') {
+                        let event: PodEvent = serde_json::from_slice(&buffer[parsed..=parsed + length])?;
+                        parsed += length + 1;
+                        ensure!(event.kind != "ERROR", "the watch failed (an ERROR event)");
+                        let PodFields { metadata: PodMeta { name, resource_version }, status } = event.object;
+                        from = resource_version;
+                        if name.starts_with(prefix) {
+                            if event.kind != "DELETED" && !seen.bound.contains_key(&name) {
+                                seen.bound.insert(name.clone(), now);
+                                counter.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if running && status.phase == "Running" && !seen.running_at.contains_key(&name) {
+                                seen.running_at.insert(name, now);
+                                counter.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
+                    buffer.drain(..parsed);
+                    if counter.load(Ordering::Relaxed) >= expected {
+                        return Ok(seen);
+                    }
                 }
-                buffer.drain(..parsed);
-                if counter.load(Ordering::Relaxed) >= expected {
-                    return Ok(seen);
-                }
+                // The server closes a watcher that falls too far behind (the preemption
+                // workload's deletions come in bursts); like an informer, resume after the
+                // last event seen.
+                eprintln!("  the pod watch closed; resuming from resourceVersion {from}");
+                response = open(from.clone()).await?.error_for_status()?;
             }
-            bail!("the watch ended after {} of {expected} events", counter.load(Ordering::Relaxed))
+            bail!(
+                "the watch closed {MAX_WATCH_RESUMES} times; {} of {expected} events seen",
+                counter.load(Ordering::Relaxed)
+            )
         });
         Ok(Watch { task, progress, expected })
     }
@@ -584,15 +601,18 @@ struct PodEvent {
 
 #[derive(serde::Deserialize)]
 struct PodFields {
-    metadata: PodName,
+    metadata: PodMeta,
     #[serde(default)]
     status: PodPhase,
 }
 
 #[derive(serde::Deserialize)]
-struct PodName {
+#[serde(rename_all = "camelCase")]
+struct PodMeta {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    resource_version: String,
 }
 
 #[derive(serde::Deserialize, Default)]
