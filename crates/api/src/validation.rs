@@ -5,6 +5,9 @@
 //! out by hand instead of with regular expressions; the regex each one implements is
 //! quoted in its message, as Kubernetes does.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use crate::error::FieldError;
@@ -722,21 +725,26 @@ mod tests {
 /// Kubernetes' strict JSON decoding reports them. Malformed JSON yields what was found
 /// before the error (the caller's own parse reports the error).
 pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
+    let mut scan = DuplicateScan::default();
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let _ = serde::de::DeserializeSeed::deserialize(
-        DuplicateScan { path: String::new(), found: &mut found },
-        &mut deserializer,
-    );
-    found
+    let _ = serde::de::DeserializeSeed::deserialize(&mut scan, &mut deserializer);
+    scan.found
 }
 
-struct DuplicateScan<'a> {
+/// Every create and update body is scanned: one path buffer grows and shrinks as the
+/// scan descends, keys are borrowed from the body, and a path is only formatted for a
+/// key found twice.
+#[derive(Default)]
+struct DuplicateScan {
     path: String,
-    found: &'a mut Vec<String>,
+    found: Vec<String>,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for DuplicateScan<'_> {
+/// Past this many keys an object's seen keys go into a hash set: a linear search per key
+/// would let one wide object cost quadratic time.
+const LINEAR_KEYS: usize = 16;
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut DuplicateScan {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -744,7 +752,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for DuplicateScan<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for DuplicateScan<'_> {
+impl<'de> serde::de::Visitor<'de> for &mut DuplicateScan {
     type Value = ();
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -752,24 +760,41 @@ impl<'de> serde::de::Visitor<'de> for DuplicateScan<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
-            if !seen.insert(key) {
-                self.found.push(path.clone());
+        let parent = self.path.len();
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let mut seen_many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if parent > 0 {
+                self.path.push('.');
             }
-            map.next_value_seed(DuplicateScan { path, found: &mut *self.found })?;
+            self.path.push_str(&key);
+            let repeated = if seen_many.is_empty() && seen.len() < LINEAR_KEYS {
+                let repeated = seen.contains(&key);
+                seen.push(key);
+                repeated
+            } else {
+                seen_many.extend(seen.drain(..));
+                !seen_many.insert(key)
+            };
+            if repeated {
+                self.found.push(self.path.clone());
+            }
+            map.next_value_seed(&mut *self)?;
+            self.path.truncate(parent);
         }
         Ok(())
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
-        while seq
-            .next_element_seed(DuplicateScan { path: format!("{}[{index}]", self.path), found: &mut *self.found })?
-            .is_some()
-        {
-            index += 1;
+        let parent = self.path.len();
+        for index in 0.. {
+            use std::fmt::Write;
+            let _ = write!(self.path, "[{index}]");
+            let more = seq.next_element_seed(&mut *self)?.is_some();
+            self.path.truncate(parent);
+            if !more {
+                break;
+            }
         }
         Ok(())
     }
@@ -794,6 +819,33 @@ impl<'de> serde::de::Visitor<'de> for DuplicateScan<'_> {
     }
 }
 
+/// An object key, borrowed from the body unless it has escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod duplicate_tests {
     use super::duplicate_fields;
@@ -804,5 +856,13 @@ mod duplicate_tests {
         assert_eq!(duplicate_fields(body), ["spec.containers[0].image", "spec.paused", "kind"]);
         assert!(duplicate_fields(br#"{"a":{"b":1},"c":{"b":2}}"#).is_empty());
         assert!(duplicate_fields(b"{not json").is_empty());
+    }
+
+    #[test]
+    fn escaped_and_many_keys_are_compared_too() {
+        assert_eq!(duplicate_fields(br#"{"a\u0062":1,"ab":2}"#), ["ab"]);
+        let wide: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let body = format!(r#"{{"m":[{{{},"k3":0,"k39":0}}]}}"#, wide.join(","));
+        assert_eq!(duplicate_fields(body.as_bytes()), ["m[0].k3", "m[0].k39"]);
     }
 }
