@@ -247,6 +247,36 @@ async fn readiness_and_liveness_probes() {
     assert!(notes.contains("Liveness probe failed: unhealthy"), "{notes:?}");
 }
 
+/// The node lifecycle controller marks the pods of a node it lost touch with not ready.
+/// When the node is back, its agent reports them ready again, as the kubelet's status
+/// manager does, though nothing in the pods changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_marked_not_ready_by_the_control_plane_is_reported_ready_again() {
+    let c = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let spec = json!({"containers": [{"name": "main", "image": "busybox:1.36"}]});
+    pods.create(&PostParams::default(), &pod("steady", spec)).await.unwrap();
+    let ready = eventually("a ready pod", || async {
+        let pod = pods.get("steady").await.ok()?;
+        (condition(&pod, "Ready")? == "True").then_some(pod)
+    })
+    .await;
+
+    // What the node lifecycle controller writes.
+    let mut conditions = ready.status.unwrap().conditions.unwrap();
+    conditions.iter_mut().filter(|c| c.type_ == "Ready").for_each(|c| c.status = "False".into());
+    let patch = json!({"status": {"conditions": conditions}});
+    let marked = pods.patch_status("steady", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    assert_eq!(condition(&marked, "Ready").as_deref(), Some("False"));
+
+    let again = eventually("the pod reported ready again", || async {
+        let pod = pods.get("steady").await.ok()?;
+        (condition(&pod, "Ready")? == "True").then_some(pod)
+    })
+    .await;
+    assert_eq!(container_status(&again, "main").unwrap().restart_count, 0, "nothing restarted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loops_back_off_longer_each_time() {
     let c = cluster().await;
