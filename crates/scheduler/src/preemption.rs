@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::algorithm::Prepared;
-use crate::cache::{Cache, NodeId, PodSlot};
+use crate::cache::{Cache, NodeId, PodId, TakenPod};
 use crate::framework::{FitError, Plugin, Reason};
 use crate::model::PodInfo;
 
@@ -126,21 +126,24 @@ pub fn find(pod: &PodInfo, cache: &mut Cache, offset: usize) -> Result<Candidate
 /// (kube-scheduler's SelectVictimsOnNode), or the reasons it cannot fit even then.
 /// The cache is as before when this returns.
 pub fn select_victims(pod: &PodInfo, cache: &mut Cache, id: NodeId) -> Result<Candidate, Vec<Reason>> {
-    let mut potential: Vec<Arc<PodInfo>> = cache
+    let mut potential: Vec<PodId> = cache
         .node(id)
         .pods
         .iter()
-        .map(|p| cache.pod(*p).info.clone())
-        .filter(|other| other.priority < pod.priority && !other.terminating)
+        .copied()
+        .filter(|p| {
+            let other = &cache.pod(*p).info;
+            other.priority < pod.priority && !other.terminating
+        })
         .collect();
     if potential.is_empty() {
         return Err(vec![Reason::NoVictims]);
     }
-    potential.sort_by(|a, b| more_important(a, b));
-    let mut removed: Vec<PodSlot> = potential.iter().filter_map(|p| cache.remove_pod(&p.uid)).collect();
+    potential.sort_by(|a, b| more_important(&cache.pod(*a).info, &cache.pod(*b).info));
+    let mut removed: Vec<TakenPod> = potential.into_iter().map(|p| cache.take_for_dry_run(p)).collect();
     if let Err(reasons) = Prepared::new(pod, cache).filter(pod, cache, id) {
-        for slot in removed {
-            cache.restore(slot);
+        for taken in removed {
+            cache.put_back(taken);
         }
         return Err(reasons);
     }
@@ -150,37 +153,35 @@ pub fn select_victims(pod: &PodInfo, cache: &mut Cache, id: NodeId) -> Result<Ca
         cache.budgets.values().map(|b| (b, b.disruptions_allowed)).collect();
     let mut violating = Vec::new();
     let mut other = Vec::new();
-    for slot in removed.drain(..) {
+    for taken in removed.drain(..) {
         let mut breaks = false;
         for (budget, allowed) in budgets.iter_mut() {
-            if budget.guards(&slot.info) {
+            if budget.guards(taken.info()) {
                 *allowed -= 1;
                 breaks |= *allowed < 0;
             }
         }
         if breaks {
-            violating.push(slot)
+            violating.push(taken)
         } else {
-            other.push(slot)
+            other.push(taken)
         }
     }
     drop(budgets);
     let mut victims = Vec::new();
     let mut pdb_violations = 0;
-    for (slot, violates) in violating.into_iter().map(|s| (s, true)).chain(other.into_iter().map(|s| (s, false))) {
-        let uid = slot.info.uid.clone();
-        cache.restore(slot);
+    for (taken, violates) in violating.into_iter().map(|t| (t, true)).chain(other.into_iter().map(|t| (t, false))) {
+        let victim = taken.id();
+        cache.put_back(taken);
         if !Prepared::new(pod, cache).fits(pod, cache, id) {
-            if let Some(slot) = cache.remove_pod(&uid) {
-                pdb_violations += usize::from(violates);
-                victims.push(slot);
-            }
+            pdb_violations += usize::from(violates);
+            victims.push(cache.take_for_dry_run(victim));
         }
     }
-    let mut infos: Vec<Arc<PodInfo>> = victims.iter().map(|s| s.info.clone()).collect();
+    let mut infos: Vec<Arc<PodInfo>> = victims.iter().map(|t| t.info().clone()).collect();
     infos.sort_by(|a, b| more_important(a, b));
-    for slot in victims {
-        cache.restore(slot);
+    for taken in victims {
+        cache.put_back(taken);
     }
     Ok(Candidate { node: id, victims: infos, pdb_violations })
 }
