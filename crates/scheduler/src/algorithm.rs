@@ -155,7 +155,7 @@ fn usage<'a>(pod: &PodInfo, cache: &'a Cache, id: NodeId) -> resources_fit::Usag
     let slot = cache.node(id);
     let mut usage = resources_fit::Usage::of(slot);
     if cache.has_nominations() {
-        for other in cache.nominated_on(&slot.name) {
+        for other in &slot.nominated {
             if other.uid != pod.uid && other.priority >= pod.priority {
                 usage.reserve(other);
             }

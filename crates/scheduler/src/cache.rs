@@ -30,6 +30,10 @@ pub struct NodeSlot {
     pub nonzero_memory: i64,
     pub pods: Vec<PodId>,
     pub ports: Vec<HostPort>,
+    /// Pending pods nominated here by a preemption: their resources are kept free for
+    /// them (and for pods of lower priority, they count as placed). Kept on the slot
+    /// because every filter of every node reads it while any nomination exists.
+    pub nominated: Vec<Arc<PodInfo>>,
 }
 
 #[derive(Debug)]
@@ -95,11 +99,8 @@ pub struct Cache {
     pub selectors: crate::plugins::default_spread::Selectors,
     /// PodDisruptionBudgets by uid.
     pub budgets: HashMap<String, Budget>,
-    /// Pending pods nominated to a node by a preemption, per node name: their resources
-    /// are kept free there for them (and for pods of lower priority, they count as placed).
-    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
-    /// uid → the node it is nominated to.
-    nominated_to: HashMap<String, String>,
+    /// uid → the node it is nominated to (the pods are on [`NodeSlot::nominated`]).
+    nominated_to: HashMap<String, NodeId>,
 }
 
 impl Cache {
@@ -296,7 +297,7 @@ impl Cache {
 
     fn release_node_if_empty(&mut self, id: NodeId) {
         let slot = &self.nodes[id as usize];
-        if slot.info.is_none() && slot.pods.is_empty() {
+        if slot.info.is_none() && slot.pods.is_empty() && slot.nominated.is_empty() {
             self.node_ids.remove(&slot.name);
             self.nodes[id as usize] = NodeSlot::default();
             self.free_nodes.push(id);
@@ -407,33 +408,25 @@ impl Cache {
     /// Records that `pod` waits for room on `node` (status.nominatedNodeName).
     pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
         self.unnominate(&pod.uid);
-        self.nominated_to.insert(pod.uid.clone(), node.to_string());
-        self.nominated.entry(node.to_string()).or_default().push(pod);
+        let id = self.slot_for(node);
+        self.nominated_to.insert(pod.uid.clone(), id);
+        self.nodes[id as usize].nominated.push(pod);
     }
 
     /// Forgets a pod's nomination (it was placed, deleted, or lost it).
     pub fn unnominate(&mut self, uid: &str) {
-        let Some(node) = self.nominated_to.remove(uid) else { return };
-        if let Some(pods) = self.nominated.get_mut(&node) {
-            pods.retain(|p| p.uid != uid);
-            if pods.is_empty() {
-                self.nominated.remove(&node);
-            }
-        }
+        let Some(id) = self.nominated_to.remove(uid) else { return };
+        self.nodes[id as usize].nominated.retain(|p| p.uid != uid);
+        self.release_node_if_empty(id);
     }
 
-    /// Pods nominated to the node named `node`.
-    pub fn nominated_on(&self, node: &str) -> &[Arc<PodInfo>] {
-        self.nominated.get(node).map_or(&[], Vec::as_slice)
-    }
-
-    /// The node `uid` is nominated to.
+    /// The name of the node `uid` is nominated to.
     pub fn nomination(&self, uid: &str) -> Option<&str> {
-        self.nominated_to.get(uid).map(String::as_str)
+        self.nominated_to.get(uid).map(|id| self.nodes[*id as usize].name.as_str())
     }
 
     pub fn has_nominations(&self) -> bool {
-        !self.nominated.is_empty()
+        !self.nominated_to.is_empty()
     }
 
     /// Undoes [`assume`](Self::assume) after a failed binding. A pod the watch has
@@ -585,6 +578,27 @@ pub(crate) mod tests {
         assert!(cache.with_affinity.contains(&a));
         assert_eq!(cache.pod_by_uid("uid-a").map(|s| s.node), Some(n1), "found by uid under the same id");
         assert_eq!(cache.pods().count(), 2);
+    }
+
+    #[test]
+    fn nominations_live_on_their_node_while_they_last() {
+        let mut cache = Cache::new();
+        cache.set_node(node("n1", "4", "8Gi", "110"));
+        let n1 = cache.node_id("n1").unwrap();
+        cache.nominate(pod("p", "1", ""), "n1");
+        cache.nominate(pod("q", "1", ""), "gone");
+        assert!(cache.has_nominations());
+        assert_eq!(cache.node(n1).nominated.len(), 1);
+        assert_eq!(cache.nomination("uid-q"), Some("gone"));
+        // Nominated elsewhere: it leaves the first node.
+        cache.nominate(pod("p", "1", ""), "gone");
+        assert!(cache.node(n1).nominated.is_empty());
+        assert_eq!(cache.node(cache.node_id("gone").unwrap()).nominated.len(), 2);
+        cache.unnominate("uid-p");
+        cache.unnominate("uid-q");
+        assert!(!cache.has_nominations());
+        assert!(cache.node_id("gone").is_none(), "a node known only from nominations is forgotten with them");
+        assert_eq!(cache.node_count(), 1);
     }
 
     #[test]
