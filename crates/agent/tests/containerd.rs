@@ -13,11 +13,12 @@ use std::time::Duration;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
+use kube::ResourceExt;
 use skiff_agent::runtime::{ContainerFilter, Runtime, SandboxFilter, StreamRequest};
 use skiff_testkit::{json, reqwest};
 
 mod common;
-use common::{eventually, pod, running_and_ready, uid_filter, RealNode, IMAGE};
+use common::{eventually, message_of, pod, running_and_ready, uid_filter, waiting_reasons_until, RealNode, IMAGE};
 
 async fn scenario(node: &RealNode) {
     let machine = &node.machine;
@@ -105,7 +106,7 @@ async fn scenario(node: &RealNode) {
     // Images that are not there: a pull fails (ErrImagePull, then ImagePullBackOff);
     // with pull policy Never, no pull is tried (ErrImageNeverPull).
     let missing = pod("missing", json!({"name": "app", "image": "skiff.local/nothing:1"}), "Always");
-    pods.create(&PostParams::default(), &missing).await.unwrap();
+    let missing = pods.create(&PostParams::default(), &missing).await.unwrap();
     let never =
         pod("never", json!({"name": "app", "image": "skiff.local/nothing:1", "imagePullPolicy": "Never"}), "Always");
     pods.create(&PostParams::default(), &never).await.unwrap();
@@ -117,16 +118,11 @@ async fn scenario(node: &RealNode) {
             Some((waiting.reason.unwrap_or_default(), waiting.message.unwrap_or_default()))
         }
     };
-    let (_, message) = eventually("ErrImagePull", 60, || async {
-        waiting_reason("missing").await.filter(|(reason, _)| reason == "ErrImagePull")
-    })
-    .await;
+    let version = missing.resource_version().unwrap();
+    let reasons = waiting_reasons_until(&pods, "missing", &version, "ImagePullBackOff", 60).await;
+    let message = message_of(&reasons, "ErrImagePull");
     assert!(message.contains("skiff.local/nothing:1"), "{message}");
-    let (_, message) = eventually("ImagePullBackOff", 60, || async {
-        waiting_reason("missing").await.filter(|(reason, _)| reason == "ImagePullBackOff")
-    })
-    .await;
-    assert_eq!(message, "Back-off pulling image \"skiff.local/nothing:1\"");
+    assert_eq!(message_of(&reasons, "ImagePullBackOff"), "Back-off pulling image \"skiff.local/nothing:1\"");
     let (_, message) = eventually("ErrImageNeverPull", 60, || async {
         waiting_reason("never").await.filter(|(reason, _)| reason == "ErrImageNeverPull")
     })

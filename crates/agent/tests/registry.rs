@@ -17,11 +17,12 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
+use kube::ResourceExt;
 use skiff_agent::runtime::Runtime;
 use skiff_testkit::{json, reqwest};
 
 mod common;
-use common::{eventually, running_and_ready, RealNode, NODE};
+use common::{eventually, message_of, running_and_ready, waiting_reasons_until, RealNode, NODE};
 
 const USER: &str = "skiff";
 const PASSWORD: &str = "registry-s3cret";
@@ -167,21 +168,14 @@ async fn scenario(node: &RealNode) {
     let _running = node.start_agent(client.clone());
 
     // Without credentials the registry refuses: ErrImagePull, then ImagePullBackOff.
-    pods.create(&PostParams::default(), &pod("anonymous", &image, None)).await.unwrap();
-    let waiting = |name: &'static str, reason: &'static str| {
-        let pods = pods.clone();
-        async move {
-            let pod = pods.get(name).await.ok()?;
-            let waiting = pod.status?.container_statuses?.first()?.state.clone()?.waiting?;
-            (waiting.reason.as_deref() == Some(reason)).then(|| waiting.message.unwrap_or_default())
-        }
-    };
-    let message = eventually("ErrImagePull", 120, || waiting("anonymous", "ErrImagePull")).await;
+    let anonymous = pods.create(&PostParams::default(), &pod("anonymous", &image, None)).await.unwrap();
+    let version = anonymous.resource_version().unwrap();
+    let reasons = waiting_reasons_until(&pods, "anonymous", &version, "ImagePullBackOff", 120).await;
+    let message = message_of(&reasons, "ErrImagePull");
     let prefix = format!("rpc error: code = Unknown desc = failed to pull and unpack image \"{image}\"");
     assert!(message.starts_with(&prefix), "{message}");
     assert!(message.contains("401 Unauthorized"), "{message}");
-    let message = eventually("ImagePullBackOff", 120, || waiting("anonymous", "ImagePullBackOff")).await;
-    assert_eq!(message, format!("Back-off pulling image \"{image}\""));
+    assert_eq!(message_of(&reasons, "ImagePullBackOff"), format!("Back-off pulling image \"{image}\""));
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let failed = eventually("a Failed event for the pull", 60, || async {
         let list = events.list(&ListParams::default()).await.ok()?;

@@ -165,3 +165,46 @@ pub async fn running_and_ready(pods: &Api<Pod>, name: &str, seconds: u64) -> Pod
 pub fn uid_filter(uid: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(labels::POD_UID.to_string(), uid.to_string())])
 }
+
+/// The waiting reasons (with their messages) of pod `name`'s first container, in the order
+/// its status showed them from `version` on, until `last` shows. Watched, not polled: a
+/// reason may last less than a poll (ErrImagePull turns into ImagePullBackOff at the pod's
+/// next sync, a second later).
+pub async fn waiting_reasons_until(
+    pods: &Api<Pod>,
+    name: &str,
+    version: &str,
+    last: &str,
+    seconds: u64,
+) -> Vec<(String, String)> {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{WatchEvent, WatchParams};
+    let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+    let mut events = pods.watch(&params, version).await.unwrap().boxed();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let watching = async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else { continue };
+            let waiting = pod.status.and_then(|s| s.container_statuses?.first()?.state.clone()?.waiting);
+            let Some(waiting) = waiting else { continue };
+            let reason = (waiting.reason.unwrap_or_default(), waiting.message.unwrap_or_default());
+            if seen.last() != Some(&reason) {
+                seen.push(reason);
+            }
+            if seen.last().is_some_and(|(reason, _)| reason == last) {
+                return;
+            }
+        }
+        panic!("the watch of {name} ended before {last}: {seen:?}");
+    };
+    if tokio::time::timeout(Duration::from_secs(seconds), watching).await.is_err() {
+        panic!("timed out waiting for {last} on {name}");
+    }
+    seen
+}
+
+/// The message of the first `reason` in `reasons`, which must be there.
+pub fn message_of<'a>(reasons: &'a [(String, String)], reason: &str) -> &'a str {
+    let found = reasons.iter().find(|(r, _)| r == reason);
+    &found.unwrap_or_else(|| panic!("no {reason} among {reasons:?}")).1
+}
