@@ -154,11 +154,9 @@ impl Algorithm {
 fn usage<'a>(pod: &PodInfo, cache: &'a Cache, id: NodeId) -> resources_fit::Usage<'a> {
     let slot = cache.node(id);
     let mut usage = resources_fit::Usage::of(slot);
-    if cache.has_nominations() {
-        for other in &slot.nominated {
-            if other.uid != pod.uid && other.priority >= pod.priority {
-                usage.reserve(other);
-            }
+    for other in &slot.nominated {
+        if other.uid != pod.uid && other.priority >= pod.priority {
+            usage.reserve(other);
         }
     }
     usage

@@ -420,13 +420,9 @@ impl Cache {
         self.release_node_if_empty(id);
     }
 
-    /// The name of the node `uid` is nominated to.
-    pub fn nomination(&self, uid: &str) -> Option<&str> {
-        self.nominated_to.get(uid).map(|id| self.nodes[*id as usize].name.as_str())
-    }
-
-    pub fn has_nominations(&self) -> bool {
-        !self.nominated_to.is_empty()
+    /// The node `uid` is nominated to.
+    pub fn nomination(&self, uid: &str) -> Option<NodeId> {
+        self.nominated_to.get(uid).copied()
     }
 
     /// Undoes [`assume`](Self::assume) after a failed binding. A pod the watch has
@@ -587,16 +583,16 @@ pub(crate) mod tests {
         let n1 = cache.node_id("n1").unwrap();
         cache.nominate(pod("p", "1", ""), "n1");
         cache.nominate(pod("q", "1", ""), "gone");
-        assert!(cache.has_nominations());
+        assert_eq!(cache.nomination("uid-p"), Some(n1));
         assert_eq!(cache.node(n1).nominated.len(), 1);
-        assert_eq!(cache.nomination("uid-q"), Some("gone"));
+        assert_eq!(cache.nomination("uid-q").map(|id| cache.node(id).name.as_str()), Some("gone"));
         // Nominated elsewhere: it leaves the first node.
         cache.nominate(pod("p", "1", ""), "gone");
         assert!(cache.node(n1).nominated.is_empty());
         assert_eq!(cache.node(cache.node_id("gone").unwrap()).nominated.len(), 2);
         cache.unnominate("uid-p");
         cache.unnominate("uid-q");
-        assert!(!cache.has_nominations());
+        assert_eq!((cache.nomination("uid-p"), cache.nomination("uid-q")), (None, None));
         assert!(cache.node_id("gone").is_none(), "a node known only from nominations is forgotten with them");
         assert_eq!(cache.node_count(), 1);
     }

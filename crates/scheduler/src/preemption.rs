@@ -55,8 +55,8 @@ pub fn eligible(pod: &PodInfo, cache: &Cache) -> Result<(), NoPreemption> {
     }
     // Victims of an earlier preemption are still leaving: wait for them rather than evict
     // more. (The cache knows the nomination before the pod's status says it.)
-    let nominated = cache.nomination(&pod.uid).or(Some(pod.nominated_node.as_str()).filter(|n| !n.is_empty()));
-    if let Some(id) = nominated.and_then(|node| cache.node_id(node)) {
+    let nominated = cache.nomination(&pod.uid).or_else(|| cache.node_id(&pod.nominated_node));
+    if let Some(id) = nominated {
         let leaving = cache
             .node(id)
             .pods
