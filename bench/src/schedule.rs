@@ -533,9 +533,9 @@ impl Watch {
                     buffer.extend_from_slice(&chunk?);
                     let mut parsed = 0;
                     while let Some(length) = buffer[parsed..].iter().position(|b| *b == b'\n') {
-                        let event: PodEvent = serde_json::from_slice(&buffer[parsed..=parsed + length])?;
+                        let line = &buffer[parsed..=parsed + length];
+                        let event: PodEvent = serde_json::from_slice(line).map_err(|e| watch_error(line, e))?;
                         parsed += length + 1;
-                        ensure!(event.kind != "ERROR", "the watch failed (an ERROR event)");
                         let PodFields { metadata: PodMeta { name, resource_version }, status } = event.object;
                         from = resource_version;
                         if name.starts_with(prefix) {
@@ -587,6 +587,17 @@ impl Watch {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.task.await.context("the watch task panicked")?
+    }
+}
+
+/// Why a watch line is not a pod event: an ERROR event (its object is a Status, which the
+/// pod fields do not fit), with the server's message, or else the parse error.
+fn watch_error(line: &[u8], parse_error: serde_json::Error) -> anyhow::Error {
+    let event: Value = serde_json::from_slice(line).unwrap_or_default();
+    if event["type"] == "ERROR" {
+        anyhow::anyhow!("the watch failed: {}", event["object"]["message"])
+    } else {
+        parse_error.into()
     }
 }
 
@@ -666,5 +677,22 @@ fn print(outcomes: &[Outcome]) {
             number(running.as_secs_f64()),
             number(megabytes(agent))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_event_fails_the_watch_with_the_servers_message() {
+        let line = br#"{"type":"ERROR","object":{"kind":"Status","status":"Failure","message":"too old resource version: 5 (9)","code":410}}
+"#;
+        let parse_error = serde_json::from_slice::<PodEvent>(line).err().expect("a Status is not a pod");
+        let error = watch_error(line, parse_error).to_string();
+        assert_eq!(error, r#"the watch failed: "too old resource version: 5 (9)""#);
+        let garbage = b"{not json\n";
+        let parse_error = serde_json::from_slice::<PodEvent>(garbage).err().expect("not JSON");
+        assert!(!watch_error(garbage, parse_error).to_string().contains("the watch failed"));
     }
 }
